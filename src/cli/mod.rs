@@ -1,0 +1,59 @@
+use clap::{Parser, Subcommand};
+
+#[cfg(feature = "server")]
+mod store;
+
+/// gantry: a Kubernetes-compatible control plane, with a deterministic simulator (gantry-sim)
+/// that runs the same components.
+#[derive(Parser, Debug)]
+#[command(name = "gantry", version, about, long_about = None)]
+pub struct Cli {
+    /// Log verbosity, as Kubernetes' -v: 0 operator-visible, 2 steady state, 4 debug, 5+ trace.
+    /// RUST_LOG overrides it.
+    #[arg(short = 'v', long = "v", global = true, default_value_t = 2)]
+    pub verbosity: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Read and write the versioned store directly, like etcdctl (embedded data directory by
+    /// default, or etcd with --etcd).
+    #[cfg(feature = "server")]
+    Store(store::StoreArgs),
+    /// Print the version.
+    Version,
+}
+
+pub fn init_logging(verbosity: u8) {
+    #[cfg(feature = "server")]
+    {
+        use tracing_subscriber::EnvFilter;
+        // glog levels onto tracing: up to -v=2 is info, 3-4 debug, 5 and above trace.
+        let level = match verbosity {
+            0..=2 => "info",
+            3..=4 => "debug",
+            _ => "trace",
+        };
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    #[cfg(not(feature = "server"))]
+    let _ = verbosity;
+}
+
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        #[cfg(feature = "server")]
+        Command::Store(args) => store::run(args),
+        Command::Version => {
+            println!("gantry {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}

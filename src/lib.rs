@@ -1,0 +1,6 @@
+//! gantry: a Kubernetes-compatible control plane whose components are sans-IO state machines,
+//! run by production hosts (`gantry`) and by a deterministic simulator (`gantry-sim`).
+//! See DESIGN.md for the layering.
+
+pub mod api;
+pub mod store;
