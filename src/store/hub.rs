@@ -37,6 +37,11 @@ impl WatchHub {
         }
     }
 
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn compacted(&self) -> Revision {
+        self.compacted
+    }
+
     /// The compaction point the automatic window implies once `current` is committed.
     pub(crate) fn window_start(
         config: &HistoryConfig,

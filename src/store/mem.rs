@@ -5,16 +5,14 @@
 //! next operations fail or time out (optionally after applying them, as a real timed-out write
 //! may have been), pause the store (an outage), and drop every watch.
 
-use std::collections::BTreeMap;
 use std::future::{ready, Future};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::hub::WatchHub;
+use super::keyspace::{plan, Keyspace, WriteOp};
 use super::{
-    Deleted, EventKind, HistoryConfig, KeyValue, ListResult, Result, Revision, Store, StoreError,
-    Watch, WatchEvent,
+    Deleted, HistoryConfig, KeyValue, ListResult, Result, Revision, Store, StoreError, Watch,
 };
 
 const ENDPOINT: &str = "memory";
@@ -28,9 +26,7 @@ struct Faults {
 }
 
 struct Inner {
-    data: BTreeMap<String, KeyValue>,
-    revision: Revision,
-    hub: WatchHub,
+    keys: Keyspace,
     faults: Faults,
 }
 
@@ -56,9 +52,7 @@ impl MemStore {
     pub fn new(config: HistoryConfig) -> Self {
         MemStore {
             inner: Mutex::new(Inner {
-                data: BTreeMap::new(),
-                revision: 1,
-                hub: WatchHub::new(config, 0),
+                keys: Keyspace::new(config, 1, 0),
                 faults: Faults::default(),
             }),
         }
@@ -93,47 +87,60 @@ impl MemStore {
 
     /// Ends every open watch with `WatchClosed`, as a restarting store does.
     pub fn drop_watches(&self) {
-        self.lock().hub.close_all("the store dropped all watches");
+        self.lock()
+            .keys
+            .hub()
+            .close_all("the store dropped all watches");
     }
 
     pub fn watcher_count(&self) -> usize {
-        self.lock().hub.watcher_count()
+        self.lock().keys.hub().watcher_count()
     }
 
-    fn with<T>(&self, is_write: bool, op: impl FnOnce(&mut Inner) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, is_write: bool, op: impl FnOnce(&mut Keyspace) -> Result<T>) -> Result<T> {
         let mut inner = self.lock();
-        match inner.verdict(is_write) {
-            Verdict::Proceed => op(&mut inner),
+        match inner.faults.verdict(is_write) {
+            Verdict::Proceed => op(&mut inner.keys),
             Verdict::Fail(e) => Err(e),
             Verdict::ApplyThenTimeout => {
-                let _ = op(&mut inner);
+                let _ = op(&mut inner.keys);
                 Err(StoreError::Timeout {
                     endpoint: ENDPOINT.into(),
                 })
             }
         }
     }
+
+    /// Plans `op` against the current keys and applies it; returns the key as it was.
+    fn write(&self, op: WriteOp) -> Result<(Revision, Option<KeyValue>)> {
+        self.with(true, |keys| {
+            let current = keys.get(op.key()).cloned();
+            let event = plan(&op, current.as_ref(), keys.revision() + 1)?;
+            let revision = event.revision();
+            keys.apply(event);
+            Ok((revision, current))
+        })
+    }
 }
 
-impl Inner {
+impl Faults {
     fn verdict(&mut self, is_write: bool) -> Verdict {
-        let f = &mut self.faults;
-        if f.paused {
+        if self.paused {
             return Verdict::Fail(StoreError::Unavailable {
                 endpoint: ENDPOINT.into(),
                 message: "store paused (simulated outage)".into(),
             });
         }
-        if f.fail_next > 0 {
-            f.fail_next -= 1;
+        if self.fail_next > 0 {
+            self.fail_next -= 1;
             return Verdict::Fail(StoreError::Unavailable {
                 endpoint: ENDPOINT.into(),
                 message: "injected failure".into(),
             });
         }
-        if f.timeout_next > 0 {
-            f.timeout_next -= 1;
-            if f.timeout_applies && is_write {
+        if self.timeout_next > 0 {
+            self.timeout_next -= 1;
+            if self.timeout_applies && is_write {
                 return Verdict::ApplyThenTimeout;
             }
             return Verdict::Fail(StoreError::Timeout {
@@ -141,41 +148,6 @@ impl Inner {
             });
         }
         Verdict::Proceed
-    }
-
-    fn commit(&mut self, kind: EventKind, kv: KeyValue, prev_value: Option<Bytes>) -> Revision {
-        let rev = kv.mod_revision;
-        debug_assert_eq!(rev, self.revision + 1);
-        self.revision = rev;
-        match kind {
-            EventKind::Deleted => {
-                self.data.remove(&kv.key);
-            }
-            _ => {
-                self.data.insert(kv.key.clone(), kv.clone());
-            }
-        }
-        self.hub.publish(WatchEvent {
-            kind,
-            kv,
-            prev_value,
-        });
-        rev
-    }
-
-    fn check_precondition(&self, key: &str, precondition: Option<Revision>) -> Result<&KeyValue> {
-        let current = self
-            .data
-            .get(key)
-            .ok_or_else(|| StoreError::NotFound { key: key.into() })?;
-        match precondition {
-            Some(expected) if expected != current.mod_revision => Err(StoreError::Conflict {
-                key: key.into(),
-                expected,
-                actual: current.mod_revision,
-            }),
-            _ => Ok(current),
-        }
     }
 }
 
@@ -185,23 +157,15 @@ impl Store for MemStore {
     }
 
     fn current_revision(&self) -> impl Future<Output = Result<Revision>> + Send {
-        ready(self.with(false, |inner| Ok(inner.revision)))
+        ready(self.with(false, |keys| Ok(keys.revision())))
     }
 
     fn create(&self, key: &str, value: Bytes) -> impl Future<Output = Result<Revision>> + Send {
-        ready(self.with(true, |inner| {
-            if inner.data.contains_key(key) {
-                return Err(StoreError::AlreadyExists { key: key.into() });
-            }
-            let rev = inner.revision + 1;
-            let kv = KeyValue {
-                key: key.into(),
-                value,
-                create_revision: rev,
-                mod_revision: rev,
-            };
-            Ok(inner.commit(EventKind::Added, kv, None))
-        }))
+        let op = WriteOp::Create {
+            key: key.into(),
+            value,
+        };
+        ready(self.write(op).map(|(rev, _)| rev))
     }
 
     fn update(
@@ -210,17 +174,12 @@ impl Store for MemStore {
         value: Bytes,
         precondition: Option<Revision>,
     ) -> impl Future<Output = Result<Revision>> + Send {
-        ready(self.with(true, |inner| {
-            let current = inner.check_precondition(key, precondition)?;
-            let prev = current.value.clone();
-            let kv = KeyValue {
-                key: key.into(),
-                value,
-                create_revision: current.create_revision,
-                mod_revision: inner.revision + 1,
-            };
-            Ok(inner.commit(EventKind::Modified, kv, Some(prev)))
-        }))
+        let op = WriteOp::Update {
+            key: key.into(),
+            value,
+            precondition,
+        };
+        ready(self.write(op).map(|(rev, _)| rev))
     }
 
     fn delete(
@@ -228,52 +187,32 @@ impl Store for MemStore {
         key: &str,
         precondition: Option<Revision>,
     ) -> impl Future<Output = Result<Deleted>> + Send {
-        ready(self.with(true, |inner| {
-            let prev = inner.check_precondition(key, precondition)?.clone();
-            let kv = KeyValue {
-                mod_revision: inner.revision + 1,
-                ..prev.clone()
-            };
-            let revision = inner.commit(EventKind::Deleted, kv, Some(prev.value.clone()));
-            Ok(Deleted { revision, prev })
+        let op = WriteOp::Delete {
+            key: key.into(),
+            precondition,
+        };
+        ready(self.write(op).map(|(revision, prev)| Deleted {
+            revision,
+            prev: prev.expect("a successful delete had a key to delete"),
         }))
     }
 
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<KeyValue>>> + Send {
-        ready(self.with(false, |inner| Ok(inner.data.get(key).cloned())))
+        ready(self.with(false, |keys| Ok(keys.get(key).cloned())))
     }
 
     fn list(&self, prefix: &str) -> impl Future<Output = Result<ListResult>> + Send {
-        ready(self.with(false, |inner| {
-            let items = inner
-                .data
-                .range(prefix.to_string()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(_, kv)| kv.clone())
-                .collect();
-            Ok(ListResult {
-                items,
-                revision: inner.revision,
-            })
-        }))
+        ready(self.with(false, |keys| Ok(keys.list(prefix))))
     }
 
     fn watch(&self, prefix: &str, after: Revision) -> impl Future<Output = Result<Watch>> + Send {
-        ready(self.with(false, |inner| {
-            let current = inner.revision;
-            inner.hub.watch(prefix, after, current).map(Watch::new)
-        }))
+        ready(self.with(false, |keys| keys.watch(prefix, after).map(Watch::new)))
     }
 
     fn compact(&self, revision: Revision) -> impl Future<Output = Result<()>> + Send {
-        ready(self.with(false, |inner| {
-            if revision > inner.revision {
-                return Err(StoreError::Invalid(format!(
-                    "cannot compact at revision {revision}: the current revision is {}",
-                    inner.revision
-                )));
-            }
-            inner.hub.compact(revision);
+        ready(self.with(false, |keys| {
+            keys.check_compact(revision)?;
+            keys.hub().compact(revision);
             Ok(())
         }))
     }
@@ -282,6 +221,7 @@ impl Store for MemStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::EventKind;
     use futures::FutureExt;
 
     fn now<F: Future>(f: F) -> F::Output {

@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 mod channel;
 mod hub;
+mod keyspace;
 pub mod mem;
 
 #[cfg(feature = "server")]
