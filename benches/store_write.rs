@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gantry::store::embedded::{EmbeddedConfig, EmbeddedStore};
 use gantry::store::Store;
-use support::{machine, ms, quantile, seconds};
+use support::{machine, ms, quantile, runtime, seconds};
 
 /// A typical small Kubernetes object is 1-2 KiB of JSON.
 const VALUE_BYTES: usize = 1024;
@@ -65,11 +65,7 @@ async fn measure<S: Store>(store: Arc<S>, writers: usize, run: Duration, tag: &s
 
 fn main() {
     let run = seconds(5);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     println!(
         "store_write: {} s per measurement, {VALUE_BYTES}-byte values",
         run.as_secs()

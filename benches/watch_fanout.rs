@@ -22,7 +22,7 @@ use futures::StreamExt;
 use gantry::store::embedded::{EmbeddedConfig, EmbeddedStore};
 use gantry::store::mem::MemStore;
 use gantry::store::{HistoryConfig, Store};
-use support::{machine, ms, quantile, seconds};
+use support::{machine, ms, quantile, runtime, seconds};
 
 const WATCHERS: usize = 1000;
 const RATE: u64 = 5000;
@@ -207,11 +207,7 @@ fn report(name: &str, mut o: Outcome, duration: Duration) {
 
 fn main() {
     let duration = seconds(5);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     println!(
         "watch_fanout: {WATCHERS} watchers on one prefix, {RATE} writes/s paced, {} s per backend",
         duration.as_secs()

@@ -54,3 +54,12 @@ pub fn seconds(default: u64) -> Duration {
             .unwrap_or(default),
     )
 }
+
+/// The runtime the benches drive the stores from: 2 workers, as many as the machine has cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime")
+}
