@@ -3,4 +3,5 @@
 //! See DESIGN.md for the layering.
 
 pub mod api;
+pub mod apiserver;
 pub mod store;

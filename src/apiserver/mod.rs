@@ -1,0 +1,911 @@
+//! The apiserver core, without HTTP: the rules between a client's request and the store.
+//!
+//! decode → set server-managed metadata → default → admit → validate → store, for every
+//! registered resource, with the optimistic-concurrency, generation, graceful-deletion,
+//! finalizer and binding rules Kubernetes applies. It is generic over [`Store`]: the simulator
+//! runs it on MemStore (whose futures are always ready), the real server on the embedded store or
+//! etcd. It reads no clock and no RNG: each request brings its [`RequestContext`].
+
+mod object;
+mod strategy;
+mod watch;
+
+use bytes::Bytes;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{json, Value};
+
+use crate::api::names;
+use crate::api::registry::{self, ResourceInfo};
+use crate::api::selector::Selector;
+use crate::api::status::{ApiError, FieldError};
+use crate::store::{KeyValue, Revision, Store, StoreError};
+
+pub use watch::{ApiEvent, ApiWatch, EventType};
+
+/// What a request needs from its host: the time, and fresh randomness for UIDs and names.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub now: Timestamp,
+    /// The UID a created object gets.
+    pub uid: String,
+    /// Picks the suffix of a `generateName`.
+    pub random: u64,
+}
+
+/// Which part of an object an update writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The object; its status is kept as it was.
+    Main,
+    /// `/status`: only the status changes.
+    Status,
+    /// `namespaces/finalize`: only `spec.finalizers` changes.
+    Finalize,
+}
+
+/// Options of a delete (the fields of `DeleteOptions` gantry honours).
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    /// `Foreground`, `Background` or `Orphan`.
+    pub propagation_policy: Option<String>,
+}
+
+/// Filters of a list or watch.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    pub label_selector: Selector,
+    pub field_selector: FieldSelector,
+}
+
+/// `?fieldSelector=`: equality requirements on supported fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldSelector(pub Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    /// Parses `a=b,c!=d` for `res`; fields it does not support are an error (k8s: 400).
+    pub fn parse(res: &ResourceInfo, s: &str) -> Result<FieldSelector, ApiError> {
+        let mut reqs = Vec::new();
+        for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (f, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector: {term:?}"
+                )));
+            };
+            let field = field.trim();
+            if !supported_fields(res).contains(&field) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
+            }
+            reqs.push((field.to_string(), equal, value.trim().to_string()));
+        }
+        Ok(FieldSelector(reqs))
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.0.iter().all(|(field, equal, value)| {
+            let actual = object::field_string(obj, field).unwrap_or_default();
+            (actual == *value) == *equal
+        })
+    }
+}
+
+/// k8s: the field selectors each resource's registry supports (GetAttrs / AddFieldLabelConversionFunc).
+fn supported_fields(res: &ResourceInfo) -> &'static [&'static str] {
+    match (res.group, res.plural) {
+        ("", "pods") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        ("", "events") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "secrets") => &["metadata.name", "metadata.namespace", "type"],
+        ("", "namespaces") => &["metadata.name", "status.phase"],
+        ("", "nodes") => &["metadata.name", "spec.unschedulable"],
+        ("", "replicationcontrollers") => {
+            &["metadata.name", "metadata.namespace", "status.replicas"]
+        }
+        ("apps", "replicasets") => &["metadata.name", "metadata.namespace", "status.replicas"],
+        _ => &["metadata.name", "metadata.namespace"],
+    }
+}
+
+/// The namespaces every cluster starts with.
+pub const BOOT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How often a read-modify-write retries when another writer got in between.
+const RETRIES: usize = 5;
+
+pub struct ApiServer<S> {
+    store: S,
+}
+
+fn namespaces() -> &'static ResourceInfo {
+    registry::by_plural("", "namespaces").expect("namespaces are registered")
+}
+
+fn pods() -> &'static ResourceInfo {
+    registry::by_plural("", "pods").expect("pods are registered")
+}
+
+/// The key of an object; namespaced resources need a namespace.
+fn key(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<String, ApiError> {
+    if res.namespaced && namespace.is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(format!(
+            "{} is namespaced: a namespace is required",
+            res.plural
+        )));
+    }
+    if name.is_empty() {
+        return Err(ApiError::bad_request("resource name may not be empty"));
+    }
+    Ok(res.storage_key(namespace, name))
+}
+
+fn encode(obj: &Value) -> Bytes {
+    let mut stored = obj.clone();
+    // The revision is the resourceVersion; it is set on every read, never stored.
+    object::meta_mut(&mut stored).remove("resourceVersion");
+    Bytes::from(serde_json::to_vec(&stored).expect("JSON values always serialize"))
+}
+
+pub(crate) fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
+    object::meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
+    Ok(obj)
+}
+
+/// k8s: the generateName suffix alphabet (no vowels, no look-alikes), 5 characters.
+fn name_suffix(random: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut r = random;
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[(r % ALPHABET.len() as u64) as usize] as char;
+            r /= ALPHABET.len() as u64;
+            c
+        })
+        .collect()
+}
+
+fn name_errors(res: &ResourceInfo, name: &str) -> Vec<String> {
+    let mut errs = match res.plural {
+        "namespaces" => names::dns1123_label(name),
+        "services" => names::dns1035_label(name),
+        _ => names::dns1123_subdomain(name),
+    };
+    if name == "." || name == ".." || name.contains('/') || name.contains('%') {
+        errs.push("may not be '.' or '..' and may not contain '/' or '%'".into());
+    }
+    errs
+}
+
+fn spec_finalizers(obj: &Value) -> Vec<Value> {
+    obj.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn check_type(res: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON or YAML object",
+        ));
+    }
+    let api_version = res.api_version();
+    for (field, want) in [("apiVersion", api_version.as_str()), ("kind", res.kind)] {
+        if let Some(got) = obj
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|g| !g.is_empty())
+        {
+            if got != want {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({}) does not match the expected API version ({api_version}) or kind ({}) does not match {}",
+                    obj.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                    obj.get("kind").and_then(Value::as_str).unwrap_or(""),
+                    res.kind
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn object_meta_errors(res: &ResourceInfo, obj: &Value) -> Result<Vec<FieldError>, ApiError> {
+    let meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+        serde_json::from_value(obj.get("metadata").cloned().unwrap_or(json!({}))).map_err(|e| {
+            ApiError::bad_request(format!("{} metadata cannot be decoded: {e}", res.kind))
+        })?;
+    let mut errs = Vec::new();
+    crate::api::validation::object_meta(&mut errs, &meta);
+    Ok(errs)
+}
+
+impl<S: Store> ApiServer<S> {
+    pub fn new(store: S) -> Self {
+        ApiServer { store }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Creates the boot namespaces that do not exist yet.
+    pub async fn bootstrap(
+        &self,
+        mut next: impl FnMut() -> RequestContext,
+    ) -> Result<(), ApiError> {
+        for ns in BOOT_NAMESPACES {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match self.create(namespaces(), None, body, &next()).await {
+                Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        res: &ResourceInfo,
+        key: &str,
+        name: &str,
+    ) -> Result<(Value, KeyValue), ApiError> {
+        let kv = self
+            .store
+            .get(key)
+            .await
+            .map_err(|e| ApiError::from_store(res, name, e))?
+            .ok_or_else(|| ApiError::not_found(res, name))?;
+        Ok((decode(&kv.value, kv.mod_revision)?, kv))
+    }
+
+    pub async fn get(
+        &self,
+        res: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let key = key(res, namespace, name)?;
+        Ok(self.read(res, &key, name).await?.0)
+    }
+
+    /// The objects (of one namespace, or all) that pass the filters, and the list's revision.
+    pub async fn list(
+        &self,
+        res: &ResourceInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<(Vec<Value>, Revision), ApiError> {
+        let prefix = match namespace.filter(|n| res.namespaced && !n.is_empty()) {
+            Some(ns) => res.storage_namespace_prefix(ns),
+            None => res.storage_prefix(),
+        };
+        let list = self
+            .store
+            .list(&prefix)
+            .await
+            .map_err(|e| ApiError::from_store(res, "", e))?;
+        let mut items = Vec::with_capacity(list.items.len());
+        for kv in &list.items {
+            let obj = decode(&kv.value, kv.mod_revision)?;
+            if opts.label_selector.matches(&object::labels(&obj))
+                && opts.field_selector.matches(&obj)
+            {
+                items.push(obj);
+            }
+        }
+        Ok((items, list.revision))
+    }
+
+    /// Changes after `after` (a list's revision), filtered like `list`, with objects entering
+    /// and leaving the filter reported as ADDED and DELETED.
+    pub async fn watch(
+        &self,
+        res: &ResourceInfo,
+        namespace: Option<&str>,
+        after: Revision,
+        opts: ListOptions,
+    ) -> Result<ApiWatch, ApiError> {
+        let prefix = match namespace.filter(|n| res.namespaced && !n.is_empty()) {
+            Some(ns) => res.storage_namespace_prefix(ns),
+            None => res.storage_prefix(),
+        };
+        let w = self
+            .store
+            .watch(&prefix, after)
+            .await
+            .map_err(|e| ApiError::from_store(res, "", e))?;
+        Ok(ApiWatch::new(
+            w,
+            opts,
+            registry::by_plural(res.group, res.plural).expect("registered"),
+        ))
+    }
+
+    /// k8s: NamespaceLifecycle admission — new objects need a live namespace.
+    async fn admit_namespace(
+        &self,
+        res: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let ns = match self.get(namespaces(), None, namespace).await {
+            Ok(ns) => ns,
+            Err(e) if e.reason == "NotFound" => {
+                return Err(ApiError::not_found(namespaces(), namespace))
+            }
+            Err(e) => return Err(e),
+        };
+        let terminating = object::is_deleting(&ns)
+            || object::field_string(&ns, "status.phase").as_deref() == Some("Terminating");
+        if terminating {
+            return Err(ApiError::forbidden(
+                res,
+                name,
+                format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn create(
+        &self,
+        res: &ResourceInfo,
+        namespace: Option<&str>,
+        mut obj: Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, ApiError> {
+        check_type(res, &obj)?;
+        obj["apiVersion"] = json!(res.api_version());
+        obj["kind"] = json!(res.kind);
+        let namespace = if res.namespaced {
+            let body_ns = object::meta_str(&obj, "namespace")
+                .filter(|n| !n.is_empty())
+                .map(String::from);
+            match (namespace.filter(|n| !n.is_empty()), body_ns) {
+                (Some(url), Some(body)) if url != body => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                (Some(url), _) => Some(url.to_string()),
+                (None, Some(body)) => Some(body),
+                (None, None) => Some("default".to_string()),
+            }
+        } else {
+            None
+        };
+        let ns = namespace.as_deref();
+        if object::meta_str(&obj, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        let meta = object::meta_mut(&mut obj);
+        let name = match (
+            meta.get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty()),
+            meta.get("generateName").and_then(Value::as_str),
+        ) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(prefix)) if !prefix.is_empty() => {
+                format!("{prefix}{}", name_suffix(ctx.random))
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    res,
+                    "",
+                    vec![FieldError::required(
+                        "metadata.name: name or generateName is required",
+                    )],
+                ))
+            }
+        };
+        meta.insert("name".into(), json!(name));
+        match ns {
+            Some(n) => meta.insert("namespace".into(), json!(n)),
+            None => meta.remove("namespace"),
+        };
+        // Server-managed fields.
+        meta.insert("uid".into(), json!(ctx.uid));
+        meta.insert("creationTimestamp".into(), object::timestamp(ctx.now));
+        for f in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(f);
+        }
+        if strategy::tracks_generation(res) {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+
+        let mut errs: Vec<FieldError> = name_errors(res, &name)
+            .into_iter()
+            .map(|why| FieldError::invalid("metadata.name", &name, why))
+            .collect();
+        if let Some(n) = ns {
+            errs.extend(
+                names::dns1123_label(n)
+                    .into_iter()
+                    .map(|why| FieldError::invalid("metadata.namespace", n, why)),
+            );
+        }
+        errs.extend(object_meta_errors(res, &obj)?);
+        strategy::prepare_for_create(res, &mut obj);
+        errs.extend(strategy::default_and_validate(res, &mut obj, None)?);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(res, &name, errs));
+        }
+        if let Some(n) = ns {
+            self.admit_namespace(res, n, &name).await?;
+        }
+        let key = key(res, ns, &name)?;
+        let rev = self
+            .store
+            .create(&key, encode(&obj))
+            .await
+            .map_err(|e| ApiError::from_store(res, &name, e))?;
+        object::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+        Ok(obj)
+    }
+
+    /// Replaces an object (or its status). A `resourceVersion` in the body must be current
+    /// (else 409 Conflict); without one the update applies to the latest version.
+    pub async fn update(
+        &self,
+        res: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        part: Part,
+        ctx: &RequestContext,
+    ) -> Result<Value, ApiError> {
+        check_type(res, &obj)?;
+        if object::name(&obj) != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                object::name(&obj)
+            )));
+        }
+        if let (Some(url), Some(body)) = (
+            namespace,
+            object::meta_str(&obj, "namespace").filter(|n| !n.is_empty()),
+        ) {
+            if res.namespaced && url != body {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        let wanted_rv = object::meta_str(&obj, "resourceVersion")
+            .filter(|r| !r.is_empty())
+            .map(String::from);
+        let key = key(res, namespace, name)?;
+        obj["apiVersion"] = json!(res.api_version());
+        obj["kind"] = json!(res.kind);
+        for _ in 0..RETRIES {
+            let (old, kv) = self.read(res, &key, name).await?;
+            if wanted_rv
+                .as_deref()
+                .is_some_and(|rv| rv != kv.mod_revision.to_string())
+            {
+                return Err(ApiError::stale(res, name));
+            }
+            if let Some(uid) = object::meta_str(&obj, "uid").filter(|u| !u.is_empty()) {
+                if Some(uid) != object::meta_str(&old, "uid") {
+                    return Err(ApiError::conflict(
+                        res,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            object::meta_str(&old, "uid").unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+            let mut new = self.merge_update(res, &old, obj.clone(), part, ctx)?;
+            if encode(&new) == encode(&old) {
+                return Ok(old); // k8s: a no-op update writes nothing
+            }
+            // k8s: removing the last finalizer of a deleting object deletes it.
+            if object::is_deleting(&new)
+                && object::finalizers(&new).is_empty()
+                && self.graceful_done(res, &new)
+            {
+                return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                    Ok(d) => {
+                        object::meta_mut(&mut new)
+                            .insert("resourceVersion".into(), json!(d.revision.to_string()));
+                        Ok(new)
+                    }
+                    Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => continue,
+                    Err(e) => Err(ApiError::from_store(res, name, e)),
+                };
+            }
+            match self
+                .store
+                .update(&key, encode(&new), Some(kv.mod_revision))
+                .await
+            {
+                Ok(rev) => {
+                    object::meta_mut(&mut new)
+                        .insert("resourceVersion".into(), json!(rev.to_string()));
+                    return Ok(new);
+                }
+                Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => continue,
+                Err(e) => return Err(ApiError::from_store(res, name, e)),
+            }
+        }
+        Err(ApiError::conflict(
+            res,
+            name,
+            "too many concurrent writers; try again",
+        ))
+    }
+
+    /// What else holds a deleting object: a pod's unfinished grace period, a namespace's
+    /// `spec.finalizers`.
+    fn graceful_done(&self, res: &ResourceInfo, obj: &Value) -> bool {
+        match (res.group, res.plural) {
+            ("", "pods") => object::meta(obj)
+                .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                .and_then(Value::as_i64)
+                .is_none_or(|g| g == 0),
+            ("", "namespaces") => spec_finalizers(obj).is_empty(),
+            _ => true,
+        }
+    }
+
+    /// The object an update stores: server-managed metadata from `old`, the part being
+    /// written from `new`, defaults, validation, and the generation rule.
+    fn merge_update(
+        &self,
+        res: &ResourceInfo,
+        old: &Value,
+        new: Value,
+        part: Part,
+        _ctx: &RequestContext,
+    ) -> Result<Value, ApiError> {
+        let name = object::name(old).to_string();
+        let mut merged = match part {
+            Part::Main => {
+                let mut m = new;
+                if strategy::has_status(res) {
+                    match old.get("status") {
+                        Some(s) => m["status"] = s.clone(),
+                        None => {
+                            if let Some(o) = m.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                }
+                m
+            }
+            Part::Finalize => {
+                let mut m = old.clone();
+                m["spec"]["finalizers"] = new
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or(json!([]));
+                m
+            }
+            Part::Status => {
+                let mut m = old.clone();
+                match new.get("status") {
+                    Some(s) => m["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = m.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+                m
+            }
+        };
+        let old_meta = object::meta(old).cloned().unwrap_or_default();
+        let meta = object::meta_mut(&mut merged);
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "name",
+        ] {
+            match old_meta.get(f) {
+                Some(v) => meta.insert(f.into(), v.clone()),
+                None => meta.remove(f),
+            };
+        }
+        meta.remove("resourceVersion");
+        let mut errs = Vec::new();
+        if old_meta.contains_key("deletionTimestamp") {
+            let before = object::finalizers(old);
+            let added: Vec<String> = object::finalizers(&merged)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            if !added.is_empty() {
+                errs.push(FieldError::forbidden(
+                    "metadata.finalizers",
+                    format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                ));
+            }
+        }
+        errs.extend(object_meta_errors(res, &merged)?);
+        errs.extend(strategy::default_and_validate(res, &mut merged, Some(old))?);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(res, &name, errs));
+        }
+        if part == Part::Main
+            && strategy::tracks_generation(res)
+            && merged.get("spec") != old.get("spec")
+        {
+            let g = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            object::meta_mut(&mut merged).insert("generation".into(), json!(g + 1));
+        }
+        Ok(merged)
+    }
+
+    /// Deletes an object, or starts its deletion: graceful for pods on a node, and held by
+    /// finalizers. Returns the object as it is afterwards (with `deletionTimestamp` if it stays).
+    pub async fn delete(
+        &self,
+        res: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+        ctx: &RequestContext,
+    ) -> Result<Value, ApiError> {
+        let key = key(res, namespace, name)?;
+        for _ in 0..RETRIES {
+            let (mut obj, kv) = self.read(res, &key, name).await?;
+            let uid = object::meta_str(&obj, "uid").unwrap_or("").to_string();
+            if let Some(want) = opts.precondition_uid.as_deref().filter(|u| *u != uid) {
+                return Err(ApiError::conflict(
+                    res,
+                    name,
+                    &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+                ));
+            }
+            if let Some(want) = opts
+                .precondition_resource_version
+                .as_deref()
+                .filter(|r| *r != kv.mod_revision.to_string())
+            {
+                return Err(ApiError::conflict(
+                    res,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    ),
+                ));
+            }
+            let grace = self.grace_period(res, &obj, opts);
+            let mut finalizers = object::finalizers(&obj);
+            match opts.propagation_policy.as_deref() {
+                // k8s: these policies hand the dependents to the garbage collector.
+                Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                    finalizers.push("foregroundDeletion".into())
+                }
+                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
+                Some("Foreground") | Some("Orphan") | Some("Background") | None => {}
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "DeleteOptions.propagationPolicy {other:?} is not one of Foreground, Background, Orphan"
+                    )))
+                }
+            }
+            let is_namespace = res.group.is_empty() && res.plural == "namespaces";
+            let stays = grace > 0
+                || !finalizers.is_empty()
+                || (is_namespace && !spec_finalizers(&obj).is_empty());
+            if !stays {
+                return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                    Ok(d) => {
+                        object::meta_mut(&mut obj)
+                            .insert("resourceVersion".into(), json!(d.revision.to_string()));
+                        Ok(obj)
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => Err(ApiError::from_store(res, name, e)),
+                };
+            }
+            // Start (or shorten) the graceful deletion.
+            let deadline = Timestamp::from_second(ctx.now.as_second() + grace).unwrap_or(ctx.now);
+            let was_deleting = object::is_deleting(&obj);
+            let meta = object::meta_mut(&mut obj);
+            let current_grace = meta
+                .get("deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            if !was_deleting || current_grace.is_some_and(|g| grace < g) {
+                meta.insert("deletionTimestamp".into(), object::timestamp(deadline));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if !finalizers.is_empty() {
+                meta.insert("finalizers".into(), json!(finalizers));
+            }
+            if is_namespace {
+                // k8s: a deleting namespace is Terminating until the namespace controller is done.
+                obj["status"]["phase"] = json!("Terminating");
+            }
+            let meta = object::meta_mut(&mut obj);
+            // k8s: generation is bumped once when deletion starts.
+            if !was_deleting {
+                if let Some(g) = meta
+                    .get("generation")
+                    .and_then(Value::as_i64)
+                    .filter(|g| *g > 0)
+                {
+                    meta.insert("generation".into(), json!(g + 1));
+                }
+            }
+            meta.remove("resourceVersion");
+            if encode(&obj) == kv.value.as_ref() {
+                object::meta_mut(&mut obj)
+                    .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+                return Ok(obj);
+            }
+            match self
+                .store
+                .update(&key, encode(&obj), Some(kv.mod_revision))
+                .await
+            {
+                Ok(rev) => {
+                    object::meta_mut(&mut obj)
+                        .insert("resourceVersion".into(), json!(rev.to_string()));
+                    return Ok(obj);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(res, name, e)),
+            }
+        }
+        Err(ApiError::conflict(
+            res,
+            name,
+            "too many concurrent writers; try again",
+        ))
+    }
+
+    /// k8s: pods on a node that have not finished get a grace period (the request's, else the
+    /// pod's terminationGracePeriodSeconds); everything else goes at once.
+    fn grace_period(&self, res: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> i64 {
+        if !(res.group.is_empty() && res.plural == "pods") {
+            return 0;
+        }
+        let bound = object::field_string(obj, "spec.nodeName").is_some_and(|n| !n.is_empty());
+        let phase = object::field_string(obj, "status.phase").unwrap_or_default();
+        if !bound || phase == "Succeeded" || phase == "Failed" {
+            return 0;
+        }
+        opts.grace_period_seconds
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0)
+    }
+
+    /// pods/binding: assigns a pod to a node, once.
+    pub async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+        ctx: &RequestContext,
+    ) -> Result<Value, ApiError> {
+        let res = pods();
+        if node.is_empty() {
+            return Err(ApiError::invalid(
+                res,
+                name,
+                vec![FieldError::required("target.name")],
+            ));
+        }
+        let key = key(res, Some(namespace), name)?;
+        for _ in 0..RETRIES {
+            let (mut pod, kv) = self.read(res, &key, name).await?;
+            if object::is_deleting(&pod) {
+                return Err(ApiError::conflict(
+                    res,
+                    name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            if let Some(current) =
+                object::field_string(&pod, "spec.nodeName").filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict(
+                    res,
+                    name,
+                    &format!("pod {name} is already assigned to node \"{current}\""),
+                ));
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            // k8s: binding also records PodScheduled=True.
+            let status = pod
+                .as_object_mut()
+                .expect("object")
+                .entry("status")
+                .or_insert_with(|| json!({}));
+            let conditions = status
+                .as_object_mut()
+                .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+            if let Some(Value::Array(list)) = conditions {
+                list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                list.push(json!({
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": null,
+                    "lastTransitionTime": object::timestamp(ctx.now),
+                }));
+            }
+            object::meta_mut(&mut pod).remove("resourceVersion");
+            match self
+                .store
+                .update(&key, encode(&pod), Some(kv.mod_revision))
+                .await
+            {
+                Ok(rev) => {
+                    object::meta_mut(&mut pod)
+                        .insert("resourceVersion".into(), json!(rev.to_string()));
+                    return Ok(pod);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(res, name, e)),
+            }
+        }
+        Err(ApiError::conflict(
+            res,
+            name,
+            "too many concurrent writers; try again",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Per-kind rules the generic apiserver applies: status reset on create, defaulting,
+//! validation, and whether `metadata.generation` tracks spec changes.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::registry::ResourceInfo;
+use crate::api::status::{ApiError, FieldError};
+use crate::api::{admission, defaults, validation};
+
+/// k8s: generation is maintained for workloads (their controllers report observedGeneration).
+pub(crate) fn tracks_generation(res: &ResourceInfo) -> bool {
+    matches!(
+        (res.group, res.plural),
+        ("apps", "deployments") | ("apps", "replicasets") | ("", "replicationcontrollers")
+    )
+}
+
+/// Resources whose status is written only through `/status`.
+pub(crate) fn has_status(res: &ResourceInfo) -> bool {
+    res.has_subresource("status")
+}
+
+/// k8s: PrepareForCreate — a new object's status is the server's to set.
+pub(crate) fn prepare_for_create(res: &ResourceInfo, obj: &mut Value) {
+    if !has_status(res) {
+        return;
+    }
+    let status = match (res.group, res.plural) {
+        ("", "pods") => serde_json::json!({"phase": "Pending"}),
+        ("", "namespaces") => serde_json::json!({"phase": "Active"}),
+        // Nodes register with their status (the kubelet creates them so).
+        ("", "nodes") => return,
+        _ => serde_json::json!({}),
+    };
+    obj["status"] = status;
+}
+
+fn typed<T: DeserializeOwned + Serialize>(
+    res: &ResourceInfo,
+    obj: &mut Value,
+    old: Option<&Value>,
+    run: impl FnOnce(&mut T, Option<T>, &mut Vec<FieldError>),
+) -> Result<Vec<FieldError>, ApiError> {
+    let decode = |v: Value| -> Result<T, ApiError> {
+        serde_json::from_value(v).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+                kind = res.kind,
+                version = res.version
+            ))
+        })
+    };
+    let mut typed: T = decode(obj.clone())?;
+    let old = old.cloned().map(decode).transpose()?;
+    let mut errs = Vec::new();
+    run(&mut typed, old, &mut errs);
+    *obj = serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(errs)
+}
+
+/// Applies the kind's defaults and returns its validation errors (`old` on update).
+pub(crate) fn default_and_validate(
+    res: &ResourceInfo,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<Vec<FieldError>, ApiError> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+    match (res.group, res.plural) {
+        ("", "pods") => typed(res, obj, old, |p: &mut core::Pod, old, errs| {
+            let spec = p.spec.get_or_insert_with(Default::default);
+            defaults::pod_spec(spec);
+            let old_spec = old.and_then(|o| o.spec);
+            if old_spec.is_none() {
+                admission::default_toleration_seconds(spec);
+            }
+            validation::pod_spec(errs, "spec", spec);
+            match old_spec {
+                Some(old_spec) => validation::pod_spec_update(errs, spec, &old_spec),
+                None => {
+                    let qos = defaults::qos_class(spec);
+                    p.status.get_or_insert_with(Default::default).qos_class = Some(qos.into());
+                }
+            }
+        }),
+        ("apps", "replicasets") => typed(res, obj, old, |rs: &mut apps::ReplicaSet, old, errs| {
+            defaults::replica_set(rs);
+            validation::replica_set(errs, rs);
+            selector_immutable(
+                errs,
+                rs.spec.as_ref().map(|s| &s.selector),
+                old.as_ref()
+                    .and_then(|o| o.spec.as_ref())
+                    .map(|s| &s.selector),
+            );
+        }),
+        ("apps", "deployments") => typed(res, obj, old, |d: &mut apps::Deployment, old, errs| {
+            defaults::deployment(d);
+            validation::deployment(errs, d);
+            selector_immutable(
+                errs,
+                d.spec.as_ref().map(|s| &s.selector),
+                old.as_ref()
+                    .and_then(|o| o.spec.as_ref())
+                    .map(|s| &s.selector),
+            );
+        }),
+        ("", "replicationcontrollers") => typed(
+            res,
+            obj,
+            old,
+            |rc: &mut core::ReplicationController, _, errs| {
+                defaults::replication_controller(rc);
+                validation::replication_controller(errs, rc);
+            },
+        ),
+        ("", "services") => typed(res, obj, old, |s: &mut core::Service, _, errs| {
+            defaults::service(s);
+            validation::service(errs, s);
+        }),
+        ("", "namespaces") => typed(res, obj, old, |ns: &mut core::Namespace, _, _| {
+            defaults::namespace(ns)
+        }),
+        ("", "configmaps") => typed(res, obj, old, |cm: &mut core::ConfigMap, _, errs| {
+            validation::config_map(errs, cm)
+        }),
+        ("", "secrets") => typed(res, obj, old, |s: &mut core::Secret, _, errs| {
+            defaults::secret(s);
+            validation::secret(errs, s);
+        }),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn selector_immutable<T: PartialEq>(errs: &mut Vec<FieldError>, new: Option<&T>, old: Option<&T>) {
+    // k8s: apps/v1 selectors are immutable
+    if let (Some(n), Some(o)) = (new, old) {
+        if n != o {
+            errs.push(FieldError {
+                field: "spec.selector".into(),
+                kind: "FieldValueInvalid",
+                message: "Invalid value: field is immutable".into(),
+            });
+        }
+    }
+}

@@ -1,0 +1,650 @@
+use futures::FutureExt;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::store::mem::MemStore;
+
+fn now<F: std::future::Future>(f: F) -> F::Output {
+    f.now_or_never().expect("MemStore futures are always ready")
+}
+
+struct Harness {
+    api: ApiServer<MemStore>,
+    n: u64,
+    t: i64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let mut h = Harness {
+            api: ApiServer::new(MemStore::default()),
+            n: 0,
+            t: 1_700_000_000,
+        };
+        let mut n = 0;
+        now(h.api.bootstrap(|| {
+            n += 1;
+            ctx_at(n, 1_700_000_000)
+        }))
+        .unwrap();
+        h.n = 100;
+        h
+    }
+
+    fn ctx(&mut self) -> RequestContext {
+        self.n += 1;
+        ctx_at(self.n, self.t)
+    }
+
+    fn create(&mut self, plural: &str, ns: Option<&str>, body: Value) -> Result<Value, ApiError> {
+        let ctx = self.ctx();
+        now(self.api.create(res(plural), ns, body, &ctx))
+    }
+
+    fn update(
+        &mut self,
+        plural: &str,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        part: Part,
+    ) -> Result<Value, ApiError> {
+        let ctx = self.ctx();
+        now(self.api.update(res(plural), ns, name, body, part, &ctx))
+    }
+
+    fn delete(
+        &mut self,
+        plural: &str,
+        ns: Option<&str>,
+        name: &str,
+        opts: DeleteOptions,
+    ) -> Result<Value, ApiError> {
+        let ctx = self.ctx();
+        now(self.api.delete(res(plural), ns, name, &opts, &ctx))
+    }
+
+    fn get(&self, plural: &str, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        now(self.api.get(res(plural), ns, name))
+    }
+}
+
+fn ctx_at(n: u64, secs: i64) -> RequestContext {
+    RequestContext {
+        now: Timestamp::from_second(secs).unwrap(),
+        uid: format!("00000000-0000-4000-8000-{n:012}"),
+        random: n * 7919,
+    }
+}
+
+fn res(plural: &str) -> &'static ResourceInfo {
+    registry::RESOURCES
+        .iter()
+        .find(|r| r.plural == plural)
+        .unwrap()
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+}
+
+fn rs(name: &str, replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}},
+                                 "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+}
+
+fn rv(obj: &Value) -> String {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn bootstrap_creates_the_boot_namespaces_once() {
+    let mut h = Harness::new();
+    now(h.api.bootstrap(|| ctx_at(99, 0))).unwrap();
+    let (items, _) = now(h.api.list(res("namespaces"), None, &ListOptions::default())).unwrap();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    let ns = h.get("namespaces", None, "default").unwrap();
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert!(h
+        .create("namespaces", None, json!({"metadata": {"name": "default"}}))
+        .is_err());
+}
+
+#[test]
+fn create_sets_server_fields_and_pod_defaults() {
+    let mut h = Harness::new();
+    let p = h.create("pods", Some("default"), pod("web")).unwrap();
+    let m = &p["metadata"];
+    assert_eq!(m["namespace"], "default");
+    assert_eq!(m["uid"], "00000000-0000-4000-8000-000000000101");
+    assert_eq!(m["creationTimestamp"], "2023-11-14T22:13:20Z");
+    assert!(m.get("generation").is_none());
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(p["status"]["qosClass"], "BestEffort");
+    let spec = &p["spec"];
+    assert_eq!(spec["restartPolicy"], "Always");
+    assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+    assert_eq!(spec["schedulerName"], "default-scheduler");
+    assert_eq!(spec["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    // k8s: DefaultTolerationSeconds
+    let tolerations = spec["tolerations"].as_array().unwrap();
+    assert_eq!(tolerations.len(), 2);
+    assert_eq!(tolerations[0]["tolerationSeconds"], 300);
+    // What was returned is what is stored.
+    assert_eq!(h.get("pods", Some("default"), "web").unwrap(), p);
+
+    let r = h
+        .create("replicasets", Some("default"), rs("web", 3))
+        .unwrap();
+    assert_eq!(r["metadata"]["generation"], 1);
+    assert_eq!(r["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+}
+
+#[test]
+fn create_rejects_bad_input_with_the_right_status() {
+    let mut h = Harness::new();
+    h.create("pods", Some("default"), pod("taken")).unwrap();
+    let no_containers = json!({"metadata": {"name": "p"}, "spec": {"containers": []}});
+    let mismatched = {
+        let mut r = rs("web", 1);
+        r["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+        r
+    };
+    // resource, namespace, body, code, reason, text in the message
+    type Case<'a> = (&'a str, Option<&'a str>, Value, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "pods",
+            Some("default"),
+            pod("taken"),
+            409,
+            "AlreadyExists",
+            "pods \"taken\" already exists",
+        ),
+        (
+            "pods",
+            Some("default"),
+            pod("Bad_Name"),
+            422,
+            "Invalid",
+            "metadata.name: Invalid value: \"Bad_Name\"",
+        ),
+        (
+            "pods",
+            Some("nowhere"),
+            pod("p"),
+            404,
+            "NotFound",
+            "namespaces \"nowhere\" not found",
+        ),
+        (
+            "pods",
+            Some("default"),
+            no_containers,
+            422,
+            "Invalid",
+            "spec.containers: Required value",
+        ),
+        (
+            "replicasets",
+            Some("default"),
+            mismatched,
+            422,
+            "Invalid",
+            "`selector` does not match template `labels`",
+        ),
+        (
+            "pods",
+            Some("default"),
+            json!({"kind": "Service", "metadata": {"name": "p"}}),
+            400,
+            "BadRequest",
+            "does not match",
+        ),
+        (
+            "pods",
+            Some("default"),
+            json!({"metadata": {"name": "p", "resourceVersion": "5"}}),
+            400,
+            "BadRequest",
+            "resourceVersion should not be set",
+        ),
+        (
+            "pods",
+            Some("default"),
+            json!({"metadata": {}}),
+            422,
+            "Invalid",
+            "name or generateName is required",
+        ),
+        (
+            "pods",
+            Some("default"),
+            json!({"metadata": {"name": "p"}, "spec": {"containers": "nope"}}),
+            400,
+            "BadRequest",
+            "cannot be handled as a Pod",
+        ),
+        (
+            "services",
+            Some("default"),
+            json!({"metadata": {"name": "1svc"}, "spec": {"ports": [{"port": 80}]}}),
+            422,
+            "Invalid",
+            "DNS-1035",
+        ),
+        (
+            "pods",
+            Some("default"),
+            json!({"metadata": {"name": "p", "namespace": "other"}}),
+            400,
+            "BadRequest",
+            "does not match the namespace",
+        ),
+    ];
+    for (plural, ns, body, code, reason, text) in cases {
+        let e = h.create(plural, ns, body.clone()).unwrap_err();
+        assert_eq!((e.code, e.reason), (code, reason), "{body}: {}", e.message);
+        assert!(e.message.contains(text), "{body}: {}", e.message);
+    }
+}
+
+#[test]
+fn generate_name_and_terminating_namespaces() {
+    let mut h = Harness::new();
+    let p = h
+        .create(
+            "pods",
+            Some("default"),
+            json!({"metadata": {"generateName": "web-"},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+        )
+        .unwrap();
+    let name = p["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+
+    h.create("namespaces", None, json!({"metadata": {"name": "doomed"}}))
+        .unwrap();
+    let ns = h
+        .delete("namespaces", None, "doomed", DeleteOptions::default())
+        .unwrap();
+    assert!(
+        ns["metadata"]["deletionTimestamp"].is_string(),
+        "held by the kubernetes finalizer"
+    );
+    let e = h.create("pods", Some("doomed"), pod("p")).unwrap_err();
+    assert_eq!((e.code, e.reason), (403, "Forbidden"));
+    assert!(
+        e.message.contains("because it is being terminated"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn updates_follow_resource_version_generation_and_status_rules() {
+    let mut h = Harness::new();
+    let created = h
+        .create("replicasets", Some("default"), rs("web", 1))
+        .unwrap();
+
+    // Stale resourceVersion: 409 and nothing written.
+    let mut stale = created.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    stale["spec"]["replicas"] = json!(5);
+    let e = h
+        .update("replicasets", Some("default"), "web", stale, Part::Main)
+        .unwrap_err();
+    assert_eq!((e.code, e.reason), (409, "Conflict"));
+    assert_eq!(
+        h.get("replicasets", Some("default"), "web").unwrap(),
+        created
+    );
+
+    // A label change does not bump generation; a spec change does.
+    let mut relabel = created.clone();
+    relabel["metadata"]["labels"] = json!({"team": "a"});
+    let relabeled = h
+        .update("replicasets", Some("default"), "web", relabel, Part::Main)
+        .unwrap();
+    assert_eq!(relabeled["metadata"]["generation"], 1);
+    assert_ne!(rv(&relabeled), rv(&created));
+    let mut scale = relabeled.clone();
+    scale["spec"]["replicas"] = json!(3);
+    scale["status"] = json!({"replicas": 99}); // ignored on the main resource
+    let scaled = h
+        .update("replicasets", Some("default"), "web", scale, Part::Main)
+        .unwrap();
+    assert_eq!(scaled["metadata"]["generation"], 2);
+    assert_eq!(
+        scaled["status"],
+        json!({"replicas": 0}),
+        "the status kept is the server's"
+    );
+
+    // /status changes only the status, and not the generation.
+    let mut status = scaled.clone();
+    status["status"] = json!({"replicas": 3, "observedGeneration": 2});
+    status["spec"]["replicas"] = json!(100);
+    let s = h
+        .update("replicasets", Some("default"), "web", status, Part::Status)
+        .unwrap();
+    assert_eq!(
+        (
+            s["spec"]["replicas"].clone(),
+            s["status"]["replicas"].clone()
+        ),
+        (json!(3), json!(3))
+    );
+    assert_eq!(s["metadata"]["generation"], 2);
+
+    // Without a resourceVersion the update applies to the latest version.
+    let mut blind = s.clone();
+    blind["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    blind["spec"]["replicas"] = json!(4);
+    assert_eq!(
+        h.update("replicasets", Some("default"), "web", blind, Part::Main)
+            .unwrap()["spec"]["replicas"],
+        4
+    );
+
+    // A no-op update writes nothing.
+    let current = h.get("replicasets", Some("default"), "web").unwrap();
+    let same = h
+        .update(
+            "replicasets",
+            Some("default"),
+            "web",
+            current.clone(),
+            Part::Main,
+        )
+        .unwrap();
+    assert_eq!(rv(&same), rv(&current));
+
+    // Server-managed metadata cannot be changed.
+    let mut forged = current.clone();
+    forged["metadata"]["creationTimestamp"] = json!("2000-01-01T00:00:00Z");
+    forged["metadata"]["labels"] = json!({"x": "y"});
+    let kept = h
+        .update("replicasets", Some("default"), "web", forged, Part::Main)
+        .unwrap();
+    assert_eq!(
+        kept["metadata"]["creationTimestamp"],
+        current["metadata"]["creationTimestamp"]
+    );
+    let mut other_uid = kept.clone();
+    other_uid["metadata"]["uid"] = json!("someone-else");
+    assert_eq!(
+        h.update("replicasets", Some("default"), "web", other_uid, Part::Main)
+            .unwrap_err()
+            .code,
+        409
+    );
+}
+
+#[test]
+fn pod_specs_are_mostly_immutable() {
+    let mut h = Harness::new();
+    let p = h.create("pods", Some("default"), pod("web")).unwrap();
+    let mut image = p.clone();
+    image["spec"]["containers"][0]["image"] = json!("busybox:1.37");
+    assert!(h
+        .update("pods", Some("default"), "web", image, Part::Main)
+        .is_ok());
+    let mut node = h.get("pods", Some("default"), "web").unwrap();
+    node["spec"]["nodeName"] = json!("n1");
+    let e = h
+        .update("pods", Some("default"), "web", node, Part::Main)
+        .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message.contains("pod updates may not change fields"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn binding_assigns_a_pod_once() {
+    let mut h = Harness::new();
+    h.create("pods", Some("default"), pod("web")).unwrap();
+    let ctx = h.ctx();
+    let bound = now(h.api.bind("default", "web", "n1", &ctx)).unwrap();
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    let cond = &bound["status"]["conditions"][0];
+    assert_eq!(
+        (cond["type"].as_str(), cond["status"].as_str()),
+        (Some("PodScheduled"), Some("True"))
+    );
+    let e = now(h.api.bind("default", "web", "n2", &ctx)).unwrap_err();
+    assert_eq!(e.code, 409);
+    assert!(
+        e.message
+            .contains("pod web is already assigned to node \"n1\""),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        now(h.api.bind("default", "nope", "n1", &ctx))
+            .unwrap_err()
+            .code,
+        404
+    );
+}
+
+#[test]
+fn pod_deletion_is_graceful_on_a_node_and_immediate_otherwise() {
+    let mut h = Harness::new();
+    h.create("pods", Some("default"), pod("loose")).unwrap();
+    h.delete("pods", Some("default"), "loose", DeleteOptions::default())
+        .unwrap();
+    assert_eq!(
+        h.get("pods", Some("default"), "loose").unwrap_err().code,
+        404,
+        "unbound pods go at once"
+    );
+
+    h.create("pods", Some("default"), pod("web")).unwrap();
+    let ctx = h.ctx();
+    now(h.api.bind("default", "web", "n1", &ctx)).unwrap();
+    let deleting = h
+        .delete("pods", Some("default"), "web", DeleteOptions::default())
+        .unwrap();
+    // k8s: deletionTimestamp = now + terminationGracePeriodSeconds (30 s)
+    assert_eq!(
+        deleting["metadata"]["deletionTimestamp"],
+        "2023-11-14T22:13:50Z"
+    );
+    assert_eq!(deleting["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(
+        h.get("pods", Some("default"), "web").is_ok(),
+        "the kubelet has not finished yet"
+    );
+    // The kubelet's final delete with grace 0 removes it.
+    let opts = DeleteOptions {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    h.delete("pods", Some("default"), "web", opts).unwrap();
+    assert_eq!(h.get("pods", Some("default"), "web").unwrap_err().code, 404);
+}
+
+#[test]
+fn finalizers_hold_deletion_and_preconditions_are_checked() {
+    let mut h = Harness::new();
+    let mut cm = json!({"metadata": {"name": "cfg", "finalizers": ["example.com/hold"]}, "data": {"a": "1"}});
+    let created = h.create("configmaps", Some("default"), cm.clone()).unwrap();
+
+    let wrong_uid = DeleteOptions {
+        precondition_uid: Some("not-it".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        h.delete("configmaps", Some("default"), "cfg", wrong_uid)
+            .unwrap_err()
+            .code,
+        409
+    );
+
+    let held = h
+        .delete(
+            "configmaps",
+            Some("default"),
+            "cfg",
+            DeleteOptions::default(),
+        )
+        .unwrap();
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    // No new finalizers once deletion started.
+    let mut more = held.clone();
+    more["metadata"]["finalizers"] = json!(["example.com/hold", "example.com/new"]);
+    assert_eq!(
+        h.update("configmaps", Some("default"), "cfg", more, Part::Main)
+            .unwrap_err()
+            .code,
+        422
+    );
+    // Removing the last finalizer completes the deletion.
+    let mut release = held.clone();
+    release["metadata"]["finalizers"] = json!([]);
+    h.update("configmaps", Some("default"), "cfg", release, Part::Main)
+        .unwrap();
+    assert_eq!(
+        h.get("configmaps", Some("default"), "cfg")
+            .unwrap_err()
+            .code,
+        404
+    );
+
+    // Foreground deletion hands the object to the garbage collector's finalizer.
+    cm["metadata"]["finalizers"] = json!([]);
+    h.create("configmaps", Some("default"), cm).unwrap();
+    let opts = DeleteOptions {
+        propagation_policy: Some("Foreground".into()),
+        ..Default::default()
+    };
+    let fg = h
+        .delete("configmaps", Some("default"), "cfg", opts)
+        .unwrap();
+    assert_eq!(fg["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    let _ = created;
+}
+
+#[test]
+fn list_filters_by_labels_and_fields() {
+    let mut h = Harness::new();
+    for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        let mut p = pod(name);
+        p["metadata"]["labels"]["app"] = json!(app);
+        h.create("pods", Some("default"), p).unwrap();
+    }
+    let ctx = h.ctx();
+    now(h.api.bind("default", "b", "n1", &ctx)).unwrap();
+    let list = |labels: &str, fields: &str| -> Vec<String> {
+        let opts = ListOptions {
+            label_selector: Selector::parse(labels).unwrap(),
+            field_selector: FieldSelector::parse(res("pods"), fields).unwrap(),
+        };
+        now(h.api.list(res("pods"), Some("default"), &opts))
+            .unwrap()
+            .0
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list("", ""), vec!["a", "b", "c"]);
+    assert_eq!(list("app=web", ""), vec!["a", "b"]);
+    assert_eq!(list("app=web", "spec.nodeName=n1"), vec!["b"]);
+    assert_eq!(list("", "spec.nodeName="), vec!["a", "c"]);
+    assert_eq!(list("app notin (web)", ""), vec!["c"]);
+    let e = FieldSelector::parse(res("pods"), "spec.image=x").unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (400, "field label not supported: spec.image")
+    );
+}
+
+#[test]
+fn watch_reports_objects_entering_and_leaving_the_selector() {
+    let mut h = Harness::new();
+    let (_, start) = now(h
+        .api
+        .list(res("pods"), Some("default"), &ListOptions::default()))
+    .unwrap();
+    let opts = ListOptions {
+        label_selector: Selector::parse("app=web").unwrap(),
+        ..Default::default()
+    };
+    let mut w = now(h.api.watch(res("pods"), Some("default"), start, opts)).unwrap();
+    let p = h.create("pods", Some("default"), pod("p")).unwrap();
+    let relabel = |h: &mut Harness, app: &str| {
+        let mut cur = h.get("pods", Some("default"), "p").unwrap();
+        cur["metadata"]["labels"]["app"] = json!(app);
+        h.update("pods", Some("default"), "p", cur, Part::Main)
+            .unwrap();
+    };
+    relabel(&mut h, "db"); // leaves
+    relabel(&mut h, "cache"); // still out: no event
+    relabel(&mut h, "web"); // enters
+    let mut other = pod("q");
+    other["metadata"]["labels"]["app"] = json!("db");
+    h.create("pods", Some("default"), other).unwrap(); // never matches
+    h.delete("pods", Some("default"), "p", DeleteOptions::default())
+        .unwrap();
+    let events: Vec<(EventType, String)> = std::iter::from_fn(|| w.try_next())
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.type_,
+                e.object["metadata"]["labels"]["app"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (EventType::Added, "web".into()),
+            (EventType::Deleted, "db".into()),
+            (EventType::Added, "web".into()),
+            (EventType::Deleted, "web".into()),
+        ]
+    );
+    let _ = p;
+}
+
+#[test]
+fn namespaces_go_once_finalized() {
+    let mut h = Harness::new();
+    h.create("namespaces", None, json!({"metadata": {"name": "tmp"}}))
+        .unwrap();
+    let ns = h
+        .delete("namespaces", None, "tmp", DeleteOptions::default())
+        .unwrap();
+    // The namespace controller empties it, then clears spec.finalizers through /finalize.
+    let mut fin = ns.clone();
+    fin["spec"]["finalizers"] = json!([]);
+    fin["metadata"]["labels"] = json!({"ignored": "yes"});
+    h.update("namespaces", None, "tmp", fin, Part::Finalize)
+        .unwrap();
+    assert_eq!(h.get("namespaces", None, "tmp").unwrap_err().code, 404);
+}
