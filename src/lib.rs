@@ -4,4 +4,6 @@
 
 pub mod api;
 pub mod apiserver;
+pub mod controllers;
 pub mod store;
+pub mod time;

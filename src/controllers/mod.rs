@@ -1,0 +1,6 @@
+//! Controllers as sans-IO state machines, and the machinery they share: the work queue and
+//! the informer cache (kube-rs `runtime` / controller-runtime style: level-triggered
+//! `reconcile(key)` against a cache fed by watch events).
+
+pub mod cache;
+pub mod queue;
