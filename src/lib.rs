@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod apiserver;
+pub mod component;
 pub mod controllers;
 pub mod store;
+pub mod testkit;
 pub mod time;

@@ -1,6 +1,6 @@
-//! Time as the cores see it: an integer count of nanoseconds since an epoch the host chooses
-//! (the simulation's start, or the Unix epoch in production). Cores never read a clock; every
-//! input carries `now`.
+//! Time as the cores see it: an integer count of nanoseconds since the Unix epoch, the same
+//! frame as the timestamps in objects. Cores never read a clock; every input carries `now`.
+//! The simulator starts its virtual clock at a fixed date, so runs are reproducible.
 
 use std::fmt;
 use std::ops::{Add, Sub};
@@ -33,21 +33,32 @@ impl Time {
 impl Add<Duration> for Time {
     type Output = Time;
     fn add(self, d: Duration) -> Time {
-        Time(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Time(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
 impl Sub<Duration> for Time {
     type Output = Time;
     fn sub(self, d: Duration) -> Time {
-        Time(self.0.saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Time(
+            self.0
+                .saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
 impl fmt::Display for Time {
     /// Seconds with millisecond precision: `90.250s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:03}s", self.0 / 1_000_000_000, (self.0 / 1_000_000) % 1000)
+        write!(
+            f,
+            "{}.{:03}s",
+            self.0 / 1_000_000_000,
+            (self.0 / 1_000_000) % 1000
+        )
     }
 }
 

@@ -22,6 +22,13 @@ use crate::store::{KeyValue, Revision, Store, StoreError};
 
 pub use watch::{ApiEvent, ApiWatch, EventType};
 
+/// A core's `Time` (nanoseconds since the Unix epoch in production, since the simulation's
+/// epoch in the simulator) as an RFC 3339 metav1.Time string.
+pub fn format_time(t: crate::time::Time) -> Value {
+    let ts = Timestamp::from_nanosecond(i128::from(t.as_nanos())).unwrap_or(Timestamp::UNIX_EPOCH);
+    object::timestamp(ts)
+}
+
 /// What a request needs from its host: the time, and fresh randomness for UIDs and names.
 #[derive(Clone, Debug)]
 pub struct RequestContext {

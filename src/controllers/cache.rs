@@ -56,7 +56,8 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
     }
 
     fn decode(obj: &Value) -> Result<T, String> {
-        serde_json::from_value(obj.clone()).map_err(|e| format!("cannot decode {}: {e}", object_key(obj)))
+        serde_json::from_value(obj.clone())
+            .map_err(|e| format!("cannot decode {}: {e}", object_key(obj)))
     }
 
     /// Applies one watch event.
@@ -75,7 +76,11 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
             }
             EventType::Deleted => {
                 let old = self.objects.remove(&key);
-                Change { key, old, new: None }
+                Change {
+                    key,
+                    old,
+                    new: None,
+                }
             }
         };
         Ok(change)
@@ -127,7 +132,10 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
     }
 
     /// The objects of one namespace, in key order.
-    pub fn in_namespace<'a>(&'a self, namespace: &str) -> impl Iterator<Item = (&'a String, &'a T)> + 'a {
+    pub fn in_namespace<'a>(
+        &'a self,
+        namespace: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a T)> + 'a {
         let prefix = format!("{namespace}/");
         self.objects
             .range(prefix.clone()..)
@@ -174,29 +182,61 @@ mod tests {
     #[test]
     fn events_update_the_cache_and_report_old_and_new() {
         let mut c: Cache<Pod> = Cache::new();
-        let added = c.apply(&ev(EventType::Added, pod("a", "p", "x:1"), 5)).unwrap();
-        assert_eq!((added.key.as_str(), added.old.is_none(), added.new.is_some()), ("a/p", true, true));
-        let modified = c.apply(&ev(EventType::Modified, pod("a", "p", "x:2"), 6)).unwrap();
-        let image = |p: &Option<Pod>| p.as_ref().unwrap().spec.as_ref().unwrap().containers[0].image.clone();
-        assert_eq!((image(&modified.old), image(&modified.new)), (Some("x:1".into()), Some("x:2".into())));
-        c.apply(&ev(EventType::Added, pod("b", "q", "y"), 7)).unwrap();
-        c.apply(&ev(EventType::Added, pod("ab", "r", "y"), 8)).unwrap();
+        let added = c
+            .apply(&ev(EventType::Added, pod("a", "p", "x:1"), 5))
+            .unwrap();
+        assert_eq!(
+            (added.key.as_str(), added.old.is_none(), added.new.is_some()),
+            ("a/p", true, true)
+        );
+        let modified = c
+            .apply(&ev(EventType::Modified, pod("a", "p", "x:2"), 6))
+            .unwrap();
+        let image = |p: &Option<Pod>| {
+            p.as_ref().unwrap().spec.as_ref().unwrap().containers[0]
+                .image
+                .clone()
+        };
+        assert_eq!(
+            (image(&modified.old), image(&modified.new)),
+            (Some("x:1".into()), Some("x:2".into()))
+        );
+        c.apply(&ev(EventType::Added, pod("b", "q", "y"), 7))
+            .unwrap();
+        c.apply(&ev(EventType::Added, pod("ab", "r", "y"), 8))
+            .unwrap();
         let in_a: Vec<&String> = c.in_namespace("a").map(|(k, _)| k).collect();
         assert_eq!(in_a, vec!["a/p"], "namespace a does not include ab");
-        let deleted = c.apply(&ev(EventType::Deleted, pod("a", "p", "x:2"), 9)).unwrap();
+        let deleted = c
+            .apply(&ev(EventType::Deleted, pod("a", "p", "x:2"), 9))
+            .unwrap();
         assert!(deleted.new.is_none() && deleted.old.is_some());
         assert_eq!((c.len(), c.revision()), (2, 9));
-        assert!(c.apply(&ev(EventType::Added, json!({"metadata": {"name": "bad"}, "spec": 5}), 10)).is_err());
+        assert!(c
+            .apply(&ev(
+                EventType::Added,
+                json!({"metadata": {"name": "bad"}, "spec": 5}),
+                10
+            ))
+            .is_err());
     }
 
     #[test]
     fn a_relist_reports_what_appeared_changed_and_vanished() {
         let mut c: Cache<Pod> = Cache::new();
         for (name, rev) in [("gone", 2), ("same", 3), ("changed", 4)] {
-            c.apply(&ev(EventType::Added, pod("ns", name, "v1"), rev)).unwrap();
+            c.apply(&ev(EventType::Added, pod("ns", name, "v1"), rev))
+                .unwrap();
         }
         let changes = c
-            .replace(&[pod("ns", "same", "v1"), pod("ns", "changed", "v2"), pod("ns", "new", "v1")], 20)
+            .replace(
+                &[
+                    pod("ns", "same", "v1"),
+                    pod("ns", "changed", "v2"),
+                    pod("ns", "new", "v1"),
+                ],
+                20,
+            )
             .unwrap();
         let summary: Vec<(&str, bool, bool)> = changes
             .iter()
@@ -204,7 +244,11 @@ mod tests {
             .collect();
         assert_eq!(
             summary,
-            vec![("ns/changed", true, true), ("ns/gone", true, false), ("ns/new", false, true)]
+            vec![
+                ("ns/changed", true, true),
+                ("ns/gone", true, false),
+                ("ns/new", false, true)
+            ]
         );
         assert!(c.synced());
         assert_eq!((c.len(), c.revision()), (3, 20));

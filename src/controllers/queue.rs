@@ -80,7 +80,10 @@ impl WorkQueue {
         *n = n.saturating_add(1);
         // 5 ms · 2^n, capped (checked to avoid overflow for large n).
         let factor = 1u64.checked_shl(exp).unwrap_or(u64::MAX);
-        BASE_DELAY.checked_mul(u32::try_from(factor).unwrap_or(u32::MAX)).unwrap_or(MAX_DELAY).min(MAX_DELAY)
+        BASE_DELAY
+            .checked_mul(u32::try_from(factor).unwrap_or(u32::MAX))
+            .unwrap_or(MAX_DELAY)
+            .min(MAX_DELAY)
     }
 
     fn bucket_delay(&mut self, now: Time) -> Duration {
@@ -184,7 +187,9 @@ mod tests {
             q.done("k");
             now = now + Duration::from_secs(1);
         }
-        let want: Vec<Duration> = (0..20u32).map(|n| (BASE_DELAY * 2u32.pow(n)).min(MAX_DELAY)).collect();
+        let want: Vec<Duration> = (0..20u32)
+            .map(|n| (BASE_DELAY * 2u32.pow(n)).min(MAX_DELAY))
+            .collect();
         assert_eq!(delays, want);
         assert_eq!(q.requeues("k"), 20);
         q.forget("k");
@@ -199,8 +204,13 @@ mod tests {
         for i in 0..120 {
             q.add_rate_limited(&format!("k{i}"), now);
         }
-        let due: Vec<Duration> = (0..120).map(|i| q.waiting_at[&format!("k{i}")].0.since(now)).collect();
-        assert!(due[..100].iter().all(|d| *d == BASE_DELAY), "the burst is only item-delayed");
+        let due: Vec<Duration> = (0..120)
+            .map(|i| q.waiting_at[&format!("k{i}")].0.since(now))
+            .collect();
+        assert!(
+            due[..100].iter().all(|d| *d == BASE_DELAY),
+            "the burst is only item-delayed"
+        );
         assert_eq!(due[100], ms(100));
         assert_eq!(due[119], ms(2000));
     }

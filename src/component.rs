@@ -1,0 +1,175 @@
+//! The contract between a core and its host (DESIGN.md, "Cores").
+//!
+//! A component is a state machine: the host feeds it inputs (a list or watch event from its
+//! informers, a timer firing, the result of an API request it made) with the current time and
+//! the run's RNG, and carries out the effects it returns (API requests, timers, log lines). A
+//! component never reads a clock, sleeps, spawns, does I/O or iterates a hash map into its
+//! output, so the simulator and the production hosts drive the very same code.
+
+use rand::RngCore;
+use serde_json::Value;
+
+use crate::api::registry::ResourceInfo;
+use crate::api::status::ApiError;
+use crate::apiserver::{ApiEvent, DeleteOptions, Part};
+use crate::store::Revision;
+use crate::time::Time;
+
+/// A resource a component keeps a cache of (all namespaces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchSpec {
+    pub resource: &'static ResourceInfo,
+    /// A field selector the host applies (e.g. a kubelet's `spec.nodeName=<node>`).
+    pub field_selector: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApiOp {
+    Create {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        body: Value,
+    },
+    Update {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        name: String,
+        body: Value,
+        part: Part,
+    },
+    Delete {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        name: String,
+        grace_period_seconds: Option<i64>,
+        precondition_uid: Option<String>,
+    },
+    Get {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        name: String,
+    },
+    Bind {
+        namespace: String,
+        name: String,
+        node: String,
+    },
+}
+
+impl ApiOp {
+    pub fn delete_options(&self) -> DeleteOptions {
+        match self {
+            ApiOp::Delete {
+                grace_period_seconds,
+                precondition_uid,
+                ..
+            } => DeleteOptions {
+                grace_period_seconds: *grace_period_seconds,
+                precondition_uid: precondition_uid.clone(),
+                ..Default::default()
+            },
+            _ => DeleteOptions::default(),
+        }
+    }
+
+    /// A short description for traces: `create pods default/web-x`.
+    pub fn describe(&self) -> String {
+        let at = |ns: &Option<String>, name: &str| match ns {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_string(),
+        };
+        match self {
+            ApiOp::Create {
+                resource,
+                namespace,
+                body,
+            } => {
+                let name = body["metadata"]["name"]
+                    .as_str()
+                    .or(body["metadata"]["generateName"].as_str())
+                    .unwrap_or("");
+                format!("create {} {}", resource.plural, at(namespace, name))
+            }
+            ApiOp::Update {
+                resource,
+                namespace,
+                name,
+                part,
+                ..
+            } => format!(
+                "update {}{} {}",
+                resource.plural,
+                if *part == Part::Status { "/status" } else { "" },
+                at(namespace, name)
+            ),
+            ApiOp::Delete {
+                resource,
+                namespace,
+                name,
+                ..
+            } => format!("delete {} {}", resource.plural, at(namespace, name)),
+            ApiOp::Get {
+                resource,
+                namespace,
+                name,
+                ..
+            } => format!("get {} {}", resource.plural, at(namespace, name)),
+            ApiOp::Bind {
+                namespace,
+                name,
+                node,
+            } => format!("bind pods {namespace}/{name} to {node}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A (re)list of a watched resource: the cache is replaced.
+    Listed {
+        resource: &'static ResourceInfo,
+        items: Vec<Value>,
+        revision: Revision,
+    },
+    /// One watch event of a watched resource.
+    Watched {
+        resource: &'static ResourceInfo,
+        event: ApiEvent,
+    },
+    /// A timer the component set.
+    Timer { id: u64 },
+    /// The answer to an API request the component made.
+    ApiResult {
+        id: u64,
+        result: Result<Value, ApiError>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Api {
+        id: u64,
+        op: ApiOp,
+    },
+    /// Fire `Input::Timer { id }` at `at` (a later timer with the same id replaces it).
+    Timer {
+        id: u64,
+        at: Time,
+    },
+    /// A line for the log (production) or the trace (simulation), at a glog-style verbosity.
+    Log {
+        v: u8,
+        message: String,
+    },
+}
+
+pub trait Component {
+    /// A stable name for traces (`replicaset-controller`, `kubelet/node-1`).
+    fn name(&self) -> &str;
+
+    /// The resources the host lists and watches for this component.
+    fn watches(&self) -> Vec<WatchSpec>;
+
+    /// Handles one input at `now`, appending effects to `out`.
+    fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>);
+}
