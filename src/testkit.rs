@@ -1,9 +1,9 @@
 //! A zero-latency host for exercising cores against the real apiserver core on MemStore:
-//! every API request is answered at once and every watch event delivered right after the write
-//! that caused it. Deterministic (one seeded ChaCha8 RNG, virtual time, ordered delivery); the
+//! every API request is answered at once, and its answer and the watch events it caused are
+//! queued for the components in order. Deterministic (one seeded ChaCha8 RNG, virtual time, ordered delivery); the
 //! simulator adds latencies and faults on top of the same steps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -36,6 +36,8 @@ pub struct Driver {
     pub log: Vec<(String, String, u16)>,
     /// Fault injection: the next this-many requests from components fail with 503 unserved.
     pub fail_component_requests: usize,
+    /// Inputs waiting to be handed to their component, in order.
+    inbox: VecDeque<(usize, Input)>,
 }
 
 impl Driver {
@@ -49,6 +51,7 @@ impl Driver {
             timers: BTreeMap::new(),
             log: Vec::new(),
             fail_component_requests: 0,
+            inbox: VecDeque::new(),
         };
         let mut ctxs = Vec::new();
         for _ in 0..crate::apiserver::BOOT_NAMESPACES.len() {
@@ -94,15 +97,16 @@ impl Driver {
             let (items, rev) = ready(self.api.list(spec.resource, None, &opts)).expect("list");
             let watch = ready(self.api.watch(spec.resource, None, rev, opts)).expect("watch");
             self.watches.push((idx, spec.resource, watch));
-            self.step(
+            self.inbox.push_back((
                 idx,
                 Input::Listed {
                     resource: spec.resource,
                     items,
                     revision: rev,
                 },
-            );
+            ));
         }
+        self.run();
     }
 
     /// Runs one API operation as a client (not a component) would.
@@ -113,7 +117,8 @@ impl Driver {
             op.describe(),
             result.as_ref().map_or_else(|e| e.code, |_| 200),
         ));
-        self.deliver();
+        self.collect_events();
+        self.run();
         result
     }
 
@@ -167,55 +172,58 @@ impl Driver {
         }
     }
 
-    fn step(&mut self, idx: usize, input: Input) {
-        let mut out = Vec::new();
-        let now = self.now;
-        self.components[idx].step(now, input, &mut self.rng, &mut out);
-        for effect in out {
-            match effect {
-                Effect::Api { id, op } => {
-                    let result = if self.fail_component_requests > 0 {
-                        self.fail_component_requests -= 1;
-                        Err(ApiError::unavailable(
-                            "injected: the apiserver is unavailable",
-                        ))
-                    } else {
-                        self.execute(&op)
-                    };
-                    let name = self.components[idx].name().to_string();
-                    self.log.push((
-                        name,
-                        op.describe(),
-                        result.as_ref().map_or_else(|e| e.code, |_| 200),
-                    ));
-                    self.deliver();
-                    self.step(idx, Input::ApiResult { id, result });
+    /// Hands queued inputs to their components, one at a time and in order, carrying out each
+    /// step's effects before the next step (so a later effect always wins).
+    fn run(&mut self) {
+        while let Some((idx, input)) = self.inbox.pop_front() {
+            let mut out = Vec::new();
+            let now = self.now;
+            self.components[idx].step(now, input, &mut self.rng, &mut out);
+            for effect in out {
+                match effect {
+                    Effect::Api { id, op } => {
+                        let result = if self.fail_component_requests > 0 {
+                            self.fail_component_requests -= 1;
+                            Err(ApiError::unavailable(
+                                "injected: the apiserver is unavailable",
+                            ))
+                        } else {
+                            self.execute(&op)
+                        };
+                        let name = self.components[idx].name().to_string();
+                        self.log.push((
+                            name,
+                            op.describe(),
+                            result.as_ref().map_or_else(|e| e.code, |_| 200),
+                        ));
+                        self.collect_events();
+                        self.inbox.push_back((idx, Input::ApiResult { id, result }));
+                    }
+                    Effect::Timer { id, at } => {
+                        self.timers.retain(|&(_, c, i), _| !(c == idx && i == id));
+                        self.timers.insert((at, idx, id), ());
+                    }
+                    Effect::Log { .. } => {}
                 }
-                Effect::Timer { id, at } => {
-                    self.timers.retain(|&(_, c, i), _| !(c == idx && i == id));
-                    self.timers.insert((at, idx, id), ());
-                }
-                Effect::Log { .. } => {}
             }
         }
     }
 
-    /// Delivers every watch event that is ready, in order.
-    pub fn deliver(&mut self) {
-        loop {
-            let mut delivered = false;
-            for w in 0..self.watches.len() {
-                while let Some(ev) = self.watches[w].2.try_next() {
-                    let (idx, resource) = (self.watches[w].0, self.watches[w].1);
-                    let event = ev.expect("watch stays healthy in the test driver");
-                    self.step(idx, Input::Watched { resource, event });
-                    delivered = true;
-                }
-            }
-            if !delivered {
-                break;
+    /// Queues every watch event that is ready, in order.
+    fn collect_events(&mut self) {
+        for w in 0..self.watches.len() {
+            while let Some(ev) = self.watches[w].2.try_next() {
+                let (idx, resource) = (self.watches[w].0, self.watches[w].1);
+                let event = ev.expect("watch stays healthy in the test driver");
+                self.inbox
+                    .push_back((idx, Input::Watched { resource, event }));
             }
         }
+    }
+
+    /// The armed timers: (when, component index, timer id), in firing order.
+    pub fn timers(&self) -> Vec<(Time, usize, u64)> {
+        self.timers.keys().copied().collect()
     }
 
     /// Advances virtual time by `d`, firing due timers in order.
@@ -227,8 +235,8 @@ impl Driver {
             }
             self.timers.remove(&(at, idx, id));
             self.now = self.now.max(at);
-            self.step(idx, Input::Timer { id });
-            self.deliver();
+            self.inbox.push_back((idx, Input::Timer { id }));
+            self.run();
         }
         self.now = end;
     }

@@ -5,4 +5,5 @@ pub mod quantity;
 pub mod registry;
 pub mod selector;
 pub mod status;
+pub mod taints;
 pub mod validation;

@@ -1,0 +1,473 @@
+//! The scheduler, as a sans-IO state machine: pending pods go through the scheduling queue,
+//! filter and score plugins pick a node, and a binding is posted (pods/binding). The pod is
+//! assumed on that node until the binding's watch event confirms it.
+//! k8s: pkg/scheduler/schedule_one.go (reference §5)
+
+pub mod node_info;
+pub mod plugins;
+pub mod queue;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use rand::{Rng, RngCore};
+use serde_json::json;
+
+use self::node_info::NodeInfo;
+use self::plugins::Profile;
+use self::queue::SchedulingQueue;
+use crate::api::registry::{self, ResourceInfo};
+use crate::apiserver::{format_time, Part};
+use crate::component::{ApiOp, Component, Effect, Input, WatchSpec};
+use crate::controllers::cache::{Cache, Change};
+use crate::time::Time;
+
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+const QUEUE_TIMER: u64 = 0;
+
+fn pods() -> &'static ResourceInfo {
+    registry::by_plural("", "pods").expect("registered")
+}
+
+fn nodes() -> &'static ResourceInfo {
+    registry::by_plural("", "nodes").expect("registered")
+}
+
+/// k8s: numFeasibleNodesToFind with percentageOfNodesToScore 0 (adaptive).
+pub fn feasible_nodes_to_find(n: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if n < MIN_FEASIBLE {
+        return n;
+    }
+    let pct = (50 - (n / 125) as i64).max(5) as usize;
+    (n * pct / 100).max(MIN_FEASIBLE)
+}
+
+fn node_name(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+fn terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+/// A pod this scheduler should place.
+fn pending(pod: &Pod) -> bool {
+    let ours = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or(SCHEDULER_NAME)
+        == SCHEDULER_NAME;
+    ours && node_name(pod).is_none() && pod.metadata.deletion_timestamp.is_none() && !terminal(pod)
+}
+
+pub struct Scheduler {
+    profile: Profile,
+    pods: Cache<Pod>,
+    nodes: BTreeMap<String, NodeInfo>,
+    queue: SchedulingQueue,
+    /// Pods placed but not yet seen bound: pod key → node.
+    assumed: BTreeMap<String, String>,
+    /// Binding requests in flight: id → (pod key, node).
+    binding: BTreeMap<u64, (String, String)>,
+    next_start: usize,
+    next_id: u64,
+    armed: Option<Time>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scheduler {
+    pub fn new() -> Self {
+        Scheduler {
+            profile: Profile::default(),
+            pods: Cache::new(),
+            nodes: BTreeMap::new(),
+            queue: SchedulingQueue::default(),
+            assumed: BTreeMap::new(),
+            binding: BTreeMap::new(),
+            next_start: 0,
+            next_id: 1,
+            armed: None,
+        }
+    }
+
+    fn on_pod(&mut self, change: Change<Pod>, now: Time) {
+        let key = change.key.clone();
+        // Undo what the old state contributed.
+        if let Some(old) = &change.old {
+            if let Some(n) = node_name(old) {
+                if let Some(info) = self.nodes.get_mut(n) {
+                    info.remove_pod(&key);
+                }
+            }
+        }
+        match &change.new {
+            Some(pod) => {
+                if let Some(n) = node_name(pod) {
+                    self.queue.done(&key);
+                    // A bound pod replaces its assumption.
+                    if let Some(assumed_on) = self.assumed.remove(&key) {
+                        if let Some(info) = self.nodes.get_mut(&assumed_on) {
+                            info.remove_pod(&key);
+                        }
+                    }
+                    if !terminal(pod) {
+                        if let Some(info) = self.nodes.get_mut(n) {
+                            info.add_pod(&key, pod);
+                        }
+                    } else {
+                        // Resources freed.
+                        self.queue.move_all_to_active_or_backoff(now);
+                    }
+                } else if pending(pod) {
+                    let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+                    self.queue.add_or_update(&key, priority, now);
+                } else {
+                    self.queue.delete(&key);
+                }
+            }
+            None => {
+                self.queue.delete(&key);
+                if let Some(assumed_on) = self.assumed.remove(&key) {
+                    if let Some(info) = self.nodes.get_mut(&assumed_on) {
+                        info.remove_pod(&key);
+                    }
+                }
+                if change.old.as_ref().is_some_and(|p| node_name(p).is_some()) {
+                    // k8s: a deleted assigned pod frees resources.
+                    self.queue.move_all_to_active_or_backoff(now);
+                }
+            }
+        }
+    }
+
+    fn on_node(&mut self, name: String, node: Option<Node>, now: Time) {
+        match node {
+            Some(node) => {
+                match self.nodes.get_mut(&name) {
+                    Some(info) => info.update_node(node),
+                    None => {
+                        let mut info = NodeInfo::new(node);
+                        // Pods already bound there (seen before the node).
+                        for (key, pod) in self.pods.iter() {
+                            if node_name(pod) == Some(name.as_str()) && !terminal(pod) {
+                                info.add_pod(key, pod);
+                            }
+                        }
+                        self.nodes.insert(name, info);
+                    }
+                }
+                self.queue.move_all_to_active_or_backoff(now);
+            }
+            None => {
+                self.nodes.remove(&name);
+            }
+        }
+    }
+
+    /// One scheduling cycle for one pod.
+    fn schedule_one(
+        &mut self,
+        key: String,
+        now: Time,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(pod) = self.pods.get(&key).cloned().filter(pending) else {
+            self.queue.delete(&key);
+            return;
+        };
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        let n = names.len();
+        let want = feasible_nodes_to_find(n);
+        let mut feasible: Vec<String> = Vec::new();
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut processed = 0;
+        for i in 0..n {
+            if feasible.len() >= want {
+                break;
+            }
+            let name = &names[(self.next_start + i) % n];
+            processed += 1;
+            let info = &self.nodes[name];
+            match self
+                .profile
+                .filters
+                .iter()
+                .map(|f| f.filter(&pod, info))
+                .find(|r| r.is_err())
+            {
+                Some(Err(reason)) => *reasons.entry(reason).or_default() += 1,
+                _ => feasible.push(name.clone()),
+            }
+        }
+        if n > 0 {
+            self.next_start = (self.next_start + processed) % n;
+        }
+        if feasible.is_empty() {
+            self.mark_unschedulable(&key, &pod, n, &reasons, now, out);
+            return;
+        }
+        // Score: each plugin over all feasible nodes, normalized, weighted, summed.
+        let mut totals = vec![0i64; feasible.len()];
+        for plugin in &self.profile.scores {
+            let mut scores: Vec<i64> = feasible
+                .iter()
+                .map(|f| plugin.score(&pod, &self.nodes[f]))
+                .collect();
+            plugin.normalize(&mut scores);
+            for (t, s) in totals.iter_mut().zip(scores) {
+                *t += s * plugin.weight();
+            }
+        }
+        // k8s: selectHost — the best score, ties broken uniformly at random.
+        let best = *totals.iter().max().expect("at least one feasible node");
+        let mut chosen = 0;
+        let mut ties = 0u32;
+        for (i, t) in totals.iter().enumerate() {
+            if *t == best {
+                ties += 1;
+                if rng.gen_range(0..ties) == 0 {
+                    chosen = i;
+                }
+            }
+        }
+        let node = feasible[chosen].clone();
+        // Assume, then bind.
+        if let Some(info) = self.nodes.get_mut(&node) {
+            info.add_pod(&key, &pod);
+        }
+        self.assumed.insert(key.clone(), node.clone());
+        let id = self.next_id;
+        self.next_id += 1;
+        self.binding.insert(id, (key.clone(), node.clone()));
+        out.push(Effect::Log {
+            v: 2,
+            message: format!("Successfully assigned {key} to {node}"),
+        });
+        out.push(Effect::Api {
+            id,
+            op: ApiOp::Bind {
+                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                node,
+            },
+        });
+    }
+
+    fn mark_unschedulable(
+        &mut self,
+        key: &str,
+        pod: &Pod,
+        n: usize,
+        reasons: &BTreeMap<String, usize>,
+        now: Time,
+        out: &mut Vec<Effect>,
+    ) {
+        self.queue.unschedulable(key, now);
+        // k8s: "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint ..."
+        let mut parts: Vec<String> = reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
+        parts.sort();
+        let message = if n == 0 {
+            "no nodes available to schedule pods".to_string()
+        } else {
+            format!("0/{n} nodes are available: {}.", parts.join(", "))
+        };
+        out.push(Effect::Log {
+            v: 2,
+            message: format!("Unable to schedule {key}: {message}"),
+        });
+        let current = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+            .map(|c| (c.status.clone(), c.message.clone()));
+        if current == Some(("False".into(), Some(message.clone()))) {
+            return;
+        }
+        let mut body = serde_json::to_value(pod).expect("pods serialize");
+        let mut conditions: Vec<serde_json::Value> = body["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(json!({
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": message, "lastProbeTime": null, "lastTransitionTime": format_time(now),
+        }));
+        body["status"]["conditions"] = json!(conditions);
+        let id = self.next_id;
+        self.next_id += 1;
+        out.push(Effect::Api {
+            id,
+            op: ApiOp::Update {
+                resource: pods(),
+                namespace: pod.metadata.namespace.clone(),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                body,
+                part: Part::Status,
+            },
+        });
+    }
+
+    fn on_result(
+        &mut self,
+        id: u64,
+        result: Result<serde_json::Value, crate::api::status::ApiError>,
+        now: Time,
+    ) {
+        let Some((key, node)) = self.binding.remove(&id) else {
+            return; // a status write: nothing to do either way
+        };
+        match result {
+            Ok(_) => {} // confirmed by the pod's watch event
+            Err(e) => {
+                // k8s: a failed binding forgets the assumption and retries after backoff.
+                if self.assumed.remove(&key).is_some() {
+                    if let Some(info) = self.nodes.get_mut(&node) {
+                        info.remove_pod(&key);
+                    }
+                }
+                if e.code == 404 {
+                    self.queue.delete(&key);
+                } else {
+                    self.queue.error(&key, now);
+                }
+            }
+        }
+    }
+
+    fn pump(&mut self, now: Time, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
+        self.queue.advance(now);
+        while let Some(key) = self.queue.pop() {
+            self.schedule_one(key, now, rng, out);
+        }
+        let wake = self.queue.next_wakeup();
+        if wake != self.armed {
+            self.armed = wake;
+            if let Some(at) = wake {
+                out.push(Effect::Timer {
+                    id: QUEUE_TIMER,
+                    at,
+                });
+            }
+        }
+    }
+
+    /// Where the scheduler believes a pod is (bound or assumed).
+    pub fn placement(&self, key: &str) -> Option<String> {
+        self.assumed
+            .get(key)
+            .cloned()
+            .or_else(|| self.pods.get(key).and_then(node_name).map(String::from))
+    }
+}
+
+impl Component for Scheduler {
+    fn name(&self) -> &str {
+        SCHEDULER_NAME
+    }
+
+    fn watches(&self) -> Vec<WatchSpec> {
+        vec![
+            WatchSpec {
+                resource: nodes(),
+                field_selector: None,
+            },
+            WatchSpec {
+                resource: pods(),
+                field_selector: None,
+            },
+        ]
+    }
+
+    fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
+        match input {
+            Input::Listed {
+                resource,
+                items,
+                revision,
+            } => {
+                if resource == pods() {
+                    for c in self.pods.replace(&items, revision).unwrap_or_default() {
+                        self.on_pod(c, now);
+                    }
+                } else if resource == nodes() {
+                    let mut fresh = BTreeMap::new();
+                    for item in &items {
+                        if let Ok(node) = serde_json::from_value::<Node>(item.clone()) {
+                            fresh.insert(node.metadata.name.clone().unwrap_or_default(), node);
+                        }
+                    }
+                    let gone: Vec<String> = self
+                        .nodes
+                        .keys()
+                        .filter(|k| !fresh.contains_key(*k))
+                        .cloned()
+                        .collect();
+                    for name in gone {
+                        self.on_node(name, None, now);
+                    }
+                    for (name, node) in fresh {
+                        self.on_node(name, Some(node), now);
+                    }
+                }
+            }
+            Input::Watched { resource, event } => {
+                if resource == pods() {
+                    if let Ok(c) = self.pods.apply(&event) {
+                        self.on_pod(c, now);
+                    }
+                } else if resource == nodes() {
+                    let name = event.object["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    let node = match event.type_ {
+                        crate::apiserver::EventType::Deleted => None,
+                        _ => serde_json::from_value::<Node>(event.object.clone()).ok(),
+                    };
+                    self.on_node(name, node, now);
+                }
+            }
+            Input::Timer { .. } => self.armed = None,
+            Input::ApiResult { id, result } => self.on_result(id, result, now),
+        }
+        self.pump(now, rng, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feasible_node_sampling() {
+        // k8s: all nodes below 100; pct = 50 − N/125 floored at 5; at least 100
+        let cases = [
+            (10, 10),
+            (99, 99),
+            (100, 100),
+            (500, 230),
+            (1000, 420),
+            (5000, 500),
+            (6000, 300),
+        ];
+        for (n, want) in cases {
+            assert_eq!(feasible_nodes_to_find(n), want, "{n} nodes");
+        }
+    }
+}

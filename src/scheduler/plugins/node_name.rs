@@ -1,0 +1,28 @@
+//! NodeName: a pod that names a node (spec.nodeName set by its author) fits only there.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::FilterPlugin;
+use crate::scheduler::node_info::NodeInfo;
+
+pub struct NodeName;
+
+impl FilterPlugin for NodeName {
+    fn name(&self) -> &'static str {
+        "NodeName"
+    }
+
+    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+        match pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+        {
+            Some(wanted) if wanted != node.name() => {
+                Err("node(s) didn't match the requested node name".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
