@@ -16,11 +16,11 @@ use crate::store::Revision;
 use crate::time::Time;
 
 /// A resource a component keeps a cache of (all namespaces).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchSpec {
     pub resource: &'static ResourceInfo,
     /// A field selector the host applies (e.g. a kubelet's `spec.nodeName=<node>`).
-    pub field_selector: Option<&'static str>,
+    pub field_selector: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -143,6 +143,55 @@ pub enum Input {
         id: u64,
         result: Result<Value, ApiError>,
     },
+    /// The answer to a container-runtime operation the component asked for.
+    RuntimeResult { id: u64, result: RuntimeResult },
+    /// A container stopped on its own (the runtime's event, like the kubelet's PLEG).
+    ContainerExited {
+        container_id: String,
+        exit_code: i32,
+    },
+}
+
+/// A container-runtime operation (the real runtimes and the simulator's scripted one carry it
+/// out).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuntimeOp {
+    Start {
+        namespace: String,
+        pod: String,
+        pod_uid: String,
+        container: Box<k8s_openapi::api::core::v1::Container>,
+    },
+    /// SIGTERM, then SIGKILL after `grace_seconds`.
+    Stop {
+        container_id: String,
+        grace_seconds: i64,
+    },
+    Probe {
+        container_id: String,
+        probe: Box<k8s_openapi::api::core::v1::Probe>,
+        /// `liveness`, `readiness` or `startup`.
+        kind: &'static str,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuntimeResult {
+    Started {
+        container_id: String,
+    },
+    /// The container could not start: a waiting reason (`ErrImagePull`, `CreateContainerError`).
+    StartFailed {
+        reason: String,
+        message: String,
+    },
+    Stopped {
+        exit_code: i32,
+    },
+    ProbeSucceeded,
+    ProbeFailed {
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -150,6 +199,11 @@ pub enum Effect {
     Api {
         id: u64,
         op: ApiOp,
+    },
+    /// A container-runtime operation; its answer comes back as `Input::RuntimeResult`.
+    Runtime {
+        id: u64,
+        op: RuntimeOp,
     },
     /// Fire `Input::Timer { id }` at `at` (a later timer with the same id replaces it).
     Timer {

@@ -6,6 +6,7 @@ pub mod api;
 pub mod apiserver;
 pub mod component;
 pub mod controllers;
+pub mod kubelet;
 pub mod scheduler;
 pub mod store;
 pub mod testkit;

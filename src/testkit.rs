@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::api::status::ApiError;
 use crate::apiserver::{ApiServer, ApiWatch, FieldSelector, ListOptions, RequestContext};
 use crate::component::{ApiOp, Component, Effect, Input};
+use crate::kubelet::scripted::ScriptedRuntime;
 use crate::store::mem::MemStore;
 use crate::time::Time;
 
@@ -38,6 +39,13 @@ pub struct Driver {
     pub fail_component_requests: usize,
     /// Inputs waiting to be handed to their component, in order.
     inbox: VecDeque<(usize, Input)>,
+    /// The simulated container runtime every kubelet here shares.
+    pub runtime: ScriptedRuntime,
+    /// Containers due to exit: (when, sequence) → (component, container id, exit code).
+    exits: BTreeMap<(Time, u64), (usize, String, i32)>,
+    seq: u64,
+    /// Every runtime operation and container exit, with its time: "start default/web-x/c".
+    pub runtime_log: Vec<(Time, String)>,
 }
 
 impl Driver {
@@ -52,6 +60,10 @@ impl Driver {
             log: Vec::new(),
             fail_component_requests: 0,
             inbox: VecDeque::new(),
+            runtime: ScriptedRuntime::default(),
+            exits: BTreeMap::new(),
+            seq: 0,
+            runtime_log: Vec::new(),
         };
         let mut ctxs = Vec::new();
         for _ in 0..crate::apiserver::BOOT_NAMESPACES.len() {
@@ -86,7 +98,7 @@ impl Driver {
         self.components.push(component);
         for spec in self.components[idx].watches() {
             let opts = ListOptions {
-                field_selector: match spec.field_selector {
+                field_selector: match spec.field_selector.as_deref() {
                     Some(f) => {
                         FieldSelector::parse(spec.resource, f).expect("valid field selector")
                     }
@@ -175,7 +187,15 @@ impl Driver {
     /// Hands queued inputs to their components, one at a time and in order, carrying out each
     /// step's effects before the next step (so a later effect always wins).
     fn run(&mut self) {
+        let mut steps = 0u64;
         while let Some((idx, input)) = self.inbox.pop_front() {
+            steps += 1;
+            assert!(
+                steps < 20_000,
+                "livelock: 20,000 steps at {} without time passing; last input for {}: {input:?}",
+                self.now,
+                self.components[idx].name()
+            );
             let mut out = Vec::new();
             let now = self.now;
             self.components[idx].step(now, input, &mut self.rng, &mut out);
@@ -203,6 +223,37 @@ impl Driver {
                         self.timers.retain(|&(_, c, i), _| !(c == idx && i == id));
                         self.timers.insert((at, idx, id), ());
                     }
+                    Effect::Runtime { id, op } => {
+                        let what = match &op {
+                            crate::component::RuntimeOp::Start {
+                                namespace,
+                                pod,
+                                container,
+                                ..
+                            } => {
+                                format!("start {namespace}/{pod}/{}", container.name)
+                            }
+                            crate::component::RuntimeOp::Stop { container_id, .. } => {
+                                format!("stop {container_id}")
+                            }
+                            crate::component::RuntimeOp::Probe {
+                                kind, container_id, ..
+                            } => format!("probe {kind} {container_id}"),
+                        };
+                        self.runtime_log.push((self.now, what));
+                        let outcome = self.runtime.run(&op, self.now);
+                        if let Some((container_id, at, code)) = outcome.exit {
+                            self.seq += 1;
+                            self.exits.insert((at, self.seq), (idx, container_id, code));
+                        }
+                        self.inbox.push_back((
+                            idx,
+                            Input::RuntimeResult {
+                                id,
+                                result: outcome.result,
+                            },
+                        ));
+                    }
                     Effect::Log { .. } => {}
                 }
             }
@@ -226,16 +277,58 @@ impl Driver {
         self.timers.keys().copied().collect()
     }
 
-    /// Advances virtual time by `d`, firing due timers in order.
+    /// Advances virtual time by `d`, firing due timers and container exits in time order.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
-        while let Some((&(at, idx, id), _)) = self.timers.first_key_value() {
-            if at > end {
+        let mut fired = 0u64;
+        loop {
+            fired += 1;
+            assert!(
+                fired < 1_000_000,
+                "livelock: a million timers fired before {end}; at {}: {:?}",
+                self.now,
+                self.timers.first_key_value()
+            );
+            let timer = self
+                .timers
+                .first_key_value()
+                .map(|(&(at, idx, id), _)| (at, idx, id));
+            let exit = self
+                .exits
+                .first_key_value()
+                .map(|(&(at, seq), _)| (at, seq));
+            let next_at = match (timer, exit) {
+                (Some(t), Some(e)) => t.0.min(e.0),
+                (Some(t), None) => t.0,
+                (None, Some(e)) => e.0,
+                (None, None) => break,
+            };
+            if next_at > end {
                 break;
             }
-            self.timers.remove(&(at, idx, id));
-            self.now = self.now.max(at);
-            self.inbox.push_back((idx, Input::Timer { id }));
+            self.now = self.now.max(next_at);
+            match (timer, exit) {
+                (_, Some((at, seq))) if at == next_at => {
+                    let (idx, container_id, exit_code) =
+                        self.exits.remove(&(at, seq)).expect("present");
+                    if self.runtime.exited(&container_id) {
+                        self.runtime_log
+                            .push((self.now, format!("exit {container_id} {exit_code}")));
+                        self.inbox.push_back((
+                            idx,
+                            Input::ContainerExited {
+                                container_id,
+                                exit_code,
+                            },
+                        ));
+                    }
+                }
+                (Some((at, idx, id)), _) => {
+                    self.timers.remove(&(at, idx, id));
+                    self.inbox.push_back((idx, Input::Timer { id }));
+                }
+                _ => unreachable!("next_at came from one of them"),
+            }
             self.run();
         }
         self.now = end;

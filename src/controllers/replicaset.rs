@@ -1002,6 +1002,8 @@ impl Component for ReplicaSetController {
             }
             Input::Timer { .. } => self.armed = None,
             Input::ApiResult { id, result } => self.on_result(id, result, now, out),
+            // No container runtime here.
+            Input::RuntimeResult { .. } | Input::ContainerExited { .. } => {}
         }
         self.pump(now, out);
     }

@@ -445,6 +445,8 @@ impl Component for Scheduler {
             }
             Input::Timer { .. } => self.armed = None,
             Input::ApiResult { id, result } => self.on_result(id, result, now),
+            // No container runtime here.
+            Input::RuntimeResult { .. } | Input::ContainerExited { .. } => {}
         }
         self.pump(now, rng, out);
     }

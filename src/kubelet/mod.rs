@@ -1,0 +1,1008 @@
+//! The kubelet's pod logic, as a sans-IO state machine: it registers its Node, renews its
+//! Lease, and runs the pods bound to it through container-runtime effects: starts, restarts
+//! under the restart policy and CrashLoopBackOff, probes, graceful termination, and the status
+//! it reports. k8s: pkg/kubelet (reference §3.1, §4)
+
+pub mod backoff;
+pub mod probe;
+pub mod scripted;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use rand::{Rng, RngCore};
+use serde_json::{json, Value};
+
+use self::backoff::Backoff;
+use self::probe::{Outcome, ProbeWorker};
+use self::status::Seen;
+use crate::api::registry::{self, ResourceInfo};
+use crate::apiserver::{format_time, Part};
+use crate::component::{ApiOp, Component, Effect, Input, RuntimeOp, RuntimeResult, WatchSpec};
+use crate::controllers::cache::{Cache, Change};
+use crate::time::Time;
+
+/// k8s: nodeLeaseDurationSeconds 40, renewed every 0.25 × 40 s
+pub const LEASE_DURATION_SECONDS: i64 = 40;
+pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// k8s: nodeStatusReportFrequency 5 min (reported sooner on change)
+pub const NODE_STATUS_REPORT: Duration = Duration::from_secs(300);
+/// k8s: minimumGracePeriodInSeconds for kills
+pub const MIN_KILL_GRACE: i64 = 2;
+
+const LEASE_TIMER: u64 = 0;
+const TICK_TIMER: u64 = 1;
+const NODE_STATUS_TIMER: u64 = 2;
+
+fn res(group: &str, plural: &str) -> &'static ResourceInfo {
+    registry::by_plural(group, plural).expect("registered")
+}
+
+/// What the node offers and how it presents itself.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: String,
+    pub cpu: String,
+    pub memory: String,
+    pub pods: String,
+    pub labels: BTreeMap<String, String>,
+    /// Taints the node registers with (JSON taint objects).
+    pub taints: Vec<Value>,
+    pub address: String,
+}
+
+impl NodeConfig {
+    pub fn new(name: &str) -> Self {
+        NodeConfig {
+            name: name.into(),
+            cpu: "4".into(),
+            memory: "8Gi".into(),
+            pods: "110".into(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            address: "10.0.0.1".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Terminated {
+    id: String,
+    exit_code: i32,
+    reason: String,
+    started_at: Time,
+    finished_at: Time,
+}
+
+#[derive(Clone, Debug)]
+enum Run {
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Starting,
+    Running {
+        id: String,
+        started_at: Time,
+    },
+    Stopping {
+        id: String,
+        started_at: Time,
+    },
+    Terminated(Terminated),
+}
+
+#[derive(Clone, Debug)]
+struct ContainerState {
+    spec: Container,
+    run: Run,
+    restart_count: i32,
+    last: Option<Terminated>,
+    probes: Vec<ProbeWorker>,
+    /// The startup probe succeeded (or there is none).
+    started: bool,
+    /// Killed by a failed liveness or startup probe (restart after the stop).
+    killed: bool,
+}
+
+#[derive(Debug)]
+struct PodState {
+    containers: Vec<ContainerState>,
+    /// A terminal phase reached (sticky).
+    terminal: Option<&'static str>,
+    final_delete_sent: bool,
+    status_sent: Option<Value>,
+}
+
+#[derive(Debug)]
+enum Purpose {
+    Start { pod: String, c: usize },
+    Stop { pod: String, c: usize },
+    Probe { pod: String, c: usize, p: usize },
+}
+
+pub struct Kubelet {
+    config: NodeConfig,
+    name: String,
+    pods: Cache<Pod>,
+    states: BTreeMap<String, PodState>,
+    backoff: Backoff,
+    runtime: BTreeMap<u64, Purpose>,
+    api: BTreeMap<u64, &'static str>,
+    next_id: u64,
+    registered: bool,
+    lease: Option<Value>,
+    lease_failures: u32,
+    started_at: Option<Time>,
+    tick_armed: Option<Time>,
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+impl Kubelet {
+    pub fn new(config: NodeConfig) -> Self {
+        Kubelet {
+            name: format!("kubelet/{}", config.name),
+            config,
+            pods: Cache::new(),
+            states: BTreeMap::new(),
+            backoff: Backoff::default(),
+            runtime: BTreeMap::new(),
+            api: BTreeMap::new(),
+            next_id: 1,
+            registered: false,
+            lease: None,
+            lease_failures: 0,
+            started_at: None,
+            tick_armed: None,
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn api(&mut self, out: &mut Vec<Effect>, purpose: &'static str, op: ApiOp) {
+        let id = self.id();
+        self.api.insert(id, purpose);
+        out.push(Effect::Api { id, op });
+    }
+
+    fn runtime_op(&mut self, out: &mut Vec<Effect>, purpose: Purpose, op: RuntimeOp) {
+        let id = self.id();
+        self.runtime.insert(id, purpose);
+        out.push(Effect::Runtime { id, op });
+    }
+
+    // --- node registration, lease, node status ---
+
+    fn node_object(&self, now: Time) -> Value {
+        let c = &self.config;
+        let mut labels = json!({
+            "kubernetes.io/hostname": c.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64",
+        });
+        for (k, v) in &c.labels {
+            labels[k] = json!(v);
+        }
+        let t = format_time(now);
+        let cond = |type_: &str, status: &str, reason: &str, message: &str| {
+            json!({"type": type_, "status": status, "reason": reason, "message": message,
+                   "lastHeartbeatTime": t, "lastTransitionTime": t})
+        };
+        let resources = json!({"cpu": c.cpu, "memory": c.memory, "pods": c.pods});
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": c.name, "labels": labels},
+            "spec": {"taints": if c.taints.is_empty() { Value::Null } else { json!(c.taints) }},
+            "status": {
+                "capacity": resources, "allocatable": resources,
+                "conditions": [
+                    cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                    cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                    cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                    cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+                ],
+                "addresses": [{"type": "InternalIP", "address": c.address}, {"type": "Hostname", "address": c.name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {
+                    "machineID": c.name, "systemUUID": c.name, "bootID": c.name,
+                    "kernelVersion": "gantry", "osImage": "gantry", "containerRuntimeVersion": "gantry://0.1.0",
+                    "kubeletVersion": "v1.33.0", "kubeProxyVersion": "v1.33.0",
+                    "operatingSystem": "linux", "architecture": "amd64",
+                },
+            },
+        })
+    }
+
+    fn lease_object(&self, now: Time) -> Value {
+        let mut lease = self.lease.clone().unwrap_or_else(|| {
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": self.config.name, "namespace": "kube-node-lease"},
+                   "spec": {"holderIdentity": self.config.name, "leaseDurationSeconds": LEASE_DURATION_SECONDS}})
+        });
+        lease["spec"]["renewTime"] = micro_time(now);
+        lease
+    }
+
+    fn register(&mut self, now: Time, out: &mut Vec<Effect>) {
+        self.registered = true;
+        let body = self.node_object(now);
+        self.api(
+            out,
+            "register",
+            ApiOp::Create {
+                resource: res("", "nodes"),
+                namespace: None,
+                body,
+            },
+        );
+        self.renew_lease(now, out);
+        out.push(Effect::Timer {
+            id: NODE_STATUS_TIMER,
+            at: now + NODE_STATUS_REPORT,
+        });
+    }
+
+    fn renew_lease(&mut self, now: Time, out: &mut Vec<Effect>) {
+        let body = self.lease_object(now);
+        let op = match &self.lease {
+            None => ApiOp::Create {
+                resource: res("coordination.k8s.io", "leases"),
+                namespace: Some("kube-node-lease".into()),
+                body,
+            },
+            Some(_) => ApiOp::Update {
+                resource: res("coordination.k8s.io", "leases"),
+                namespace: Some("kube-node-lease".into()),
+                name: self.config.name.clone(),
+                body,
+                part: Part::Main,
+            },
+        };
+        self.api(out, "lease", op);
+    }
+
+    fn report_node_status(&mut self, now: Time, out: &mut Vec<Effect>) {
+        let body = self.node_object(now);
+        self.api(
+            out,
+            "node-status",
+            ApiOp::Update {
+                resource: res("", "nodes"),
+                namespace: None,
+                name: self.config.name.clone(),
+                body,
+                part: Part::Status,
+            },
+        );
+        out.push(Effect::Timer {
+            id: NODE_STATUS_TIMER,
+            at: now + NODE_STATUS_REPORT,
+        });
+    }
+
+    fn on_api_result(
+        &mut self,
+        id: u64,
+        result: Result<Value, crate::api::status::ApiError>,
+        now: Time,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(purpose) = self.api.remove(&id) else {
+            return;
+        };
+        match (purpose, result) {
+            ("register", Err(e)) if e.reason == "AlreadyExists" => {
+                // A restarted kubelet: the node is there; refresh its status.
+                self.report_node_status(now, out);
+            }
+            ("register", Err(_)) => self.registered = false, // retried on the next tick
+            ("lease", Ok(lease)) => {
+                self.lease = Some(lease);
+                self.lease_failures = 0;
+                out.push(Effect::Timer {
+                    id: LEASE_TIMER,
+                    at: now + LEASE_RENEW,
+                });
+            }
+            ("lease", Err(e)) => {
+                if e.reason == "AlreadyExists" || e.code == 409 {
+                    // Someone else's copy is newer: take it over on the next try.
+                    self.lease = None;
+                    let mut l = self.lease_object(now);
+                    l["metadata"]["resourceVersion"] = Value::Null;
+                    self.lease = Some(l);
+                }
+                // k8s: retry with backoff 200 ms doubling to 7 s
+                self.lease_failures += 1;
+                let wait = (Duration::from_millis(200) * 2u32.pow(self.lease_failures.min(6)))
+                    .min(Duration::from_secs(7));
+                out.push(Effect::Timer {
+                    id: LEASE_TIMER,
+                    at: now + wait,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    // --- pods ---
+
+    fn on_pod(&mut self, change: Change<Pod>) {
+        match &change.new {
+            Some(pod) => {
+                let state = self
+                    .states
+                    .entry(change.key.clone())
+                    .or_insert_with(|| PodState {
+                        containers: pod
+                            .spec
+                            .as_ref()
+                            .map(|s| s.containers.clone())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|spec| ContainerState {
+                                spec,
+                                run: Run::Waiting {
+                                    reason: "ContainerCreating".into(),
+                                    message: None,
+                                },
+                                restart_count: 0,
+                                last: None,
+                                probes: Vec::new(),
+                                started: false,
+                                killed: false,
+                            })
+                            .collect(),
+                        terminal: None,
+                        final_delete_sent: false,
+                        status_sent: None,
+                    });
+                // k8s: only images may change in a running pod's spec.
+                if let Some(spec) = &pod.spec {
+                    for (c, new) in state.containers.iter_mut().zip(&spec.containers) {
+                        c.spec.image = new.image.clone();
+                    }
+                }
+            }
+            None => {
+                // The pod is gone from the API: stop whatever still runs.
+                if let Some(old) = &change.old {
+                    self.backoff.forget(&uid(old));
+                }
+                self.states.remove(&change.key);
+            }
+        }
+    }
+
+    fn sync(&mut self, key: &str, now: Time, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
+        let Some(pod) = self.pods.get(key).cloned() else {
+            return;
+        };
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        let pod_uid = uid(&pod);
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let Some(state) = self.states.get_mut(key) else {
+            return;
+        };
+
+        let mut ops: Vec<(Purpose, RuntimeOp)> = Vec::new();
+        if deleting {
+            // k8s: SIGTERM every container, SIGKILL when the grace period runs out.
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .unwrap_or(30)
+                .max(0);
+            for (i, c) in state.containers.iter_mut().enumerate() {
+                match &c.run {
+                    Run::Running { id, started_at } => {
+                        let id = id.clone();
+                        c.run = Run::Stopping {
+                            id: id.clone(),
+                            started_at: *started_at,
+                        };
+                        ops.push((
+                            Purpose::Stop {
+                                pod: key.into(),
+                                c: i,
+                            },
+                            RuntimeOp::Stop {
+                                container_id: id,
+                                grace_seconds: grace,
+                            },
+                        ));
+                    }
+                    Run::Waiting { .. } => {
+                        c.run = Run::Waiting {
+                            reason: "ContainerCreating".into(),
+                            message: None,
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        } else if state.terminal.is_none() {
+            for (i, c) in state.containers.iter_mut().enumerate() {
+                let restart = match &c.run {
+                    Run::Waiting { .. } if c.last.is_none() => true,
+                    Run::Waiting { .. } | Run::Terminated(_) => {
+                        let t = match &c.run {
+                            Run::Terminated(t) => t.clone(),
+                            _ => c.last.clone().expect("checked"),
+                        };
+                        let allowed = match policy.as_str() {
+                            "Always" => true,
+                            "OnFailure" => t.exit_code != 0,
+                            _ => false,
+                        };
+                        let backoff_key = format!("{pod_uid}/{}", c.spec.name);
+                        if !allowed {
+                            false
+                        } else if self.backoff.in_backoff(&backoff_key, t.finished_at, now) {
+                            // k8s: "back-off 10s restarting failed container=c pod=p_ns(uid)"
+                            let wait = self
+                                .backoff
+                                .until(&backoff_key, t.finished_at)
+                                .map(|u| u.since(t.finished_at))
+                                .unwrap_or_default();
+                            c.last = Some(t);
+                            c.run = Run::Waiting {
+                                reason: "CrashLoopBackOff".into(),
+                                message: Some(format!(
+                                    "back-off {}s restarting failed container={} pod={name}_{ns}({pod_uid})",
+                                    wait.as_secs(),
+                                    c.spec.name
+                                )),
+                            };
+                            false
+                        } else {
+                            self.backoff.next(&backoff_key, now);
+                            c.last = Some(t);
+                            c.restart_count += 1;
+                            true
+                        }
+                    }
+                    _ => false,
+                };
+                if restart {
+                    c.run = Run::Starting;
+                    c.probes.clear();
+                    c.started = false;
+                    c.killed = false;
+                    ops.push((
+                        Purpose::Start {
+                            pod: key.into(),
+                            c: i,
+                        },
+                        RuntimeOp::Start {
+                            namespace: ns.clone(),
+                            pod: name.clone(),
+                            pod_uid: pod_uid.clone(),
+                            container: Box::new(c.spec.clone()),
+                        },
+                    ));
+                }
+            }
+            // Probes that are due.
+            for (i, c) in state.containers.iter_mut().enumerate() {
+                let Run::Running { id, .. } = &c.run else {
+                    continue;
+                };
+                let id = id.clone();
+                let started = c.started;
+                for (p, w) in c.probes.iter_mut().enumerate() {
+                    let runs = if w.kind == "startup" {
+                        !started
+                    } else {
+                        started
+                    };
+                    if runs && !w.in_flight && w.next <= now {
+                        w.in_flight = true;
+                        ops.push((
+                            Purpose::Probe {
+                                pod: key.into(),
+                                c: i,
+                                p,
+                            },
+                            RuntimeOp::Probe {
+                                container_id: id.clone(),
+                                probe: Box::new(w.probe.clone()),
+                                kind: w.kind,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        let _ = rng.gen::<u8>(); // keep one draw per sync so probe offsets stay seed-determined
+        for (purpose, op) in ops {
+            self.runtime_op(out, purpose, op);
+        }
+        self.report(key, &pod, now, out);
+    }
+
+    /// Writes the pod's status when it changed; finishes a deleted pod whose containers stopped.
+    fn report(&mut self, key: &str, pod: &Pod, now: Time, out: &mut Vec<Effect>) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        let Some(state) = self.states.get_mut(key) else {
+            return;
+        };
+        let seen: Vec<Seen> = state
+            .containers
+            .iter()
+            .map(|c| match &c.run {
+                Run::Running { .. } | Run::Stopping { .. } => Seen::Running,
+                Run::Terminated(t) => Seen::Stopped {
+                    succeeded: t.exit_code == 0,
+                },
+                Run::Waiting { .. } | Run::Starting => match &c.last {
+                    Some(t) => Seen::Stopped {
+                        succeeded: t.exit_code == 0,
+                    },
+                    None => Seen::Waiting,
+                },
+            })
+            .collect();
+        let all_stopped = state.containers.iter().all(|c| {
+            !matches!(
+                c.run,
+                Run::Running { .. } | Run::Stopping { .. } | Run::Starting
+            )
+        });
+        let mut phase = match state.terminal {
+            Some(p) => p,
+            None => status::phase(&seen, &policy, deleting && all_stopped),
+        };
+        if deleting && all_stopped && state.terminal.is_none() {
+            // k8s (1.27+): a deleted pod reaches a terminal phase before it is removed.
+            phase = if seen.iter().all(|s| *s == Seen::Stopped { succeeded: true })
+                && !seen.is_empty()
+            {
+                "Succeeded"
+            } else {
+                "Failed"
+            };
+        }
+        if phase == "Succeeded" || phase == "Failed" {
+            state.terminal = Some(phase);
+        }
+        let ready = |c: &ContainerState| {
+            matches!(c.run, Run::Running { .. })
+                && c.started
+                && c.probes
+                    .iter()
+                    .filter(|w| w.kind == "readiness")
+                    .all(|w| w.result == Outcome::Success)
+        };
+        let all_ready =
+            !state.containers.is_empty() && state.containers.iter().all(ready) && !deleting;
+        // k8s: the status manager keeps its own last status; transition times come from it, not
+        // from the informer's copy, which may lag behind the kubelet's own writes.
+        let previous: Option<k8s_openapi::api::core::v1::PodStatus> = match &state.status_sent {
+            Some(v) => serde_json::from_value(v.clone()).ok(),
+            None => pod.status.clone(),
+        };
+        let old_conditions = previous
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let condition = |type_: &str, ok: bool| {
+            let status = if ok { "True" } else { "False" };
+            let since = old_conditions
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+                .and_then(|c| c.last_transition_time.clone())
+                .map(|t| serde_json::to_value(t).expect("time serializes"))
+                .unwrap_or_else(|| format_time(now));
+            let mut c = json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
+            if !ok && (type_ == "Ready" || type_ == "ContainersReady") {
+                let not_ready: Vec<&str> = state
+                    .containers
+                    .iter()
+                    .filter(|c| !ready(c))
+                    .map(|c| c.spec.name.as_str())
+                    .collect();
+                c["reason"] = json!(if phase == "Succeeded" || phase == "Failed" {
+                    "PodCompleted"
+                } else {
+                    "ContainersNotReady"
+                });
+                if c["reason"] == "ContainersNotReady" {
+                    c["message"] = json!(format!(
+                        "containers with unready status: [{}]",
+                        not_ready.join(" ")
+                    ));
+                }
+            }
+            c
+        };
+        let conditions = json!([
+            condition("PodReadyToStartContainers", true),
+            condition("Initialized", true),
+            condition("Ready", all_ready),
+            condition("ContainersReady", all_ready),
+            condition("PodScheduled", true),
+        ]);
+        let statuses: Vec<Value> = state
+            .containers
+            .iter()
+            .map(|c| container_status(c, ready(c)))
+            .collect();
+        let mut status = json!({
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": self.config.address,
+            "hostIPs": [{"ip": self.config.address}],
+            "containerStatuses": statuses,
+            "qosClass": pod.status.as_ref().and_then(|s| s.qos_class.clone()),
+            "startTime": previous.as_ref().and_then(|s| s.start_time.clone()).map(|t| serde_json::to_value(t).expect("serializes")).unwrap_or_else(|| format_time(now)),
+        });
+        if let Some(o) = status.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
+        if state.status_sent.as_ref() != Some(&status) {
+            state.status_sent = Some(status.clone());
+            let mut body = serde_json::to_value(pod).expect("pods serialize");
+            body["status"] = status;
+            if let Some(m) = body["metadata"].as_object_mut() {
+                m.remove("resourceVersion"); // the kubelet owns the status: write it unconditionally
+            }
+            self.api(
+                out,
+                "pod-status",
+                ApiOp::Update {
+                    resource: res("", "pods"),
+                    namespace: pod.metadata.namespace.clone(),
+                    name: pod.metadata.name.clone().unwrap_or_default(),
+                    body,
+                    part: Part::Status,
+                },
+            );
+        }
+        let state = self.states.get_mut(key).expect("present");
+        if deleting && all_stopped && !state.final_delete_sent {
+            // k8s: the kubelet's grace-0 delete removes the pod from the API.
+            state.final_delete_sent = true;
+            let op = ApiOp::Delete {
+                resource: res("", "pods"),
+                namespace: pod.metadata.namespace.clone(),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                grace_period_seconds: Some(0),
+                precondition_uid: pod.metadata.uid.clone(),
+            };
+            self.api(out, "final-delete", op);
+        }
+    }
+
+    fn on_runtime(
+        &mut self,
+        id: u64,
+        result: RuntimeResult,
+        now: Time,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(purpose) = self.runtime.remove(&id) else {
+            return;
+        };
+        let key = match &purpose {
+            Purpose::Start { pod, .. } | Purpose::Stop { pod, .. } | Purpose::Probe { pod, .. } => {
+                pod.clone()
+            }
+        };
+        let kubelet_started = self.started_at.unwrap_or(now);
+        let Some(state) = self.states.get_mut(&key) else {
+            return;
+        };
+        match (purpose, result) {
+            (Purpose::Start { c, .. }, RuntimeResult::Started { container_id }) => {
+                let cs = &mut state.containers[c];
+                cs.run = Run::Running {
+                    id: container_id,
+                    started_at: now,
+                };
+                cs.started = cs.spec.startup_probe.is_none();
+                for (kind, probe) in [
+                    ("startup", &cs.spec.startup_probe),
+                    ("liveness", &cs.spec.liveness_probe),
+                    ("readiness", &cs.spec.readiness_probe),
+                ] {
+                    if let Some(p) = probe {
+                        // k8s: right after the kubelet starts, the first probe waits a random
+                        // fraction of the period.
+                        let period =
+                            Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64);
+                        let offset = if now.since(kubelet_started) < period {
+                            Duration::from_millis(rng.gen_range(0..period.as_millis() as u64))
+                        } else {
+                            Duration::ZERO
+                        };
+                        cs.probes
+                            .push(ProbeWorker::new(kind, p.clone(), now, offset));
+                    }
+                }
+            }
+            (Purpose::Start { c, .. }, RuntimeResult::StartFailed { reason, message }) => {
+                let cs = &mut state.containers[c];
+                cs.run = Run::Waiting {
+                    reason,
+                    message: Some(message),
+                };
+                // Retried like a crash, under the same backoff.
+                cs.last.get_or_insert(Terminated {
+                    id: String::new(),
+                    exit_code: 128,
+                    reason: "StartError".into(),
+                    started_at: now,
+                    finished_at: now,
+                });
+                cs.run = Run::Terminated(cs.last.clone().expect("set"));
+            }
+            (Purpose::Stop { c, .. }, RuntimeResult::Stopped { exit_code }) => {
+                exited(&mut state.containers[c], exit_code, now)
+            }
+            (Purpose::Probe { c, p, .. }, r) => {
+                let cs = &mut state.containers[c];
+                let Some(w) = cs.probes.get_mut(p) else {
+                    return;
+                };
+                let changed = w.record(matches!(r, RuntimeResult::ProbeSucceeded), now);
+                let (kind, result) = (w.kind, w.result);
+                if changed || kind == "startup" {
+                    match (kind, result) {
+                        ("startup", Outcome::Success) => cs.started = true,
+                        ("liveness", Outcome::Failure) | ("startup", Outcome::Failure) => {
+                            // k8s: a failed liveness/startup probe kills the container.
+                            if let Run::Running { id, started_at } = cs.run.clone() {
+                                cs.killed = true;
+                                cs.run = Run::Stopping {
+                                    id: id.clone(),
+                                    started_at,
+                                };
+                                let pod_grace = self
+                                    .pods
+                                    .get(&key)
+                                    .and_then(|p| p.spec.as_ref())
+                                    .and_then(|s| s.termination_grace_period_seconds)
+                                    .unwrap_or(30);
+                                let grace = w_grace(&cs.spec, kind)
+                                    .unwrap_or(pod_grace)
+                                    .max(MIN_KILL_GRACE);
+                                let op = RuntimeOp::Stop {
+                                    container_id: id,
+                                    grace_seconds: grace,
+                                };
+                                self.runtime_op(
+                                    out,
+                                    Purpose::Stop {
+                                        pod: key.clone(),
+                                        c,
+                                    },
+                                    op,
+                                );
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.sync(&key, now, rng, out);
+    }
+
+    fn on_exit(
+        &mut self,
+        container_id: &str,
+        exit_code: i32,
+        now: Time,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut hit = None;
+        for (key, state) in &mut self.states {
+            for c in &mut state.containers {
+                let id = match &c.run {
+                    Run::Running { id, .. } | Run::Stopping { id, .. } => id.clone(),
+                    _ => continue,
+                };
+                if id == container_id {
+                    exited(c, exit_code, now);
+                    hit = Some(key.clone());
+                }
+            }
+        }
+        if let Some(key) = hit {
+            self.sync(&key, now, rng, out);
+        }
+    }
+
+    /// The earliest time something needs this kubelet: a backoff ending, a probe due.
+    fn next_wake(&self) -> Option<Time> {
+        let mut wake: Option<Time> = None;
+        let mut consider = |t: Time| wake = Some(wake.map_or(t, |w| w.min(t)));
+        for (key, state) in &self.states {
+            let uid = self.pods.get(key).map(uid).unwrap_or_default();
+            for c in &state.containers {
+                match &c.run {
+                    Run::Waiting { reason, .. } if reason == "CrashLoopBackOff" => {
+                        if let Some(t) = c.last.as_ref().and_then(|l| {
+                            self.backoff
+                                .until(&format!("{uid}/{}", c.spec.name), l.finished_at)
+                        }) {
+                            consider(t);
+                        }
+                    }
+                    Run::Running { .. } => {
+                        for w in c.probes.iter().filter(|w| !w.in_flight) {
+                            let runs = if w.kind == "startup" {
+                                !c.started
+                            } else {
+                                c.started
+                            };
+                            if runs {
+                                consider(w.next);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        wake
+    }
+}
+
+fn w_grace(spec: &Container, kind: &str) -> Option<i64> {
+    let p = match kind {
+        "liveness" => spec.liveness_probe.as_ref(),
+        _ => spec.startup_probe.as_ref(),
+    };
+    p.and_then(|p| p.termination_grace_period_seconds)
+}
+
+fn exited(c: &mut ContainerState, exit_code: i32, now: Time) {
+    let (id, started_at) = match &c.run {
+        Run::Running { id, started_at } | Run::Stopping { id, started_at } => {
+            (id.clone(), *started_at)
+        }
+        _ => return,
+    };
+    let reason = if exit_code == 0 { "Completed" } else { "Error" };
+    c.run = Run::Terminated(Terminated {
+        id,
+        exit_code,
+        reason: reason.into(),
+        started_at,
+        finished_at: now,
+    });
+    c.probes.clear();
+}
+
+fn terminated_json(t: &Terminated) -> Value {
+    json!({"exitCode": t.exit_code, "reason": t.reason, "startedAt": format_time(t.started_at),
+           "finishedAt": format_time(t.finished_at), "containerID": t.id})
+}
+
+fn container_status(c: &ContainerState, ready: bool) -> Value {
+    let state = match &c.run {
+        Run::Waiting { reason, message } => {
+            json!({"waiting": {"reason": reason, "message": message}})
+        }
+        Run::Starting => json!({"waiting": {"reason": "ContainerCreating"}}),
+        Run::Running { started_at, .. } | Run::Stopping { started_at, .. } => {
+            json!({"running": {"startedAt": format_time(*started_at)}})
+        }
+        Run::Terminated(t) => json!({"terminated": terminated_json(t)}),
+    };
+    let id = match &c.run {
+        Run::Running { id, .. } | Run::Stopping { id, .. } => Some(id.clone()),
+        Run::Terminated(t) => Some(t.id.clone()),
+        _ => None,
+    };
+    let mut s = json!({
+        "name": c.spec.name, "image": c.spec.image, "imageID": "",
+        "ready": ready, "restartCount": c.restart_count, "started": matches!(c.run, Run::Running { .. }) && c.started,
+        "state": state,
+        "lastState": c.last.as_ref().map(|t| json!({"terminated": terminated_json(t)})).unwrap_or(json!({})),
+        "containerID": id,
+    });
+    if let Some(w) = s["state"]["waiting"].as_object_mut() {
+        w.retain(|_, v| !v.is_null());
+    }
+    if let Some(o) = s.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
+    s
+}
+
+/// metav1.MicroTime: RFC 3339 with microseconds.
+pub fn micro_time(t: Time) -> Value {
+    let secs = format_time(Time(t.as_nanos() - t.as_nanos() % 1_000_000_000));
+    let base = secs
+        .as_str()
+        .unwrap_or("")
+        .trim_end_matches('Z')
+        .to_string();
+    json!(format!(
+        "{base}.{:06}Z",
+        (t.as_nanos() % 1_000_000_000) / 1000
+    ))
+}
+
+impl Component for Kubelet {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn watches(&self) -> Vec<WatchSpec> {
+        vec![WatchSpec {
+            resource: res("", "pods"),
+            field_selector: Some(format!("spec.nodeName={}", self.config.name)),
+        }]
+    }
+
+    fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
+        self.started_at.get_or_insert(now);
+        if !self.registered {
+            self.register(now, out);
+        }
+        let mut touched: Vec<String> = Vec::new();
+        match input {
+            Input::Listed {
+                items, revision, ..
+            } => {
+                for c in self.pods.replace(&items, revision).unwrap_or_default() {
+                    touched.push(c.key.clone());
+                    self.on_pod(c);
+                }
+            }
+            Input::Watched { event, .. } => {
+                if let Ok(c) = self.pods.apply(&event) {
+                    touched.push(c.key.clone());
+                    self.on_pod(c);
+                }
+            }
+            Input::Timer { id: LEASE_TIMER } => self.renew_lease(now, out),
+            Input::Timer {
+                id: NODE_STATUS_TIMER,
+            } => self.report_node_status(now, out),
+            Input::Timer { .. } => {
+                self.tick_armed = None;
+                touched = self.states.keys().cloned().collect();
+            }
+            Input::ApiResult { id, result } => self.on_api_result(id, result, now, out),
+            Input::RuntimeResult { id, result } => self.on_runtime(id, result, now, rng, out),
+            Input::ContainerExited {
+                container_id,
+                exit_code,
+            } => self.on_exit(&container_id, exit_code, now, rng, out),
+        }
+        for key in touched {
+            self.sync(&key, now, rng, out);
+        }
+        let wake = self.next_wake();
+        if let Some(at) = wake.filter(|_| wake != self.tick_armed) {
+            self.tick_armed = wake;
+            out.push(Effect::Timer { id: TICK_TIMER, at });
+        }
+    }
+}
