@@ -46,6 +46,7 @@ pub struct Driver {
     seq: u64,
     /// Every runtime operation and container exit, with its time: "start default/web-x/c".
     pub runtime_log: Vec<(Time, String)>,
+    stopped: std::collections::BTreeSet<usize>,
 }
 
 impl Driver {
@@ -64,6 +65,7 @@ impl Driver {
             exits: BTreeMap::new(),
             seq: 0,
             runtime_log: Vec::new(),
+            stopped: Default::default(),
         };
         let mut ctxs = Vec::new();
         for _ in 0..crate::apiserver::BOOT_NAMESPACES.len() {
@@ -189,6 +191,9 @@ impl Driver {
     fn run(&mut self) {
         let mut steps = 0u64;
         while let Some((idx, input)) = self.inbox.pop_front() {
+            if self.stopped.contains(&idx) {
+                continue;
+            }
             steps += 1;
             assert!(
                 steps < 20_000,
@@ -265,11 +270,25 @@ impl Driver {
         for w in 0..self.watches.len() {
             while let Some(ev) = self.watches[w].2.try_next() {
                 let (idx, resource) = (self.watches[w].0, self.watches[w].1);
+                if self.stopped.contains(&idx) {
+                    continue;
+                }
                 let event = ev.expect("watch stays healthy in the test driver");
                 self.inbox
                     .push_back((idx, Input::Watched { resource, event }));
             }
         }
+    }
+
+    /// Stops a component as a crash would: no more inputs, timers or container exits for it.
+    pub fn stop(&mut self, name: &str) {
+        let Some(idx) = self.components.iter().position(|c| c.name() == name) else {
+            panic!("no component {name}");
+        };
+        self.stopped.insert(idx);
+        self.timers.retain(|&(_, c, _), _| c != idx);
+        self.exits.retain(|_, (c, _, _)| *c != idx);
+        self.inbox.retain(|(c, _)| *c != idx);
     }
 
     /// The armed timers: (when, component index, timer id), in firing order.

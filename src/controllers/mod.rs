@@ -3,5 +3,7 @@
 //! `reconcile(key)` against a cache fed by watch events).
 
 pub mod cache;
+pub mod nodelifecycle;
 pub mod queue;
 pub mod replicaset;
+pub mod tainteviction;

@@ -1,0 +1,531 @@
+//! The node lifecycle controller, as a sans-IO state machine: node health from heartbeats
+//! (Lease renewals and Ready heartbeats), Ready=Unknown after the grace period, pods on a lost
+//! node marked not ready, NoSchedule taints by condition, and rate-limited NoExecute taints per
+//! zone with the full-disruption safeguard.
+//! k8s: pkg/controller/nodelifecycle/node_lifecycle_controller.go (reference §3.2)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use rand::RngCore;
+use serde_json::{json, Value};
+
+use super::cache::Cache;
+use crate::api::admission::{TAINT_NOT_READY, TAINT_UNREACHABLE};
+use crate::api::registry::{self, ResourceInfo};
+use crate::apiserver::{format_time, Part};
+use crate::component::{ApiOp, Component, Effect, Input, WatchSpec};
+use crate::time::Time;
+
+/// k8s: --node-monitor-period 5s
+pub const MONITOR_PERIOD: Duration = Duration::from_secs(5);
+/// k8s: --node-monitor-grace-period 50s (v1.32+)
+pub const MONITOR_GRACE: Duration = Duration::from_secs(50);
+/// k8s: --node-startup-grace-period 60s
+pub const STARTUP_GRACE: Duration = Duration::from_secs(60);
+/// k8s: --node-eviction-rate 0.1 nodes/s per zone
+pub const EVICTION_INTERVAL: Duration = Duration::from_secs(10);
+/// k8s: --secondary-node-eviction-rate 0.01 (zones larger than 50 nodes in partial disruption)
+pub const SECONDARY_EVICTION_INTERVAL: Duration = Duration::from_secs(100);
+pub const LARGE_CLUSTER_THRESHOLD: usize = 50;
+pub const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const EXCLUDE_DISRUPTION_LABEL: &str = "node.kubernetes.io/exclude-disruption";
+
+const MONITOR_TIMER: u64 = 0;
+
+fn res(group: &str, plural: &str) -> &'static ResourceInfo {
+    registry::by_plural(group, plural).expect("registered")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ZoneState {
+    Normal,
+    PartialDisruption,
+    FullDisruption,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    /// The controller's own time of the last heartbeat it observed (k8s: probeTimestamp).
+    probe: Time,
+    heartbeat: Option<String>,
+    renew: Option<String>,
+    /// The Ready status the controller last saw (to detect True → not True).
+    ready: Option<String>,
+}
+
+pub struct NodeLifecycleController {
+    nodes: Cache<Node>,
+    leases: Cache<Lease>,
+    pods: Cache<Pod>,
+    health: BTreeMap<String, Health>,
+    /// Nodes waiting for their NoExecute taint, per zone, in arrival order.
+    taint_queue: BTreeMap<String, Vec<(String, &'static str)>>,
+    next_taint: BTreeMap<String, Time>,
+    /// Nodes this pass just marked Unknown (the cache shows it only when the write comes back).
+    marked_unknown: BTreeSet<String>,
+    next_id: u64,
+    armed: bool,
+}
+
+impl Default for NodeLifecycleController {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn condition<'a>(
+    node: &'a Node,
+    type_: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::NodeCondition> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn ready_status(node: &Node) -> String {
+    condition(node, "Ready")
+        .map(|c| c.status.clone())
+        .unwrap_or_else(|| "Unknown".into())
+}
+
+fn zone_of(node: &Node) -> String {
+    node.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(ZONE_LABEL))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn has_taint(node: &Node, key: &str, effect: &str) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| ts.iter().any(|t| t.key == key && t.effect == effect))
+}
+
+impl NodeLifecycleController {
+    pub fn new() -> Self {
+        NodeLifecycleController {
+            nodes: Cache::new(),
+            leases: Cache::new(),
+            pods: Cache::new(),
+            health: BTreeMap::new(),
+            taint_queue: BTreeMap::new(),
+            next_taint: BTreeMap::new(),
+            marked_unknown: BTreeSet::new(),
+            next_id: 1,
+            armed: false,
+        }
+    }
+
+    /// The Ready status as this controller knows it (its own pending Unknown included).
+    fn ready_of(&self, node: &Node) -> String {
+        match node.metadata.name.as_deref() {
+            Some(n) if self.marked_unknown.contains(n) => "Unknown".into(),
+            _ => ready_status(node),
+        }
+    }
+
+    fn request(&mut self, out: &mut Vec<Effect>, op: ApiOp) {
+        self.next_id += 1;
+        out.push(Effect::Api {
+            id: self.next_id,
+            op,
+        });
+    }
+
+    /// Refreshes the probe timestamps from what the cache shows now.
+    fn observe(&mut self, now: Time) {
+        for (name, node) in self.nodes.iter() {
+            let heartbeat = condition(node, "Ready")
+                .and_then(|c| c.last_heartbeat_time.as_ref())
+                .map(|t| format!("{:?}", t.0));
+            let renew = self
+                .leases
+                .get(&format!("kube-node-lease/{name}"))
+                .and_then(|l| l.spec.as_ref())
+                .and_then(|s| s.renew_time.as_ref())
+                .map(|t| format!("{:?}", t.0));
+            let h = self.health.entry(name.clone()).or_insert_with(|| Health {
+                probe: now,
+                heartbeat: heartbeat.clone(),
+                renew: renew.clone(),
+                ready: None,
+            });
+            // k8s: the controller's own clock, whenever it sees a newer heartbeat or renewal.
+            if h.heartbeat != heartbeat || (renew.is_some() && h.renew != renew) {
+                h.probe = now;
+                h.heartbeat = heartbeat;
+                h.renew = renew;
+            }
+        }
+        let known: BTreeSet<String> = self.nodes.iter().map(|(k, _)| k.clone()).collect();
+        self.health.retain(|k, _| known.contains(k));
+    }
+
+    /// k8s: monitorNodeHealth — one pass every 5 s.
+    fn monitor(&mut self, now: Time, out: &mut Vec<Effect>) {
+        self.observe(now);
+        let names: Vec<String> = self.nodes.iter().map(|(k, _)| k.clone()).collect();
+        for name in &names {
+            let node = self.nodes.get(name).cloned().expect("listed");
+            let h = &self.health[name];
+            let grace = if condition(&node, "Ready").is_none() {
+                STARTUP_GRACE
+            } else {
+                MONITOR_GRACE
+            };
+            if now.since(h.probe) > grace && ready_status(&node) != "Unknown" {
+                out.push(Effect::Log {
+                    v: 0,
+                    message: format!("node {name} stopped posting status: Ready=Unknown"),
+                });
+                self.mark_unknown(&node, now, out);
+                self.marked_unknown.insert(name.clone());
+            }
+        }
+        // Ready transitions since the last pass.
+        for name in &names {
+            let node = self.nodes.get(name).cloned().expect("listed");
+            let ready = ready_status(&node);
+            let was = self
+                .health
+                .get_mut(name)
+                .and_then(|h| h.ready.replace(ready.clone()));
+            if was.as_deref() == Some("True") && ready != "True" {
+                out.push(Effect::Log {
+                    v: 0,
+                    message: format!("NodeNotReady: node {name} status is now {ready}"),
+                });
+                self.mark_pods_not_ready(name, now, out);
+            }
+            self.no_schedule_taints(&node, out);
+        }
+        self.no_execute_taints(&names, now, out);
+        self.marked_unknown.clear();
+    }
+
+    fn mark_unknown(&mut self, node: &Node, now: Time, out: &mut Vec<Effect>) {
+        let mut body = serde_json::to_value(node).expect("nodes serialize");
+        let mut conditions: Vec<Value> = body["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for type_ in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+            match conditions.iter_mut().find(|c| c["type"] == type_) {
+                Some(c) if c["status"] != "Unknown" => {
+                    c["status"] = json!("Unknown");
+                    c["reason"] = json!("NodeStatusUnknown");
+                    c["message"] = json!("Kubelet stopped posting node status.");
+                    c["lastTransitionTime"] = format_time(now);
+                }
+                Some(_) => {}
+                None => conditions.push(json!({
+                    "type": type_, "status": "Unknown", "reason": "NodeStatusNeverUpdated",
+                    "message": "Kubelet never posted node status.", "lastTransitionTime": format_time(now),
+                    "lastHeartbeatTime": format_time(now),
+                })),
+            }
+        }
+        body["status"]["conditions"] = json!(conditions);
+        body["metadata"]
+            .as_object_mut()
+            .map(|m| m.remove("resourceVersion"));
+        let name = node.metadata.name.clone().unwrap_or_default();
+        self.request(
+            out,
+            ApiOp::Update {
+                resource: res("", "nodes"),
+                namespace: None,
+                name,
+                body,
+                part: Part::Status,
+            },
+        );
+    }
+
+    /// k8s: MarkPodsNotReady — every pod on the node gets Ready=False.
+    fn mark_pods_not_ready(&mut self, node: &str, now: Time, out: &mut Vec<Effect>) {
+        let pods: Vec<Pod> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+            .map(|(_, p)| p.clone())
+            .collect();
+        for pod in pods {
+            let mut body = serde_json::to_value(&pod).expect("pods serialize");
+            let Some(conditions) = body["status"]["conditions"].as_array_mut() else {
+                continue;
+            };
+            let mut changed = false;
+            for c in conditions
+                .iter_mut()
+                .filter(|c| c["type"] == "Ready" && c["status"] == "True")
+            {
+                c["status"] = json!("False");
+                c["lastTransitionTime"] = format_time(now);
+                changed = true;
+            }
+            if changed {
+                body["metadata"]
+                    .as_object_mut()
+                    .map(|m| m.remove("resourceVersion"));
+                let op = ApiOp::Update {
+                    resource: res("", "pods"),
+                    namespace: pod.metadata.namespace.clone(),
+                    name: pod.metadata.name.clone().unwrap_or_default(),
+                    body,
+                    part: Part::Status,
+                };
+                self.request(out, op);
+            }
+        }
+    }
+
+    /// Writes `node` with its taints of `effect` replaced by `want` (keys), if they differ.
+    fn set_taints(
+        &mut self,
+        node: &Node,
+        effect: &str,
+        want: &[&str],
+        now: Time,
+        out: &mut Vec<Effect>,
+    ) {
+        let managed = [TAINT_NOT_READY, TAINT_UNREACHABLE];
+        let current: Vec<k8s_openapi::api::core::v1::Taint> = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        let have: BTreeSet<&str> = current
+            .iter()
+            .filter(|t| t.effect == effect && managed.contains(&t.key.as_str()))
+            .map(|t| t.key.as_str())
+            .collect();
+        let wanted: BTreeSet<&str> = want.iter().copied().collect();
+        if have == wanted {
+            return;
+        }
+        let mut taints: Vec<Value> = current
+            .iter()
+            .filter(|t| !(t.effect == effect && managed.contains(&t.key.as_str())))
+            .map(|t| serde_json::to_value(t).expect("taints serialize"))
+            .collect();
+        for key in want {
+            let mut t = json!({"key": key, "effect": effect});
+            if effect == "NoExecute" {
+                t["timeAdded"] = format_time(now);
+            }
+            taints.push(t);
+        }
+        let mut body = serde_json::to_value(node).expect("nodes serialize");
+        body["spec"]["taints"] = json!(taints);
+        body["metadata"]
+            .as_object_mut()
+            .map(|m| m.remove("resourceVersion"));
+        let name = node.metadata.name.clone().unwrap_or_default();
+        self.request(
+            out,
+            ApiOp::Update {
+                resource: res("", "nodes"),
+                namespace: None,
+                name,
+                body,
+                part: Part::Main,
+            },
+        );
+    }
+
+    /// k8s: doNoScheduleTaintingPass (TaintNodesByCondition), not rate-limited.
+    fn no_schedule_taints(&mut self, node: &Node, out: &mut Vec<Effect>) {
+        let want: &[&str] = match self.ready_of(node).as_str() {
+            "False" => &[TAINT_NOT_READY],
+            "Unknown" if condition(node, "Ready").is_some() => &[TAINT_UNREACHABLE],
+            _ => &[],
+        };
+        self.set_taints(node, "NoSchedule", want, Time::ZERO, out);
+    }
+
+    fn zone_states(&self, names: &[String]) -> BTreeMap<String, (ZoneState, usize)> {
+        let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new(); // (ready, not ready)
+        for name in names {
+            let node = self.nodes.get(name).expect("listed");
+            if node
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(EXCLUDE_DISRUPTION_LABEL))
+            {
+                continue;
+            }
+            let e = counts.entry(zone_of(node)).or_default();
+            if self.ready_of(node) == "True" {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(zone, (ready, not_ready))| {
+                // k8s: ComputeZoneState
+                let state = if ready == 0 && not_ready > 0 {
+                    ZoneState::FullDisruption
+                } else if not_ready > 2
+                    && not_ready as f64 / (ready + not_ready) as f64 >= UNHEALTHY_ZONE_THRESHOLD
+                {
+                    ZoneState::PartialDisruption
+                } else {
+                    ZoneState::Normal
+                };
+                (zone, (state, ready + not_ready))
+            })
+            .collect()
+    }
+
+    /// k8s: processTaintBaseEviction + doNoExecuteTaintingPass with per-zone rate limits.
+    fn no_execute_taints(&mut self, names: &[String], now: Time, out: &mut Vec<Effect>) {
+        let zones = self.zone_states(names);
+        let all_down =
+            !zones.is_empty() && zones.values().all(|(s, _)| *s == ZoneState::FullDisruption);
+        for name in names {
+            let node = self.nodes.get(name).cloned().expect("listed");
+            let zone = zone_of(&node);
+            let ready = self.ready_of(&node);
+            let queue = self.taint_queue.entry(zone.clone()).or_default();
+            if all_down || ready == "True" {
+                // k8s: healthy nodes, or a control plane cut off from every zone: no NoExecute taints.
+                queue.retain(|(n, _)| n != name);
+                self.set_taints(&node, "NoExecute", &[], now, out);
+                continue;
+            }
+            let key = if ready == "False" {
+                TAINT_NOT_READY
+            } else {
+                TAINT_UNREACHABLE
+            };
+            let other = if key == TAINT_NOT_READY {
+                TAINT_UNREACHABLE
+            } else {
+                TAINT_NOT_READY
+            };
+            if has_taint(&node, other, "NoExecute") {
+                // k8s: swapping not-ready and unreachable is immediate.
+                self.set_taints(&node, "NoExecute", &[key], now, out);
+            } else if !has_taint(&node, key, "NoExecute") && !queue.iter().any(|(n, _)| n == name) {
+                queue.push((name.clone(), key));
+            }
+        }
+        if all_down {
+            return;
+        }
+        // Taint at most one queued node per zone per interval.
+        let zone_names: Vec<String> = self.taint_queue.keys().cloned().collect();
+        for zone in zone_names {
+            let interval = match zones.get(&zone) {
+                Some((ZoneState::PartialDisruption, size)) if *size > LARGE_CLUSTER_THRESHOLD => {
+                    Some(SECONDARY_EVICTION_INTERVAL)
+                }
+                Some((ZoneState::PartialDisruption, _)) => None, // k8s: small zones stop tainting
+                _ => Some(EVICTION_INTERVAL),
+            };
+            let Some(interval) = interval else { continue };
+            if self.next_taint.get(&zone).is_some_and(|t| *t > now) {
+                continue;
+            }
+            let queue = self.taint_queue.get_mut(&zone).expect("present");
+            if queue.is_empty() {
+                continue;
+            }
+            let (name, key) = queue.remove(0);
+            if let Some(node) = self.nodes.get(&name).cloned() {
+                out.push(Effect::Log {
+                    v: 2,
+                    message: format!("tainting node {name} with {key}:NoExecute"),
+                });
+                self.set_taints(&node, "NoExecute", &[key], now, out);
+                self.next_taint.insert(zone, now + interval);
+            }
+        }
+    }
+}
+
+impl Component for NodeLifecycleController {
+    fn name(&self) -> &str {
+        "node-lifecycle-controller"
+    }
+
+    fn watches(&self) -> Vec<WatchSpec> {
+        vec![
+            WatchSpec {
+                resource: res("", "nodes"),
+                field_selector: None,
+            },
+            WatchSpec {
+                resource: res("coordination.k8s.io", "leases"),
+                field_selector: None,
+            },
+            WatchSpec {
+                resource: res("", "pods"),
+                field_selector: None,
+            },
+        ]
+    }
+
+    fn step(&mut self, now: Time, input: Input, _rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
+        match input {
+            Input::Listed {
+                resource,
+                items,
+                revision,
+            } => {
+                if resource == res("", "nodes") {
+                    let _ = self.nodes.replace(&items, revision);
+                } else if resource == res("coordination.k8s.io", "leases") {
+                    let _ = self.leases.replace(&items, revision);
+                } else {
+                    let _ = self.pods.replace(&items, revision);
+                }
+            }
+            Input::Watched { resource, event } => {
+                if resource == res("", "nodes") {
+                    if let Ok(change) = self.nodes.apply(&event) {
+                        // k8s: NoSchedule taints follow node conditions on every node update.
+                        if let Some(node) = change.new {
+                            self.no_schedule_taints(&node, out);
+                        }
+                    }
+                } else if resource == res("coordination.k8s.io", "leases") {
+                    let _ = self.leases.apply(&event);
+                } else {
+                    let _ = self.pods.apply(&event);
+                }
+                // Heartbeats are timed when seen, not at the next pass.
+                self.observe(now);
+            }
+            Input::Timer { id: MONITOR_TIMER } => {
+                self.monitor(now, out);
+                out.push(Effect::Timer {
+                    id: MONITOR_TIMER,
+                    at: now + MONITOR_PERIOD,
+                });
+            }
+            _ => {}
+        }
+        if !self.armed {
+            self.armed = true;
+            out.push(Effect::Timer {
+                id: MONITOR_TIMER,
+                at: now + MONITOR_PERIOD,
+            });
+        }
+    }
+}
