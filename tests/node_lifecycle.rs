@@ -7,6 +7,7 @@ use gantry::api::registry::by_plural;
 use gantry::apiserver::ListOptions;
 use gantry::component::ApiOp;
 use gantry::controllers::nodelifecycle::NodeLifecycleController;
+use gantry::controllers::podgc::PodGc;
 use gantry::controllers::replicaset::ReplicaSetController;
 use gantry::controllers::tainteviction::TaintEvictionController;
 use gantry::kubelet::{Kubelet, NodeConfig};
@@ -30,6 +31,7 @@ fn cluster(nodes: &[(&str, &str)]) -> Driver {
     d.add(Box::new(ReplicaSetController::new()));
     d.add(Box::new(NodeLifecycleController::new()));
     d.add(Box::new(TaintEvictionController::new()));
+    d.add(Box::new(PodGc::default()));
     d
 }
 
@@ -252,4 +254,47 @@ fn pods_of_a_lost_node_are_evicted_after_300_seconds_and_replaced() {
                 .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "DeletionByTaintManager")
         });
     assert!(disruption);
+}
+
+#[test]
+fn podgc_removes_the_pods_of_a_deleted_node_after_quarantine() {
+    let mut d = cluster(&[("n1", "a"), ("n2", "a")]);
+    d.client(ApiOp::Create {
+        resource: by_plural("apps", "replicasets").unwrap(),
+        namespace: Some("default".into()),
+        body: json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "server"}]}}}}),
+    })
+    .unwrap();
+    d.stop("kubelet/n2");
+    let on_n2 = pods(&d)
+        .iter()
+        .filter(|p| p["spec"]["nodeName"] == "n2")
+        .count();
+    assert!(on_n2 > 0);
+    d.client(ApiOp::Delete {
+        resource: by_plural("", "nodes").unwrap(),
+        namespace: None,
+        name: "n2".into(),
+        grace_period_seconds: None,
+        precondition_uid: None,
+    })
+    .unwrap();
+    let deleted_node_at = d.now.since(EPOCH).as_secs();
+    let gone = until(&mut d, 200, |d| {
+        pods(d).iter().all(|p| p["spec"]["nodeName"] != "n2")
+    });
+    // k8s: noticed at a 20 s pass, deleted 40 s later (at a later pass).
+    assert!(
+        gone >= deleted_node_at + 40 && gone <= deleted_node_at + 81,
+        "node deleted at {deleted_node_at} s, pods gone at {gone} s"
+    );
+    d.advance(secs(2));
+    let running = pods(&d)
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .count();
+    assert_eq!(running, 4, "the ReplicaSet replaced them on n1");
 }

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod queue;
 pub mod replicaset;
 pub mod tainteviction;
