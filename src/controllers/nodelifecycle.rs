@@ -195,7 +195,7 @@ impl NodeLifecycleController {
         // Ready transitions since the last pass.
         for name in &names {
             let node = self.nodes.get(name).cloned().expect("listed");
-            let ready = ready_status(&node);
+            let ready = self.ready_of(&node);
             let was = self
                 .health
                 .get_mut(name)

@@ -1,0 +1,397 @@
+//! Scenario files, v1 (docs/scenarios.md): the cluster, the workload, the container script,
+//! the timeline of faults and actions, and the expectations. Parse errors name the line;
+//! semantic errors name the key and the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// A duration written `500ms`, `90s`, `5m` or `1h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected a number and a unit, like 90s"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: the unit must be ms, s, m or h"
+            ))
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scenario {
+    pub name: Option<String>,
+    pub seed: Option<u64>,
+    pub duration: Dur,
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub workload: Vec<Workload>,
+    #[serde(default)]
+    pub runtime: RuntimeScript,
+    #[serde(default)]
+    pub timeline: Vec<Step>,
+    #[serde(default)]
+    pub expectations: Vec<Expectation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub nodes: Vec<NodeSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeSpec {
+    /// One node with this name, or `count` nodes named `<namePrefix><i>`.
+    pub name: Option<String>,
+    pub count: Option<u32>,
+    pub name_prefix: Option<String>,
+    pub zone: Option<String>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub pods: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// A Kubernetes manifest written inline...
+    pub manifest: Option<Value>,
+    /// ...or a YAML file of manifests, relative to the scenario.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeScript {
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageScript>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageScript {
+    pub exit_after: Option<Dur>,
+    #[serde(default)]
+    pub exit_code: i32,
+    pub ready_after: Option<Dur>,
+    pub liveness_fails_after: Option<Dur>,
+    /// `ErrImagePull` and the like: the container never starts.
+    pub start_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Step {
+    pub at: Dur,
+    /// The node crashes: its kubelet and containers vanish.
+    pub kill: Option<String>,
+    /// A crashed node comes back with a fresh kubelet.
+    pub restart: Option<String>,
+    /// These nodes lose the control plane until `heal`.
+    pub partition: Option<Vec<String>>,
+    pub heal: Option<bool>,
+    pub scale: Option<Scale>,
+    pub apply: Option<Value>,
+    /// The store refuses every request for this long.
+    pub store_outage: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub replicaset: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    pub replicas: i64,
+}
+
+fn default_ns() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    pub eventually: Option<Check>,
+    pub always: Option<Check>,
+    pub never: Option<Check>,
+}
+
+/// A condition on the cluster, checked every simulated second.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Check {
+    /// For `eventually`: the deadline. For `always`/`never`: the end of the window.
+    pub by: Option<Dur>,
+    /// For `always`/`never`: the start of the window.
+    pub after: Option<Dur>,
+    pub replicaset: Option<String>,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    pub replicas: Option<i64>,
+    pub ready_replicas: Option<i64>,
+    pub available_replicas: Option<i64>,
+    pub node: Option<String>,
+    /// The node's Ready condition: `True`, `False` or `Unknown`.
+    pub ready: Option<String>,
+    /// Pods matching this label selector that are Running and Ready.
+    pub running_pods: Option<String>,
+    pub count: Option<usize>,
+    /// The most pods (not terminating) matching `runningPods`' selector at once.
+    pub at_most: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// A loaded, checked scenario: the workload manifests resolved.
+#[derive(Debug)]
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub nodes: Vec<NodeSpec>,
+    pub manifests: Vec<Value>,
+}
+
+/// The first line (1-based) holding `needle`, to point at a semantic error.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+    let err = |line, message: String| ScenarioError {
+        file: path.to_path_buf(),
+        line,
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
+    let err = |line, message: String| ScenarioError {
+        file: path.to_path_buf(),
+        line,
+        message,
+    };
+    let scenario: Scenario = yaml_serde::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        let message = e.to_string();
+        // The location is reported separately; keep the message short.
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
+        err(line, message)
+    })?;
+    // Expand the nodes.
+    let mut nodes = Vec::new();
+    for (i, n) in scenario.cluster.nodes.iter().enumerate() {
+        match (&n.name, n.count) {
+            (Some(_), None) => nodes.push(n.clone()),
+            (None, Some(count)) => {
+                let prefix = n.name_prefix.clone().unwrap_or_else(|| "node-".into());
+                for k in 1..=count {
+                    nodes.push(NodeSpec { name: Some(format!("{prefix}{k}")), count: None, ..n.clone() });
+                }
+            }
+            _ => {
+                return Err(err(
+                    line_of(text, "nodes:"),
+                    format!("cluster.nodes[{i}]: give either `name` or `count` (with an optional `namePrefix`)"),
+                ))
+            }
+        }
+    }
+    let names: Vec<String> = nodes.iter().filter_map(|n| n.name.clone()).collect();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(err(
+                line_of(text, name),
+                format!("cluster.nodes: node {name} is defined twice"),
+            ));
+        }
+    }
+    // The timeline names known nodes and does exactly one thing per step.
+    for (i, step) in scenario.timeline.iter().enumerate() {
+        let actions = [
+            step.kill.is_some(),
+            step.restart.is_some(),
+            step.partition.is_some(),
+            step.heal.is_some(),
+            step.scale.is_some(),
+            step.apply.is_some(),
+            step.store_outage.is_some(),
+        ];
+        if actions.iter().filter(|a| **a).count() != 1 {
+            return Err(err(
+                line_of(text, "timeline:").map(|l| l + 1 + i),
+                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage"),
+            ));
+        }
+        let mut mentioned: Vec<(&str, &String)> = Vec::new();
+        if let Some(n) = &step.kill {
+            mentioned.push(("kill", n));
+        }
+        if let Some(n) = &step.restart {
+            mentioned.push(("restart", n));
+        }
+        for n in step.partition.iter().flatten() {
+            mentioned.push(("partition", n));
+        }
+        for (key, n) in mentioned {
+            if !names.contains(n) {
+                return Err(err(
+                    line_of(text, &format!("{key}: {n}")).or_else(|| line_of(text, n)),
+                    format!(
+                        "timeline[{i}].{key}: there is no node named {n:?} (nodes: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        if step.at.0 > scenario.duration.0 {
+            return Err(err(
+                None,
+                format!(
+                    "timeline[{i}].at: after the end of the scenario ({:?})",
+                    scenario.duration.0
+                ),
+            ));
+        }
+    }
+    for (i, e) in scenario.expectations.iter().enumerate() {
+        let kinds = [
+            e.eventually.is_some(),
+            e.always.is_some(),
+            e.never.is_some(),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count();
+        if kinds != 1 {
+            return Err(err(
+                None,
+                format!("expectations[{i}]: give exactly one of eventually, always, never"),
+            ));
+        }
+        let check = e
+            .eventually
+            .as_ref()
+            .or(e.always.as_ref())
+            .or(e.never.as_ref())
+            .expect("one");
+        let subjects = [
+            check.replicaset.is_some(),
+            check.node.is_some(),
+            check.running_pods.is_some(),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count();
+        if subjects != 1 {
+            return Err(err(
+                None,
+                format!("expectations[{i}]: check exactly one of replicaset, node, runningPods"),
+            ));
+        }
+        if e.eventually.is_some() && check.by.is_none() {
+            return Err(err(
+                None,
+                format!("expectations[{i}].eventually: `by` (the deadline) is required"),
+            ));
+        }
+        if let Some(n) = &check.node {
+            if !names.contains(n) {
+                return Err(err(
+                    line_of(text, &format!("node: {n}")),
+                    format!("expectations[{i}].node: there is no node named {n:?}"),
+                ));
+            }
+        }
+    }
+    // Resolve the workload.
+    let mut manifests = Vec::new();
+    for (i, w) in scenario.workload.iter().enumerate() {
+        match (&w.manifest, &w.path) {
+            (Some(m), None) => manifests.push(m.clone()),
+            (None, Some(p)) => {
+                let file = path.parent().unwrap_or(Path::new(".")).join(p);
+                let body = std::fs::read_to_string(&file).map_err(|e| {
+                    err(
+                        line_of(text, p),
+                        format!("workload[{i}].path: cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                for doc in yaml_serde::Deserializer::from_str(&body) {
+                    let v: Value = Value::deserialize(doc).map_err(|e| ScenarioError {
+                        file: file.clone(),
+                        line: e.location().map(|l| l.line()),
+                        message: e.to_string(),
+                    })?;
+                    if !v.is_null() {
+                        manifests.push(v);
+                    }
+                }
+            }
+            _ => {
+                return Err(err(
+                    None,
+                    format!("workload[{i}]: give either `manifest` or `path`"),
+                ))
+            }
+        }
+    }
+    Ok(Loaded {
+        scenario,
+        nodes,
+        manifests,
+    })
+}
