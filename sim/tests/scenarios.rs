@@ -115,3 +115,31 @@ fn the_cli_reports_and_exits_by_outcome() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `colour`"));
 }
+
+#[test]
+fn crashloop_restarts_after_0_10_20_40_80_160_300_seconds() {
+    let report = Sim::new(
+        scenario::load(&repo("scenarios/crashloop.yaml")).unwrap(),
+        3,
+    )
+    .run();
+    assert!(report.verdicts.iter().all(|v| v.passed));
+    let times = |what: &str| -> Vec<f64> {
+        report
+            .trace
+            .lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["d"].as_str().is_some_and(|d| d.starts_with(what)))
+            .map(|e| e["t"].as_str().unwrap().parse::<f64>().unwrap())
+            .collect()
+    };
+    let (starts, exits) = (times("start "), times("exit "));
+    let waits: Vec<i64> = starts
+        .iter()
+        .skip(1)
+        .zip(&exits)
+        .map(|(s, e)| (s - e).round() as i64)
+        .collect();
+    assert_eq!(waits, vec![0, 10, 20, 40, 80, 160, 300]);
+}
