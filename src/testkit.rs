@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use futures::FutureExt;
-use rand::RngCore;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -78,20 +77,7 @@ impl Driver {
 
     /// A request context from the virtual clock and the seeded RNG.
     pub fn ctx(&mut self) -> RequestContext {
-        let (a, b) = (self.rng.next_u64(), self.rng.next_u64());
-        RequestContext {
-            now: k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(self.now.as_nanos()))
-                .expect("in range"),
-            uid: format!(
-                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                b >> 52,
-                b & 0xffff_ffff_ffff
-            ),
-            random: self.rng.next_u64(),
-        }
+        RequestContext::from_rng(self.now, &mut self.rng)
     }
 
     /// Adds a component: its caches are listed now and its watches opened.
@@ -138,52 +124,7 @@ impl Driver {
 
     fn execute(&mut self, op: &ApiOp) -> Result<Value, ApiError> {
         let ctx = self.ctx();
-        match op {
-            ApiOp::Create {
-                resource,
-                namespace,
-                body,
-            } => ready(
-                self.api
-                    .create(resource, namespace.as_deref(), body.clone(), &ctx),
-            ),
-            ApiOp::Update {
-                resource,
-                namespace,
-                name,
-                body,
-                part,
-            } => ready(self.api.update(
-                resource,
-                namespace.as_deref(),
-                name,
-                body.clone(),
-                *part,
-                &ctx,
-            )),
-            ApiOp::Delete {
-                resource,
-                namespace,
-                name,
-                ..
-            } => ready(self.api.delete(
-                resource,
-                namespace.as_deref(),
-                name,
-                &op.delete_options(),
-                &ctx,
-            )),
-            ApiOp::Get {
-                resource,
-                namespace,
-                name,
-            } => ready(self.api.get(resource, namespace.as_deref(), name)),
-            ApiOp::Bind {
-                namespace,
-                name,
-                node,
-            } => ready(self.api.bind(namespace, name, node, &ctx)),
-        }
+        ready(self.api.execute(op, &ctx))
     }
 
     /// Hands queued inputs to their components, one at a time and in order, carrying out each

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use gantry::api::registry::{self, ResourceInfo};
 use gantry::apiserver::{ApiServer, ApiWatch, FieldSelector, ListOptions, RequestContext};
-use gantry::component::{ApiOp, Component, Effect, Input, RuntimeOp};
+use gantry::component::{ApiOp, Component, Effect, Input, RuntimeOp, WatchSpec};
 use gantry::controllers::nodelifecycle::NodeLifecycleController;
 use gantry::controllers::podgc::PodGc;
 use gantry::controllers::replicaset::ReplicaSetController;
@@ -45,6 +45,8 @@ enum Event {
     Timer(usize, u64, u64),
     Exit(String, i32),
     Step(usize),
+    /// Retry starting an informer.
+    Informer(usize, WatchSpec),
     StoreBack,
     Check,
 }
@@ -169,20 +171,7 @@ impl Sim {
     }
 
     fn ctx(&mut self) -> RequestContext {
-        let (a, b) = (self.rng.next_u64(), self.rng.next_u64());
-        RequestContext {
-            now: k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(self.now.as_nanos()))
-                .expect("in range"),
-            uid: format!(
-                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                b >> 52,
-                b & 0xffff_ffff_ffff
-            ),
-            random: self.rng.next_u64(),
-        }
+        RequestContext::from_rng(self.now, &mut self.rng)
     }
 
     fn add(&mut self, component: Box<dyn Component>, node: Option<String>) {
@@ -193,83 +182,58 @@ impl Sim {
             node,
         });
         for spec in self.slots[idx].component.watches() {
-            let opts = ListOptions {
-                field_selector: spec
-                    .field_selector
-                    .as_deref()
-                    .map(|f| {
-                        FieldSelector::parse(spec.resource, f)
-                            .expect("components use valid selectors")
-                    })
-                    .unwrap_or_default(),
-                ..Default::default()
-            };
-            let (items, revision) = ready(self.api.list(spec.resource, None, &opts)).expect("list");
-            let watch = ready(self.api.watch(spec.resource, None, revision, opts)).expect("watch");
-            self.watches.push((idx, spec.resource, watch, self.now));
-            let t = self.now + latency(&mut self.rng);
-            self.at(
-                t,
-                Event::Deliver(
-                    idx,
-                    Input::Listed {
-                        resource: spec.resource,
-                        items,
-                        revision,
-                    },
-                ),
-            );
+            self.start_informer(idx, spec);
         }
+    }
+
+    /// Lists and opens the watch of one informer; if the apiserver cannot serve it now, tries
+    /// again a second later, as a reflector does.
+    fn start_informer(&mut self, idx: usize, spec: WatchSpec) {
+        if !self.slots[idx].alive {
+            return;
+        }
+        let opts = ListOptions {
+            field_selector: spec
+                .field_selector
+                .as_deref()
+                .map(|f| {
+                    FieldSelector::parse(spec.resource, f).expect("components use valid selectors")
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let listed =
+            ready(self.api.list(spec.resource, None, &opts)).and_then(|(items, revision)| {
+                ready(self.api.watch(spec.resource, None, revision, opts))
+                    .map(|w| (items, revision, w))
+            });
+        let (items, revision, watch) = match listed {
+            Ok(l) => l,
+            Err(_) => {
+                let t = self.now + Duration::from_secs(1);
+                self.at(t, Event::Informer(idx, spec));
+                return;
+            }
+        };
+        // The list arrives first; the watch's events follow it in order.
+        let t = self.now + latency(&mut self.rng);
+        self.watches.push((idx, spec.resource, watch, t));
+        self.at(
+            t,
+            Event::Deliver(
+                idx,
+                Input::Listed {
+                    resource: spec.resource,
+                    items,
+                    revision,
+                },
+            ),
+        );
     }
 
     fn execute(&mut self, op: &ApiOp) -> Result<Value, gantry::api::status::ApiError> {
         let ctx = self.ctx();
-        let r = match op {
-            ApiOp::Create {
-                resource,
-                namespace,
-                body,
-            } => ready(
-                self.api
-                    .create(resource, namespace.as_deref(), body.clone(), &ctx),
-            ),
-            ApiOp::Update {
-                resource,
-                namespace,
-                name,
-                body,
-                part,
-            } => ready(self.api.update(
-                resource,
-                namespace.as_deref(),
-                name,
-                body.clone(),
-                *part,
-                &ctx,
-            )),
-            ApiOp::Delete {
-                resource,
-                namespace,
-                name,
-                ..
-            } => ready(self.api.delete(
-                resource,
-                namespace.as_deref(),
-                name,
-                &op.delete_options(),
-                &ctx,
-            )),
-            ApiOp::Get {
-                resource,
-                namespace,
-                name,
-            } => ready(self.api.get(resource, namespace.as_deref(), name)),
-            ApiOp::Bind {
-                namespace,
-                name,
-                node,
-            } => ready(self.api.bind(namespace, name, node, &ctx)),
-        };
+        let r = ready(self.api.execute(op, &ctx));
         self.collect_watch_events();
         r
     }
@@ -737,6 +701,7 @@ impl Sim {
                     }
                 }
                 Event::Step(i) => self.apply_step(i),
+                Event::Informer(idx, spec) => self.start_informer(idx, spec),
                 Event::StoreBack => {
                     self.api.store().resume();
                     self.note("store back".into());

@@ -39,6 +39,27 @@ pub struct RequestContext {
     pub random: u64,
 }
 
+impl RequestContext {
+    /// A context at `now` (nanoseconds since the Unix epoch) with a UID and randomness drawn
+    /// from `rng`: how the simulator and the test host make one per request.
+    pub fn from_rng(now: crate::time::Time, rng: &mut dyn rand::RngCore) -> RequestContext {
+        let (a, b) = (rng.next_u64(), rng.next_u64());
+        RequestContext {
+            now: Timestamp::from_nanosecond(i128::from(now.as_nanos()))
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+            uid: format!(
+                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                a >> 32,
+                (a >> 16) & 0xffff,
+                a & 0xfff,
+                b >> 52,
+                b & 0xffff_ffff_ffff
+            ),
+            random: rng.next_u64(),
+        }
+    }
+}
+
 /// Which part of an object an update writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -266,6 +287,67 @@ impl<S: Store> ApiServer<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Carries out a component's API request.
+    pub async fn execute(
+        &self,
+        op: &crate::component::ApiOp,
+        ctx: &RequestContext,
+    ) -> Result<Value, ApiError> {
+        use crate::component::ApiOp;
+        match op {
+            ApiOp::Create {
+                resource,
+                namespace,
+                body,
+            } => {
+                self.create(resource, namespace.as_deref(), body.clone(), ctx)
+                    .await
+            }
+            ApiOp::Update {
+                resource,
+                namespace,
+                name,
+                body,
+                part,
+            } => {
+                self.update(
+                    resource,
+                    namespace.as_deref(),
+                    name,
+                    body.clone(),
+                    *part,
+                    ctx,
+                )
+                .await
+            }
+            ApiOp::Delete {
+                resource,
+                namespace,
+                name,
+                ..
+            } => {
+                self.delete(
+                    resource,
+                    namespace.as_deref(),
+                    name,
+                    &op.delete_options(),
+                    ctx,
+                )
+                .await
+            }
+            ApiOp::Get {
+                resource,
+                namespace,
+                name,
+            } => self.get(resource, namespace.as_deref(), name).await,
+            ApiOp::Bind {
+                namespace,
+                name,
+                node,
+            } => self.bind(namespace, name, node, ctx).await,
+        }
     }
 
     /// Creates the boot namespaces that do not exist yet.

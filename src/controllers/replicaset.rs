@@ -532,7 +532,11 @@ impl ReplicaSetController {
         sync.batch = size;
         sync.remaining -= size;
         sync.outstanding = size;
-        let rs = self.rs.get(key).cloned().expect("checked by manage");
+        let Some(rs) = self.rs.get(key).cloned() else {
+            // The ReplicaSet went away between batches: stop here.
+            self.finish(key, false, now, out);
+            return;
+        };
         for _ in 0..size {
             let op = ApiOp::Create {
                 resource: pods(),

@@ -35,6 +35,9 @@ pub const MIN_KILL_GRACE: i64 = 2;
 const LEASE_TIMER: u64 = 0;
 const TICK_TIMER: u64 = 1;
 const NODE_STATUS_TIMER: u64 = 2;
+const STATUS_SYNC_TIMER: u64 = 3;
+/// k8s: the status manager reconciles with the apiserver every syncPeriod (10 s).
+pub const STATUS_SYNC: Duration = Duration::from_secs(10);
 
 fn res(group: &str, plural: &str) -> &'static ResourceInfo {
     registry::by_plural(group, plural).expect("registered")
@@ -247,6 +250,29 @@ impl Kubelet {
             id: NODE_STATUS_TIMER,
             at: now + NODE_STATUS_REPORT,
         });
+        out.push(Effect::Timer {
+            id: STATUS_SYNC_TIMER,
+            at: now + STATUS_SYNC,
+        });
+    }
+
+    /// k8s: status manager syncBatch — a pod whose status in the API is not what the kubelet
+    /// last wrote (someone else changed it, or a write was lost) is written again.
+    fn reconcile_statuses(&mut self) -> Vec<String> {
+        let mut stale = Vec::new();
+        for (key, state) in &mut self.states {
+            let Some(sent) = &state.status_sent else {
+                continue;
+            };
+            let ours: Option<k8s_openapi::api::core::v1::PodStatus> =
+                serde_json::from_value(sent.clone()).ok();
+            let theirs = self.pods.get(key).and_then(|p| p.status.clone());
+            if ours != theirs {
+                state.status_sent = None;
+                stale.push(key.clone());
+            }
+        }
+        stale
     }
 
     fn renew_lease(&mut self, now: Time, out: &mut Vec<Effect>) {
@@ -985,6 +1011,15 @@ impl Component for Kubelet {
             Input::Timer {
                 id: NODE_STATUS_TIMER,
             } => self.report_node_status(now, out),
+            Input::Timer {
+                id: STATUS_SYNC_TIMER,
+            } => {
+                touched = self.reconcile_statuses();
+                out.push(Effect::Timer {
+                    id: STATUS_SYNC_TIMER,
+                    at: now + STATUS_SYNC,
+                });
+            }
             Input::Timer { .. } => {
                 self.tick_armed = None;
                 touched = self.states.keys().cloned().collect();
