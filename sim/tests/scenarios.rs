@@ -143,3 +143,30 @@ fn crashloop_restarts_after_0_10_20_40_80_160_300_seconds() {
         .collect();
     assert_eq!(waits, vec![0, 10, 20, 40, 80, 160, 300]);
 }
+
+#[test]
+fn every_shipped_scenario_passes_and_is_deterministic() {
+    let mut ran = 0;
+    for entry in std::fs::read_dir(repo("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let loaded = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let seed = loaded.scenario.seed.unwrap_or(1);
+        let a = Sim::new(loaded, seed).run();
+        for v in &a.verdicts {
+            assert!(
+                v.passed,
+                "{}: {} ({})",
+                path.display(),
+                v.description,
+                v.detail
+            );
+        }
+        let b = Sim::new(scenario::load(&path).unwrap(), seed).run();
+        assert_eq!(a.trace.hash(), b.trace.hash(), "{}", path.display());
+        ran += 1;
+    }
+    assert!(ran >= 3, "node-failure, crashloop and partition ship");
+}

@@ -140,6 +140,8 @@ pub struct Kubelet {
     lease_failures: u32,
     started_at: Option<Time>,
     tick_armed: Option<Time>,
+    /// A node status write is in flight (one at a time).
+    status_report_pending: bool,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -162,6 +164,7 @@ impl Kubelet {
             lease_failures: 0,
             started_at: None,
             tick_armed: None,
+            status_report_pending: false,
         }
     }
 
@@ -275,6 +278,20 @@ impl Kubelet {
         stale
     }
 
+    /// The Node as the API has it. A Ready condition that is not True (the node lifecycle
+    /// controller marked it while this kubelet was cut off) is corrected at once.
+    fn on_own_node(&mut self, node: &Value, now: Time, out: &mut Vec<Effect>) {
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c["status"].as_str())
+            .unwrap_or("");
+        if ready != "True" && !self.status_report_pending {
+            self.status_report_pending = true;
+            self.report_node_status(now, out);
+        }
+    }
+
     fn renew_lease(&mut self, now: Time, out: &mut Vec<Effect>) {
         let body = self.lease_object(now);
         let op = match &self.lease {
@@ -329,6 +346,7 @@ impl Kubelet {
                 self.report_node_status(now, out);
             }
             ("register", Err(_)) => self.registered = false, // retried on the next tick
+            ("node-status", _) => self.status_report_pending = false,
             ("lease", Ok(lease)) => {
                 self.lease = Some(lease);
                 self.lease_failures = 0;
@@ -980,10 +998,18 @@ impl Component for Kubelet {
     }
 
     fn watches(&self) -> Vec<WatchSpec> {
-        vec![WatchSpec {
-            resource: res("", "pods"),
-            field_selector: Some(format!("spec.nodeName={}", self.config.name)),
-        }]
+        vec![
+            WatchSpec {
+                resource: res("", "pods"),
+                field_selector: Some(format!("spec.nodeName={}", self.config.name)),
+            },
+            // Its own Node: to repost status when someone else marked it (k8s: the kubelet
+            // compares with the apiserver's copy every nodeStatusUpdateFrequency).
+            WatchSpec {
+                resource: res("", "nodes"),
+                field_selector: Some(format!("metadata.name={}", self.config.name)),
+            },
+        ]
     }
 
     fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
@@ -993,6 +1019,18 @@ impl Component for Kubelet {
         }
         let mut touched: Vec<String> = Vec::new();
         match input {
+            Input::Listed {
+                resource, items, ..
+            } if resource == res("", "nodes") => {
+                if let Some(node) = items.first() {
+                    self.on_own_node(node, now, out);
+                }
+            }
+            Input::Watched { resource, event } if resource == res("", "nodes") => {
+                if event.type_ != crate::apiserver::EventType::Deleted {
+                    self.on_own_node(&event.object, now, out);
+                }
+            }
             Input::Listed {
                 items, revision, ..
             } => {
