@@ -29,6 +29,15 @@ pub fn format_time(t: crate::time::Time) -> Value {
     object::timestamp(ts)
 }
 
+/// `obj` without its resourceVersion: an update that applies to the latest version, for
+/// writers that own what they write (a kubelet's pod status, a controller's taints).
+pub fn unconditional(mut obj: Value) -> Value {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    obj
+}
+
 /// What a request needs from its host: the time, and fresh randomness for UIDs and names.
 #[derive(Clone, Debug)]
 pub struct RequestContext {

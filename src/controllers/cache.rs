@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::api::registry::ResourceInfo;
 use crate::apiserver::{ApiEvent, EventType};
+use crate::component::Input;
 use crate::store::Revision;
 
 /// One change the cache applied: `old` absent for a new object, `new` absent for a deleted one.
@@ -120,6 +122,25 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
         self.revision = revision;
         self.synced = true;
         Ok(changes)
+    }
+
+    /// Applies a list or watch input if it is about `resource`: the informer step every
+    /// component repeats. `None` when the input is for something else.
+    pub fn feed(&mut self, resource: &ResourceInfo, input: &Input) -> Option<Vec<Change<T>>>
+    where
+        T: PartialEq,
+    {
+        match input {
+            Input::Listed {
+                resource: r,
+                items,
+                revision,
+            } if *r == resource => self.replace(items, *revision).ok(),
+            Input::Watched { resource: r, event } if *r == resource => {
+                self.apply(event).ok().map(|c| vec![c])
+            }
+            _ => None,
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&T> {

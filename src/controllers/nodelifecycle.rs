@@ -236,9 +236,7 @@ impl NodeLifecycleController {
             }
         }
         body["status"]["conditions"] = json!(conditions);
-        body["metadata"]
-            .as_object_mut()
-            .map(|m| m.remove("resourceVersion"));
+        body = crate::apiserver::unconditional(body);
         let name = node.metadata.name.clone().unwrap_or_default();
         self.request(
             out,
@@ -275,9 +273,7 @@ impl NodeLifecycleController {
                 changed = true;
             }
             if changed {
-                body["metadata"]
-                    .as_object_mut()
-                    .map(|m| m.remove("resourceVersion"));
+                body = crate::apiserver::unconditional(body);
                 let op = ApiOp::Update {
                     resource: res("", "pods"),
                     namespace: pod.metadata.namespace.clone(),
@@ -328,9 +324,7 @@ impl NodeLifecycleController {
         }
         let mut body = serde_json::to_value(node).expect("nodes serialize");
         body["spec"]["taints"] = json!(taints);
-        body["metadata"]
-            .as_object_mut()
-            .map(|m| m.remove("resourceVersion"));
+        body = crate::apiserver::unconditional(body);
         let name = node.metadata.name.clone().unwrap_or_default();
         self.request(
             out,
@@ -482,34 +476,24 @@ impl Component for NodeLifecycleController {
 
     fn step(&mut self, now: Time, input: Input, _rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
         match input {
-            Input::Listed {
-                resource,
-                items,
-                revision,
-            } => {
-                if resource == res("", "nodes") {
-                    let _ = self.nodes.replace(&items, revision);
-                } else if resource == res("coordination.k8s.io", "leases") {
-                    let _ = self.leases.replace(&items, revision);
-                } else {
-                    let _ = self.pods.replace(&items, revision);
-                }
-            }
-            Input::Watched { resource, event } => {
-                if resource == res("", "nodes") {
-                    if let Ok(change) = self.nodes.apply(&event) {
-                        // k8s: NoSchedule taints follow node conditions on every node update.
-                        if let Some(node) = change.new {
-                            self.no_schedule_taints(&node, out);
-                        }
+            Input::Listed { .. } | Input::Watched { .. } => {
+                let watched = matches!(input, Input::Watched { .. });
+                let node_changes = self.nodes.feed(res("", "nodes"), &input);
+                self.leases
+                    .feed(res("coordination.k8s.io", "leases"), &input);
+                self.pods.feed(res("", "pods"), &input);
+                if watched {
+                    // k8s: NoSchedule taints follow node conditions on every node update.
+                    for node in node_changes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|c| c.new)
+                    {
+                        self.no_schedule_taints(&node, out);
                     }
-                } else if resource == res("coordination.k8s.io", "leases") {
-                    let _ = self.leases.apply(&event);
-                } else {
-                    let _ = self.pods.apply(&event);
+                    // Heartbeats are timed when seen, not at the next pass.
+                    self.observe(now);
                 }
-                // Heartbeats are timed when seen, not at the next pass.
-                self.observe(now);
             }
             Input::Timer { id: MONITOR_TIMER } => {
                 self.monitor(now, out);

@@ -78,9 +78,7 @@ impl PodGc {
                                        "message": "PodGC: node no longer exists", "lastTransitionTime": format_time(now)}));
                 body["status"]["conditions"] = json!(conditions);
             }
-            body["metadata"]
-                .as_object_mut()
-                .map(|m| m.remove("resourceVersion"));
+            body = crate::apiserver::unconditional(body);
             self.next_id += 1;
             out.push(Effect::Api {
                 id: self.next_id,
@@ -182,23 +180,9 @@ impl Component for PodGc {
 
     fn step(&mut self, now: Time, input: Input, _rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
         match input {
-            Input::Listed {
-                resource,
-                items,
-                revision,
-            } => {
-                if resource == res("nodes") {
-                    let _ = self.nodes.replace(&items, revision);
-                } else {
-                    let _ = self.pods.replace(&items, revision);
-                }
-            }
-            Input::Watched { resource, event } => {
-                if resource == res("nodes") {
-                    let _ = self.nodes.apply(&event);
-                } else {
-                    let _ = self.pods.apply(&event);
-                }
+            Input::Listed { .. } | Input::Watched { .. } => {
+                self.nodes.feed(res("nodes"), &input);
+                self.pods.feed(res("pods"), &input);
             }
             Input::Timer { .. } => {
                 self.gc(now, out);

@@ -135,9 +135,7 @@ impl TaintEvictionController {
             conditions.push(json!({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
                                    "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": format_time(now)}));
             body["status"]["conditions"] = json!(conditions);
-            body["metadata"]
-                .as_object_mut()
-                .map(|m| m.remove("resourceVersion"));
+            body = crate::apiserver::unconditional(body);
             let (ns, name) = (
                 pod.metadata.namespace.clone(),
                 pod.metadata.name.clone().unwrap_or_default(),
@@ -188,21 +186,9 @@ impl Component for TaintEvictionController {
 
     fn step(&mut self, now: Time, input: Input, _rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
         match input {
-            Input::Listed {
-                resource,
-                items,
-                revision,
-            } => {
-                if resource == res("nodes") {
-                    let _ = self.nodes.replace(&items, revision);
-                } else {
-                    let _ = self.pods.replace(&items, revision);
-                }
-            }
-            Input::Watched { resource, event } => {
-                if resource == res("nodes") {
-                    let _ = self.nodes.apply(&event);
-                } else if let Ok(change) = self.pods.apply(&event) {
+            Input::Listed { .. } | Input::Watched { .. } => {
+                self.nodes.feed(res("nodes"), &input);
+                for change in self.pods.feed(res("pods"), &input).unwrap_or_default() {
                     if change.new.is_none() {
                         self.evicted.remove(&change.key);
                     }

@@ -706,9 +706,8 @@ impl Kubelet {
             state.status_sent = Some(status.clone());
             let mut body = serde_json::to_value(pod).expect("pods serialize");
             body["status"] = status;
-            if let Some(m) = body["metadata"].as_object_mut() {
-                m.remove("resourceVersion"); // the kubelet owns the status: write it unconditionally
-            }
+            // The kubelet owns the status: write it unconditionally.
+            let body = crate::apiserver::unconditional(body);
             self.api(
                 out,
                 "pod-status",
