@@ -160,6 +160,9 @@ pub enum RuntimeOp {
         namespace: String,
         pod: String,
         pod_uid: String,
+        /// The pod's labels: the Docker runtime labels its containers with them, the scripted
+        /// runtime picks a behavior by them.
+        pod_labels: std::collections::BTreeMap<String, String>,
         container: Box<k8s_openapi::api::core::v1::Container>,
     },
     /// SIGTERM, then SIGKILL after `grace_seconds`.

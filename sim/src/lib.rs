@@ -1,5 +1,6 @@
 //! gantry-sim: deterministic simulation of a gantry cluster from a scenario file.
 
+pub mod invariants;
 pub mod scenario;
 pub mod sim;
 pub mod trace;

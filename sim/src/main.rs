@@ -74,7 +74,7 @@ fn main() -> ExitCode {
                 .clone()
                 .unwrap_or_else(|| scenario.display().to_string());
             let started = std::time::Instant::now();
-            let report = Sim::new(loaded, seed).run();
+            let report = Sim::new(loaded, seed).keep_trace(trace.is_some()).run();
             let wall = started.elapsed();
             println!("scenario {name}, seed {seed}");
             println!("timeline:");
@@ -92,10 +92,19 @@ fn main() -> ExitCode {
                 );
                 failed += usize::from(!v.passed);
             }
+            if !report.violations.is_empty() {
+                println!("invariants violated:");
+                for v in &report.violations {
+                    println!("  {v}");
+                }
+            }
+            let simulated = report.simulated.as_secs_f64();
             println!(
-                "{} events in {:.2}s wall time",
+                "{} events, {:.0}s simulated in {:.2}s wall time ({:.0}x real time)",
                 report.events,
-                wall.as_secs_f64()
+                simulated,
+                wall.as_secs_f64(),
+                simulated / wall.as_secs_f64().max(1e-9)
             );
             println!("trace hash {}", report.trace.hash());
             if let Some(path) = trace {
@@ -114,7 +123,9 @@ fn main() -> ExitCode {
                 }
             }
             if check_determinism {
-                let again = Sim::new(load().expect("loaded once already"), seed).run();
+                let again = Sim::new(load().expect("loaded once already"), seed)
+                    .keep_trace(false)
+                    .run();
                 if again.trace.hash() != report.trace.hash() {
                     eprintln!(
                         "gantry-sim: NOT deterministic: second run hashed {}",
@@ -124,8 +135,11 @@ fn main() -> ExitCode {
                 }
                 println!("deterministic: the second run hashed the same");
             }
-            if failed > 0 {
-                eprintln!("gantry-sim: {failed} expectation(s) failed (seed {seed})");
+            if failed > 0 || !report.violations.is_empty() {
+                eprintln!(
+                    "gantry-sim: {failed} expectation(s) failed, {} invariant violation(s) (seed {seed})",
+                    report.violations.len()
+                );
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS

@@ -55,6 +55,8 @@ pub struct Scenario {
     #[serde(default)]
     pub runtime: RuntimeScript,
     #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
     pub timeline: Vec<Step>,
     #[serde(default)]
     pub expectations: Vec<Expectation>,
@@ -95,14 +97,24 @@ pub struct Workload {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeScript {
+    /// By pod labels (a pod template's), tried in order before the images.
     #[serde(default)]
-    pub images: BTreeMap<String, ImageScript>,
+    pub pods: Vec<ContainerScript>,
+    #[serde(default)]
+    pub images: BTreeMap<String, ContainerScript>,
 }
 
+/// How containers behave (default: run forever, always ready).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ImageScript {
+pub struct ContainerScript {
+    /// Under `pods`: a label selector for the pods this applies to.
+    pub selector: Option<String>,
+    /// Under `pods`: only this container of them.
+    pub container: Option<String>,
     pub exit_after: Option<Dur>,
+    /// Only the first this many runs exit; later ones keep running.
+    pub exit_count: Option<u32>,
     #[serde(default)]
     pub exit_code: i32,
     pub ready_after: Option<Dur>,
@@ -126,6 +138,89 @@ pub struct Step {
     pub apply: Option<Value>,
     /// The store refuses every request for this long.
     pub store_outage: Option<Dur>,
+    /// Every request waits this much longer on the store, for a while.
+    pub store_slow: Option<StoreSlow>,
+    /// The apiserver restarts and is down this long: every watch breaks.
+    pub restart_apiserver: Option<Dur>,
+    /// New latency/drop for some links (or all) from now on.
+    pub network: Option<LinkChange>,
+    /// The containers of some pods crash.
+    pub crash: Option<Crash>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSlow {
+    pub duration: Dur,
+    pub latency: Dur,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Crash {
+    /// A label selector for the pods.
+    pub pods: String,
+    /// How many of the matching running pods (in name order); all if absent.
+    pub count: Option<usize>,
+    #[serde(default = "default_crash_code")]
+    pub exit_code: i32,
+}
+
+fn default_crash_code() -> i32 {
+    137
+}
+
+/// A message's one-way latency, drawn uniformly from [min, max].
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    pub min: Dur,
+    pub max: Dur,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            min: Dur(Duration::from_millis(1)),
+            max: Dur(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// The settings of one link between a component and the apiserver.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    #[serde(default)]
+    pub latency: Latency,
+    /// The probability that a message is lost: a request or its answer times out, a watch
+    /// breaks and is resumed.
+    #[serde(default)]
+    pub drop: f64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Every link, unless overridden (default 1-5 ms, nothing lost).
+    #[serde(default)]
+    pub latency: Latency,
+    #[serde(default)]
+    pub drop: f64,
+    /// A node's kubelet link, by node name.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Link>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkChange {
+    /// These nodes' kubelet links; every link if absent.
+    pub nodes: Option<Vec<String>>,
+    #[serde(default)]
+    pub latency: Latency,
+    #[serde(default)]
+    pub drop: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +299,49 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
+/// The line of item `i` of the top-level list `section` (`timeline`, `expectations`).
+fn item_line(text: &str, section: &str, i: usize) -> Option<usize> {
+    let start = text
+        .lines()
+        .position(|l| l.trim_end() == format!("{section}:"))?;
+    let mut indent = None;
+    let mut seen = 0;
+    for (n, l) in text.lines().enumerate().skip(start + 1) {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let depth = l.len() - trimmed.len();
+        if depth == 0 && !trimmed.starts_with('-') {
+            break;
+        }
+        if trimmed.starts_with("- ") || trimmed == "-" {
+            let d = *indent.get_or_insert(depth);
+            if d == depth {
+                if seen == i {
+                    return Some(n + 1);
+                }
+                seen += 1;
+            }
+        }
+    }
+    None
+}
+
+/// Checks a link's settings.
+fn check_link(link: &Link, what: &str) -> Result<(), String> {
+    if !(0.0..1.0).contains(&link.drop) {
+        return Err(format!(
+            "{what}.drop: must be a probability in [0, 1), not {}",
+            link.drop
+        ));
+    }
+    if link.latency.min > link.latency.max {
+        return Err(format!("{what}.latency: min is more than max"));
+    }
+    Ok(())
+}
+
 pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
     let err = |line, message: String| ScenarioError {
         file: path.to_path_buf(),
@@ -269,14 +407,34 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             step.scale.is_some(),
             step.apply.is_some(),
             step.store_outage.is_some(),
+            step.store_slow.is_some(),
+            step.restart_apiserver.is_some(),
+            step.network.is_some(),
+            step.crash.is_some(),
         ];
+        let line = item_line(text, "timeline", i);
         if actions.iter().filter(|a| **a).count() != 1 {
             return Err(err(
-                line_of(text, "timeline:").map(|l| l + 1 + i),
-                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage"),
+                line,
+                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash"),
             ));
         }
+        if let Some(c) = &step.crash {
+            if let Err(e) = gantry::api::selector::Selector::parse(&c.pods) {
+                return Err(err(line, format!("timeline[{i}].crash.pods: {e}")));
+            }
+        }
         let mut mentioned: Vec<(&str, &String)> = Vec::new();
+        if let Some(change) = &step.network {
+            let link = Link {
+                latency: change.latency,
+                drop: change.drop,
+            };
+            check_link(&link, &format!("timeline[{i}].network")).map_err(|e| err(line, e))?;
+            for n in change.nodes.iter().flatten() {
+                mentioned.push(("network.nodes", n));
+            }
+        }
         if let Some(n) = &step.kill {
             mentioned.push(("kill", n));
         }
@@ -299,7 +457,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         }
         if step.at.0 > scenario.duration.0 {
             return Err(err(
-                None,
+                line,
                 format!(
                     "timeline[{i}].at: after the end of the scenario ({:?})",
                     scenario.duration.0
@@ -316,9 +474,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         .iter()
         .filter(|k| **k)
         .count();
+        let line = item_line(text, "expectations", i);
         if kinds != 1 {
             return Err(err(
-                None,
+                line,
                 format!("expectations[{i}]: give exactly one of eventually, always, never"),
             ));
         }
@@ -338,13 +497,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         .count();
         if subjects != 1 {
             return Err(err(
-                None,
+                line,
                 format!("expectations[{i}]: check exactly one of replicaset, node, runningPods"),
             ));
         }
         if e.eventually.is_some() && check.by.is_none() {
             return Err(err(
-                None,
+                line,
                 format!("expectations[{i}].eventually: `by` (the deadline) is required"),
             ));
         }
@@ -356,6 +515,52 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
                 ));
             }
         }
+    }
+    // Container scripts and the network.
+    for (i, p) in scenario.runtime.pods.iter().enumerate() {
+        let line = item_line(text, "  pods", i).or_else(|| line_of(text, "pods:"));
+        match &p.selector {
+            None => {
+                return Err(err(
+                    line,
+                    format!("runtime.pods[{i}]: `selector` (the pods' labels) is required"),
+                ))
+            }
+            Some(sel) => {
+                if let Err(e) = gantry::api::selector::Selector::parse(sel) {
+                    return Err(err(line, format!("runtime.pods[{i}].selector: {e}")));
+                }
+            }
+        }
+    }
+    for (image, s) in &scenario.runtime.images {
+        if s.selector.is_some() || s.container.is_some() {
+            return Err(err(
+                line_of(text, image),
+                format!(
+                    "runtime.images.{image}: `selector` and `container` belong under runtime.pods"
+                ),
+            ));
+        }
+    }
+    let net = &scenario.network;
+    check_link(
+        &Link {
+            latency: net.latency,
+            drop: net.drop,
+        },
+        "network",
+    )
+    .map_err(|e| err(line_of(text, "network:"), e))?;
+    for (n, link) in &net.nodes {
+        if !names.contains(n) {
+            return Err(err(
+                line_of(text, &format!("{n}:")),
+                format!("network.nodes: there is no node named {n:?}"),
+            ));
+        }
+        check_link(link, &format!("network.nodes.{n}"))
+            .map_err(|e| err(line_of(text, &format!("{n}:")), e))?;
     }
     // Resolve the workload.
     let mut manifests = Vec::new();

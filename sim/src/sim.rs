@@ -1,53 +1,72 @@
 //! The discrete-event loop: every delivery, timer, container exit, fault and check is an event
 //! in one heap ordered by (virtual time, sequence). One seeded ChaCha8 RNG, drawn from only by
-//! the loop and the components it steps, decides latencies and tie-breaks, so a seed replays a
-//! run exactly.
+//! the loop and the components it steps, decides latencies, losses and tie-breaks, so a seed
+//! replays a run exactly.
+//!
+//! The apiserver is the core on MemStore with one watch cache ([`Cacher`]) per resource, as
+//! Kubernetes' apiserver has: each store event is decoded once and fanned out to the
+//! components' informers, and informers list from the cache. The caches also give the
+//! expectations and the [`Invariants`] their view of the cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::FutureExt;
 use gantry::api::registry::{self, ResourceInfo};
-use gantry::apiserver::{ApiServer, ApiWatch, FieldSelector, ListOptions, RequestContext};
+use gantry::api::selector::Selector;
+use gantry::api::status::ApiError;
+use gantry::apiserver::cacher::{Applied, Cacher, Filter};
+use gantry::apiserver::{ApiServer, FieldSelector, ListOptions, RequestContext};
 use gantry::component::{ApiOp, Component, Effect, Input, RuntimeOp, WatchSpec};
 use gantry::controllers::nodelifecycle::NodeLifecycleController;
 use gantry::controllers::podgc::PodGc;
 use gantry::controllers::replicaset::ReplicaSetController;
 use gantry::controllers::tainteviction::TaintEvictionController;
-use gantry::kubelet::scripted::{Behavior, ScriptedRuntime};
+use gantry::kubelet::scripted::{Behavior, PodScript, ScriptedRuntime};
 use gantry::kubelet::{Kubelet, NodeConfig};
 use gantry::scheduler::Scheduler;
 use gantry::store::mem::MemStore;
+use gantry::store::{Revision, Store, Watch};
 use gantry::testkit::EPOCH;
 use gantry::time::Time;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use crate::scenario::{Check, Loaded, NodeSpec};
+use crate::invariants::Invariants;
+use crate::scenario::{Check, ContainerScript, Link, Loaded, NodeSpec};
 use crate::trace::Trace;
 
 fn ready<F: std::future::Future>(f: F) -> F::Output {
     f.now_or_never().expect("MemStore futures are always ready")
 }
 
-/// How long a message between a component and the apiserver takes: 1 ms plus up to 4 ms.
-fn latency(rng: &mut ChaCha8Rng) -> Duration {
-    Duration::from_micros(1000 + rng.gen_range(0..4000))
-}
+/// How long a client waits for an answer that never comes (a partition, a lost message).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a partitioned component's request gets, and after how long.
-const PARTITION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reflector waits before it watches again after its watch broke.
+const REWATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// Changes each watch cache keeps for watches that resume.
+const CACHE_HISTORY: usize = 2000;
 
 enum Event {
     Deliver(usize, Input),
-    Api(usize, u64, ApiOp),
+    /// A request reaches the apiserver (`waited`: it has already waited on a slow store).
+    Api {
+        slot: usize,
+        id: u64,
+        op: ApiOp,
+        waited: bool,
+    },
     Timer(usize, u64, u64),
     Exit(String, i32),
     Step(usize),
-    /// Retry starting an informer.
-    Informer(usize, WatchSpec),
+    /// An informer (re)starts its watch, relisting if it must.
+    Rewatch(usize),
     StoreBack,
+    StoreFast,
+    ApiserverUp,
     Check,
 }
 
@@ -55,6 +74,71 @@ struct Slot {
     component: Box<dyn Component>,
     alive: bool,
     node: Option<String>,
+}
+
+/// The host side of one component's informer: what a reflector keeps.
+struct Informer {
+    slot: usize,
+    resource: &'static ResourceInfo,
+    filter: Filter,
+    /// The revision to resume after (`None`: never listed).
+    revision: Option<Revision>,
+    watching: bool,
+    /// When its last message arrives: a watch stream keeps order.
+    last: Time,
+}
+
+/// The watch cache of one resource and the store watch that feeds it.
+struct Feed {
+    cacher: Cacher,
+    watch: Watch,
+}
+
+/// Running and live counts for one `runningPods` selector, kept as pods change.
+struct Tally {
+    selector: Selector,
+    /// Not terminating, Running and Ready.
+    running: usize,
+    /// Not terminating.
+    live: usize,
+}
+
+impl Tally {
+    fn counts(pod: &Value) -> (usize, usize) {
+        let live = pod["metadata"]["deletionTimestamp"].is_null();
+        let running = live
+            && pod["status"]["phase"] == "Running"
+            && pod["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        (usize::from(running), usize::from(live))
+    }
+
+    fn matches(&self, pod: &Value) -> bool {
+        let labels = pod["metadata"]["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.selector.matches(&labels)
+    }
+
+    fn change(&mut self, prev: Option<&Value>, new: Option<&Value>) {
+        if let Some(p) = prev.filter(|p| self.matches(p)) {
+            let (r, l) = Self::counts(p);
+            self.running -= r;
+            self.live -= l;
+        }
+        if let Some(n) = new.filter(|n| self.matches(n)) {
+            let (r, l) = Self::counts(n);
+            self.running += r;
+            self.live += l;
+        }
+    }
 }
 
 /// The outcome of one expectation.
@@ -68,8 +152,18 @@ pub struct Verdict {
 pub struct Report {
     pub trace: Trace,
     pub verdicts: Vec<Verdict>,
+    /// Invariants broken (each fails the run).
+    pub violations: Vec<String>,
     pub notable: Vec<String>,
     pub events: u64,
+    /// Virtual time covered.
+    pub simulated: Duration,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.verdicts.iter().all(|v| v.passed)
+    }
 }
 
 pub struct Sim {
@@ -78,11 +172,14 @@ pub struct Sim {
     rng: ChaCha8Rng,
     api: ApiServer<MemStore>,
     slots: Vec<Slot>,
-    watches: Vec<(usize, &'static ResourceInfo, ApiWatch, Time)>,
+    informers: Vec<Informer>,
+    feeds: BTreeMap<(&'static str, &'static str), Feed>,
     /// Per component, when its last request and last answer arrive: a component's link keeps
     /// order both ways, like the one connection a client holds.
     link_up: BTreeMap<usize, Time>,
     link_down: BTreeMap<usize, Time>,
+    default_link: Link,
+    node_links: BTreeMap<String, Link>,
     events: BTreeMap<(Time, u64), Event>,
     seq: u64,
     timers: BTreeMap<(usize, u64), u64>,
@@ -91,6 +188,12 @@ pub struct Sim {
     partitioned: BTreeSet<String>,
     /// Deliveries held for partitioned components until `heal`.
     held: Vec<(usize, Input)>,
+    /// The store answers this much later until the given time.
+    slow_store: Option<(Time, Duration)>,
+    /// The apiserver is down until then.
+    apiserver_down: Option<Time>,
+    invariants: Invariants,
+    tallies: BTreeMap<String, Tally>,
     trace: Trace,
     notable: Vec<String>,
     verdicts: Vec<Option<Verdict>>,
@@ -119,24 +222,58 @@ fn node_config(spec: &NodeSpec, i: usize) -> NodeConfig {
     c
 }
 
+fn behavior(s: &ContainerScript, what: &str) -> Behavior {
+    Behavior {
+        exit_after: s.exit_after.map(|d| d.0),
+        exit_code: s.exit_code,
+        start_error: s
+            .start_error
+            .clone()
+            .map(|r| (r.clone(), format!("simulated {r} for {what}"))),
+        ready_after: s.ready_after.map(|d| d.0).unwrap_or_default(),
+        liveness_fails_after: s.liveness_fails_after.map(|d| d.0),
+        exit_count: s.exit_count,
+    }
+}
+
+fn resource(group: &str, plural: &str) -> &'static ResourceInfo {
+    registry::by_plural(group, plural).expect("registered")
+}
+
 impl Sim {
     pub fn new(loaded: Loaded, seed: u64) -> Sim {
         let mut runtime = ScriptedRuntime::default();
         for (image, s) in &loaded.scenario.runtime.images {
-            runtime.behaviors.insert(
-                image.clone(),
-                Behavior {
-                    exit_after: s.exit_after.map(|d| d.0),
-                    exit_code: s.exit_code,
-                    start_error: s
-                        .start_error
-                        .clone()
-                        .map(|r| (r.clone(), format!("simulated {r} for image {image}"))),
-                    ready_after: s.ready_after.map(|d| d.0).unwrap_or_default(),
-                    liveness_fails_after: s.liveness_fails_after.map(|d| d.0),
-                },
-            );
+            runtime
+                .behaviors
+                .insert(image.clone(), behavior(s, &format!("image {image}")));
         }
+        for s in &loaded.scenario.runtime.pods {
+            let sel = s.selector.clone().unwrap_or_default();
+            runtime.pod_scripts.push(PodScript {
+                selector: Selector::parse(&sel).expect("validated"),
+                container: s.container.clone(),
+                behavior: behavior(s, &format!("pods {sel}")),
+            });
+        }
+        let mut tallies = BTreeMap::new();
+        for e in &loaded.scenario.expectations {
+            for c in [&e.eventually, &e.always, &e.never].into_iter().flatten() {
+                if let Some(sel) = &c.running_pods {
+                    tallies.entry(sel.clone()).or_insert_with(|| Tally {
+                        selector: Selector::parse(sel).unwrap_or_default(),
+                        running: 0,
+                        live: 0,
+                    });
+                }
+            }
+        }
+        let net = &loaded.scenario.network;
+        let default_link = Link {
+            latency: net.latency,
+            drop: net.drop,
+        };
+        let node_links = net.nodes.clone();
         let verdicts = vec![None; loaded.scenario.expectations.len()];
         Sim {
             loaded,
@@ -144,9 +281,12 @@ impl Sim {
             rng: ChaCha8Rng::seed_from_u64(seed),
             api: ApiServer::new(MemStore::default()),
             slots: Vec::new(),
-            watches: Vec::new(),
+            informers: Vec::new(),
+            feeds: BTreeMap::new(),
             link_up: BTreeMap::new(),
             link_down: BTreeMap::new(),
+            default_link,
+            node_links,
             events: BTreeMap::new(),
             seq: 0,
             timers: BTreeMap::new(),
@@ -154,11 +294,21 @@ impl Sim {
             owner: BTreeMap::new(),
             partitioned: BTreeSet::new(),
             held: Vec::new(),
+            slow_store: None,
+            apiserver_down: None,
+            invariants: Invariants::default(),
+            tallies,
             trace: Trace::default(),
             notable: Vec::new(),
             verdicts,
             processed: 0,
         }
+    }
+
+    /// Keep the trace's lines (the default) or only its hash, which saves memory in long runs.
+    pub fn keep_trace(mut self, keep: bool) -> Self {
+        self.trace.keep_lines = keep;
+        self
     }
 
     fn at(&mut self, t: Time, e: Event) {
@@ -174,24 +324,41 @@ impl Sim {
         RequestContext::from_rng(self.now, &mut self.rng)
     }
 
+    fn link(&self, slot: usize) -> Link {
+        self.slots[slot]
+            .node
+            .as_ref()
+            .and_then(|n| self.node_links.get(n))
+            .copied()
+            .unwrap_or(self.default_link)
+    }
+
+    /// A message's latency on `slot`'s link.
+    fn delay(&mut self, slot: usize) -> Duration {
+        let l = self.link(slot).latency;
+        let (min, max) = (l.min.0.as_micros() as u64, l.max.0.as_micros() as u64);
+        Duration::from_micros(min + self.rng.gen_range(0..(max - min).max(1)))
+    }
+
+    /// Whether a message on `slot`'s link is lost (draws from the RNG only if it can be).
+    fn lost(&mut self, slot: usize) -> bool {
+        let p = self.link(slot).drop;
+        p > 0.0 && self.rng.gen_bool(p)
+    }
+
     fn add(&mut self, component: Box<dyn Component>, node: Option<String>) {
-        let idx = self.slots.len();
+        let slot = self.slots.len();
         self.slots.push(Slot {
             component,
             alive: true,
             node,
         });
-        for spec in self.slots[idx].component.watches() {
-            self.start_informer(idx, spec);
+        for spec in self.slots[slot].component.watches() {
+            self.add_informer(slot, spec);
         }
     }
 
-    /// Lists and opens the watch of one informer; if the apiserver cannot serve it now, tries
-    /// again a second later, as a reflector does.
-    fn start_informer(&mut self, idx: usize, spec: WatchSpec) {
-        if !self.slots[idx].alive {
-            return;
-        }
+    fn add_informer(&mut self, slot: usize, spec: WatchSpec) {
         let opts = ListOptions {
             field_selector: spec
                 .field_selector
@@ -202,54 +369,206 @@ impl Sim {
                 .unwrap_or_default(),
             ..Default::default()
         };
-        let listed =
-            ready(self.api.list(spec.resource, None, &opts)).and_then(|(items, revision)| {
-                ready(self.api.watch(spec.resource, None, revision, opts))
-                    .map(|w| (items, revision, w))
-            });
-        let (items, revision, watch) = match listed {
-            Ok(l) => l,
-            Err(_) => {
-                let t = self.now + Duration::from_secs(1);
-                self.at(t, Event::Informer(idx, spec));
-                return;
-            }
-        };
-        // The list arrives first; the watch's events follow it in order.
-        let t = self.now + latency(&mut self.rng);
-        self.watches.push((idx, spec.resource, watch, t));
-        self.at(
-            t,
-            Event::Deliver(
-                idx,
-                Input::Listed {
-                    resource: spec.resource,
-                    items,
-                    revision,
-                },
-            ),
-        );
+        let i = self.informers.len();
+        self.informers.push(Informer {
+            slot,
+            resource: spec.resource,
+            filter: Filter {
+                namespace: None,
+                opts,
+            },
+            revision: None,
+            watching: false,
+            last: Time::ZERO,
+        });
+        self.rewatch(i);
     }
 
-    fn execute(&mut self, op: &ApiOp) -> Result<Value, gantry::api::status::ApiError> {
+    /// Sends `input` to an informer's component after its latency, in stream order.
+    fn send(&mut self, i: usize, input: Input) {
+        let slot = self.informers[i].slot;
+        let t = (self.now + self.delay(slot)).max(self.informers[i].last);
+        self.informers[i].last = t;
+        self.at(t, Event::Deliver(slot, input));
+    }
+
+    /// Starts an informer's watch: resumes after its revision, or lists first (the first time,
+    /// or when its revision is too old for the watch cache), as a reflector does.
+    fn rewatch(&mut self, i: usize) {
+        let slot = self.informers[i].slot;
+        if !self.slots[slot].alive || self.informers[i].watching {
+            return;
+        }
+        if self.apiserver_down.is_some() {
+            self.at(self.now + REWATCH_DELAY, Event::Rewatch(i));
+            return;
+        }
+        let res = self.informers[i].resource;
+        let filter = self.informers[i].filter.clone();
+        let Some(feed) = self.feeds.get_mut(&(res.group, res.plural)) else {
+            self.at(self.now + REWATCH_DELAY, Event::Rewatch(i));
+            return;
+        };
+        let resumed = self.informers[i]
+            .revision
+            .map(|r| feed.cacher.watch(i as u64, filter.clone(), r));
+        let name = self.slots[slot].component.name().to_string();
+        match &resumed {
+            Some(Ok(_)) => self.trace.line(
+                self.now,
+                &name,
+                "watch",
+                json!(format!(
+                    "resume {} after {}",
+                    res.plural,
+                    self.informers[i].revision.unwrap_or(0)
+                )),
+            ),
+            Some(Err(e)) => self.trace.line(
+                self.now,
+                &name,
+                "watch",
+                json!(format!("relist {}: {}", res.plural, e.message)),
+            ),
+            None => {}
+        }
+        match resumed {
+            Some(Ok(missed)) => {
+                self.informers[i].watching = true;
+                for event in missed {
+                    self.informers[i].revision = Some(event.revision);
+                    self.send(
+                        i,
+                        Input::Watched {
+                            resource: res,
+                            event,
+                        },
+                    );
+                }
+            }
+            None | Some(Err(_)) => {
+                let (items, revision) = feed.cacher.list(&filter);
+                feed.cacher
+                    .watch(i as u64, filter, revision)
+                    .expect("a watch from the cache's own revision");
+                self.informers[i].watching = true;
+                self.informers[i].revision = Some(revision);
+                self.send(
+                    i,
+                    Input::Listed {
+                        resource: res,
+                        items,
+                        revision,
+                    },
+                );
+            }
+        }
+    }
+
+    /// An informer's watch broke; the reflector resumes after `revision` a moment later.
+    fn break_watch(&mut self, i: usize, revision: Revision) {
+        let res = self.informers[i].resource;
+        if let Some(feed) = self.feeds.get_mut(&(res.group, res.plural)) {
+            feed.cacher.unwatch(i as u64);
+        }
+        self.informers[i].watching = false;
+        self.informers[i].revision = Some(revision);
+        self.at(self.now + REWATCH_DELAY, Event::Rewatch(i));
+    }
+
+    /// Opens the watch cache of every resource (at boot; the store is up).
+    fn open_feeds(&mut self) {
+        for res in registry::RESOURCES {
+            let (items, revision) = ready(self.api.list(res, None, &ListOptions::default()))
+                .expect("the store is up at boot");
+            let watch = ready(self.api.store().watch(&res.storage_prefix(), revision))
+                .expect("the store is up at boot");
+            self.feeds.insert(
+                (res.group, res.plural),
+                Feed {
+                    cacher: Cacher::new(res, items, revision, CACHE_HISTORY),
+                    watch,
+                },
+            );
+        }
+    }
+
+    fn execute(&mut self, op: &ApiOp) -> Result<Value, ApiError> {
         let ctx = self.ctx();
         let r = ready(self.api.execute(op, &ctx));
-        self.collect_watch_events();
+        self.pump();
         r
     }
 
-    /// Schedules delivery of every new watch event, each watch in order.
-    fn collect_watch_events(&mut self) {
-        for w in 0..self.watches.len() {
-            while let Some(item) = self.watches[w].2.try_next() {
-                let Ok(event) = item else { continue };
-                let (idx, resource) = (self.watches[w].0, self.watches[w].1);
-                let lat = latency(&mut self.rng);
-                let t = (self.now + lat).max(self.watches[w].3);
-                self.watches[w].3 = t;
-                self.at(t, Event::Deliver(idx, Input::Watched { resource, event }));
+    /// Feeds every new store event to its watch cache, the invariants and the tallies, and
+    /// sends each informer what passes its filter.
+    fn pump(&mut self) {
+        let keys: Vec<(&'static str, &'static str)> = self.feeds.keys().copied().collect();
+        for key in keys {
+            loop {
+                let feed = self.feeds.get_mut(&key).expect("present");
+                let Some(item) = feed.watch.try_next() else {
+                    break;
+                };
+                let Ok(ev) = item else {
+                    // The store ended the watch (it fell behind): a real watch cache relists.
+                    // MemStore never does this to a watch that is drained after every write.
+                    break;
+                };
+                let applied = match feed.cacher.apply(&ev) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.invariants
+                            .violations
+                            .push(format!("a stored object cannot be decoded: {}", e.message));
+                        continue;
+                    }
+                };
+                self.observe(key, &applied);
+                for (id, event) in applied.events {
+                    let i = id as usize;
+                    let slot = self.informers[i].slot;
+                    if self.lost(slot) {
+                        // The connection broke: everything before this event was sent.
+                        self.break_watch(i, event.revision - 1);
+                        continue;
+                    }
+                    self.informers[i].revision = Some(event.revision);
+                    let resource = self.informers[i].resource;
+                    self.send(i, Input::Watched { resource, event });
+                }
             }
         }
+    }
+
+    fn observe(&mut self, key: (&str, &str), a: &Applied) {
+        let what = format!("at {:.3}s", self.rel().as_secs_f64());
+        match key {
+            ("", "pods") => {
+                self.invariants
+                    .pod(a.prev.as_deref(), a.new.as_deref(), &what);
+                for t in self.tallies.values_mut() {
+                    t.change(a.prev.as_deref(), a.new.as_deref());
+                }
+            }
+            ("", "nodes") => self.invariants.node(a.prev.as_deref(), a.new.as_deref()),
+            _ => {}
+        }
+    }
+
+    /// The store's current revision (what a fresh list would be read at).
+    fn store_revision(&self) -> Revision {
+        self.feeds
+            .values()
+            .map(|f| f.cacher.revision())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn cached(&self, res: &ResourceInfo, namespace: Option<&str>, name: &str) -> Option<&Value> {
+        self.feeds
+            .get(&(res.group, res.plural))
+            .and_then(|f| f.cacher.get(namespace, name))
     }
 
     fn partitioned(&self, idx: usize) -> bool {
@@ -275,10 +594,28 @@ impl Sim {
         for effect in out {
             match effect {
                 Effect::Api { id, op } => {
-                    let t = (self.now + latency(&mut self.rng))
+                    let t = (self.now + self.delay(idx))
                         .max(self.link_up.get(&idx).copied().unwrap_or(Time::ZERO));
                     self.link_up.insert(idx, t);
-                    self.at(t, Event::Api(idx, id, op));
+                    if self.lost(idx) {
+                        self.trace.line(
+                            self.now,
+                            &name,
+                            "lost",
+                            json!(format!("request {}", op.describe())),
+                        );
+                        self.time_out(idx, id, "the request was lost");
+                    } else {
+                        self.at(
+                            t,
+                            Event::Api {
+                                slot: idx,
+                                id,
+                                op,
+                                waited: false,
+                            },
+                        );
+                    }
                 }
                 Effect::Runtime { id, op } => {
                     let what = match &op {
@@ -337,6 +674,99 @@ impl Sim {
         }
     }
 
+    /// The component waits for an answer that does not come, and then gives up.
+    fn time_out(&mut self, slot: usize, id: u64, why: &str) {
+        let e = ApiError::timeout(format!("the request timed out ({why})"));
+        self.at(
+            self.now + REQUEST_TIMEOUT,
+            Event::Deliver(slot, Input::ApiResult { id, result: Err(e) }),
+        );
+    }
+
+    /// A request reaches the apiserver.
+    fn serve(&mut self, slot: usize, id: u64, op: ApiOp, waited: bool) {
+        if !self.slots[slot].alive {
+            return;
+        }
+        if self.partitioned(slot) {
+            self.time_out(slot, id, "network partition");
+            return;
+        }
+        let name = self.slots[slot].component.name().to_string();
+        let result = if self.apiserver_down.is_some() {
+            Err(ApiError::unavailable(
+                "connection refused: the apiserver is restarting",
+            ))
+        } else {
+            if let Some((until, extra)) = self.slow_store {
+                if !waited && self.now < until {
+                    self.at(
+                        self.now + extra,
+                        Event::Api {
+                            slot,
+                            id,
+                            op,
+                            waited: true,
+                        },
+                    );
+                    return;
+                }
+            }
+            self.execute_checked(&op)
+        };
+        let code = result.as_ref().map_or_else(|e| e.code, |_| 200);
+        self.trace.line(
+            self.now,
+            &name,
+            "api",
+            json!(format!("{} {code}", op.describe())),
+        );
+        if self.lost(slot) {
+            self.trace.line(
+                self.now,
+                &name,
+                "lost",
+                json!(format!("answer {}", op.describe())),
+            );
+            self.time_out(slot, id, "the answer was lost");
+            return;
+        }
+        let t = (self.now + self.delay(slot))
+            .max(self.link_down.get(&slot).copied().unwrap_or(Time::ZERO));
+        self.link_down.insert(slot, t);
+        self.at(t, Event::Deliver(slot, Input::ApiResult { id, result }));
+    }
+
+    /// Executes a component's request, checking that an update based on a resourceVersion only
+    /// succeeds if that version is current.
+    fn execute_checked(&mut self, op: &ApiOp) -> Result<Value, ApiError> {
+        let ApiOp::Update {
+            resource,
+            namespace,
+            name,
+            body,
+            ..
+        } = op
+        else {
+            return self.execute(op);
+        };
+        let sent = body["metadata"]["resourceVersion"]
+            .as_str()
+            .map(String::from);
+        let current = self
+            .cached(resource, namespace.as_deref(), name)
+            .and_then(|o| o["metadata"]["resourceVersion"].as_str())
+            .map(String::from);
+        let r = self.execute(op);
+        self.invariants.update(
+            &op.describe(),
+            sent.as_deref(),
+            current.as_deref(),
+            r.is_ok(),
+        );
+        r
+    }
+
     fn note(&mut self, message: String) {
         self.trace
             .line(self.now, "scenario", "action", json!(message));
@@ -348,6 +778,76 @@ impl Sim {
         self.slots
             .iter()
             .position(|s| s.alive && s.node.as_deref() == Some(node))
+    }
+
+    /// The node crashes: its kubelet, its watches and its containers vanish.
+    fn kill(&mut self, node: &str) {
+        let Some(slot) = self.kubelet_for(node) else {
+            return;
+        };
+        self.slots[slot].alive = false;
+        for i in 0..self.informers.len() {
+            if self.informers[i].slot == slot {
+                let res = self.informers[i].resource;
+                if let Some(feed) = self.feeds.get_mut(&(res.group, res.plural)) {
+                    feed.cacher.unwatch(i as u64);
+                }
+                self.informers[i].watching = false;
+            }
+        }
+        let gone: Vec<String> = self
+            .owner
+            .iter()
+            .filter(|(_, o)| **o == slot)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in gone {
+            self.runtime.exited(&c);
+            self.owner.remove(&c);
+        }
+    }
+
+    /// The apiserver goes down for `down`: every watch breaks now; when it is back its watch
+    /// caches start afresh, so informers that missed changes relist.
+    fn restart_apiserver(&mut self, down: Duration) {
+        let revision = self.store_revision();
+        for feed in self.feeds.values_mut() {
+            feed.cacher.restart(revision);
+        }
+        for i in 0..self.informers.len() {
+            if self.informers[i].watching {
+                let res = self.informers[i].resource;
+                let current = self.feeds[&(res.group, res.plural)].cacher.revision();
+                // A healthy watch has been sent everything up to the cache's revision.
+                self.informers[i].revision = Some(current);
+                self.informers[i].watching = false;
+                let jitter = Duration::from_millis(self.rng.gen_range(0..1000));
+                self.at(self.now + down + jitter, Event::Rewatch(i));
+            }
+        }
+        self.apiserver_down = Some(self.now + down);
+        self.at(self.now + down, Event::ApiserverUp);
+    }
+
+    fn crash_pods(&mut self, selector: &str, count: Option<usize>, code: i32) -> String {
+        let sel = Selector::parse(selector).expect("validated");
+        let by_pod = self.runtime.containers_of(&sel);
+        let n = count.unwrap_or(by_pod.len()).min(by_pod.len());
+        let mut crashed = Vec::new();
+        for (pod, containers) in by_pod.into_iter().take(n) {
+            for c in containers {
+                self.at(self.now, Event::Exit(c, code));
+            }
+            crashed.push(pod);
+        }
+        if crashed.is_empty() {
+            format!("crash pods {selector}: no running containers")
+        } else {
+            format!(
+                "crash pods {selector} (exit {code}): {}",
+                crashed.join(", ")
+            )
+        }
     }
 
     fn apply_step(&mut self, i: usize) {
@@ -363,20 +863,26 @@ impl Sim {
             step.apply.clone(),
             step.store_outage,
         );
+        let slow = step
+            .store_slow
+            .as_ref()
+            .map(|s| (s.duration.0, s.latency.0));
+        let apiserver = step.restart_apiserver.map(|d| d.0);
+        let network = step.network.as_ref().map(|n| {
+            (
+                n.nodes.clone(),
+                Link {
+                    latency: n.latency,
+                    drop: n.drop,
+                },
+            )
+        });
+        let crash = step
+            .crash
+            .as_ref()
+            .map(|c| (c.pods.clone(), c.count, c.exit_code));
         if let Some(node) = kill {
-            if let Some(idx) = self.kubelet_for(&node) {
-                self.slots[idx].alive = false;
-                let gone: Vec<String> = self
-                    .owner
-                    .iter()
-                    .filter(|(_, o)| **o == idx)
-                    .map(|(c, _)| c.clone())
-                    .collect();
-                for c in gone {
-                    self.runtime.exited(&c);
-                    self.owner.remove(&c);
-                }
-            }
+            self.kill(&node);
             self.note(format!("kill node {node}"));
         }
         if let Some(node) = restart {
@@ -400,15 +906,16 @@ impl Sim {
             self.partitioned.clear();
             let held = std::mem::take(&mut self.held);
             for (idx, input) in held {
-                let t = self.now + latency(&mut self.rng);
+                let t = self.now + self.delay(idx);
                 self.at(t, Event::Deliver(idx, input));
             }
             self.note("heal partitions".into());
         }
         if let Some((rs, ns, replicas)) = scale {
-            let res = registry::by_plural("apps", "replicasets").expect("registered");
-            match ready(self.api.get(res, Some(&ns), &rs)) {
-                Ok(mut obj) => {
+            let res = resource("apps", "replicasets");
+            let r = match self.cached(res, Some(&ns), &rs).cloned() {
+                _ if self.apiserver_down.is_some() => "the apiserver is down".to_string(),
+                Some(mut obj) => {
                     obj["spec"]["replicas"] = json!(replicas);
                     let op = ApiOp::Update {
                         resource: res,
@@ -417,23 +924,61 @@ impl Sim {
                         body: obj,
                         part: gantry::apiserver::Part::Main,
                     };
-                    let r = self.execute(&op);
-                    self.note(format!(
-                        "scale replicaset {ns}/{rs} to {replicas}: {}",
-                        r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.message)
-                    ));
+                    self.execute(&op)
+                        .map(|_| "ok".to_string())
+                        .unwrap_or_else(|e| e.message)
                 }
-                Err(e) => self.note(format!("scale replicaset {ns}/{rs}: {}", e.message)),
-            }
+                None => format!("replicasets.apps {rs:?} not found"),
+            };
+            self.note(format!("scale replicaset {ns}/{rs} to {replicas}: {r}"));
         }
         if let Some(manifest) = apply {
-            let r = self.create_manifest(manifest);
+            let r = if self.apiserver_down.is_some() {
+                "the apiserver is down".to_string()
+            } else {
+                self.create_manifest(manifest)
+            };
             self.note(format!("apply: {r}"));
         }
         if let Some(d) = outage {
             self.api.store().pause();
             self.at(self.now + d.0, Event::StoreBack);
             self.note(format!("store outage for {:?}", d.0));
+        }
+        if let Some((d, extra)) = slow {
+            self.slow_store = Some((self.now + d, extra));
+            self.at(self.now + d, Event::StoreFast);
+            self.note(format!("store slow by {extra:?} for {d:?}"));
+        }
+        if let Some(d) = apiserver {
+            self.restart_apiserver(d);
+            self.note(format!("apiserver restarts, down for {d:?}"));
+        }
+        if let Some((nodes, link)) = network {
+            match &nodes {
+                Some(nodes) => {
+                    for n in nodes {
+                        self.node_links.insert(n.clone(), link);
+                    }
+                }
+                None => {
+                    self.default_link = link;
+                    self.node_links.clear();
+                }
+            }
+            self.note(format!(
+                "network {}: latency {:?}-{:?}, drop {}",
+                nodes
+                    .map(|n| n.join(", "))
+                    .unwrap_or_else(|| "everywhere".into()),
+                link.latency.min.0,
+                link.latency.max.0,
+                link.drop
+            ));
+        }
+        if let Some((pods, count, code)) = crash {
+            let r = self.crash_pods(&pods, count, code);
+            self.note(r);
         }
     }
 
@@ -459,18 +1004,11 @@ impl Sim {
         }
     }
 
-    fn list(&self, plural: &str, group: &str) -> Vec<Value> {
-        let res = registry::by_plural(group, plural).expect("registered");
-        ready(self.api.list(res, None, &ListOptions::default()))
-            .map(|(items, _)| items)
-            .unwrap_or_default()
-    }
-
-    /// Whether `check`'s condition holds now (the API's current state).
+    /// Whether `check`'s condition holds now (the watch caches' view, which is the store's).
     fn holds(&self, c: &Check) -> (bool, String) {
         if let Some(rs) = &c.replicaset {
-            let res = registry::by_plural("apps", "replicasets").expect("registered");
-            let Ok(obj) = ready(self.api.get(res, Some(&c.namespace), rs)) else {
+            let Some(obj) = self.cached(resource("apps", "replicasets"), Some(&c.namespace), rs)
+            else {
                 return (false, format!("replicaset {rs} does not exist"));
             };
             let st = &obj["status"];
@@ -496,9 +1034,8 @@ impl Sim {
             );
         }
         if let Some(node) = &c.node {
-            let res = registry::by_plural("", "nodes").expect("registered");
-            let status = ready(self.api.get(res, None, node))
-                .ok()
+            let status = self
+                .cached(resource("", "nodes"), None, node)
                 .and_then(|n| {
                     n["status"]["conditions"]
                         .as_array()?
@@ -513,44 +1050,17 @@ impl Sim {
             );
         }
         if let Some(sel) = &c.running_pods {
-            let selector = gantry::api::selector::Selector::parse(sel).unwrap_or_default();
-            let pods: Vec<Value> = self
-                .list("pods", "")
-                .into_iter()
-                .filter(|p| {
-                    let labels = p["metadata"]["labels"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    selector.matches(&labels)
-                })
-                .collect();
-            let live = pods
-                .iter()
-                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                .count();
-            let running = pods
-                .iter()
-                .filter(|p| {
-                    p["metadata"]["deletionTimestamp"].is_null()
-                        && p["status"]["phase"] == "Running"
-                        && p["status"]["conditions"].as_array().is_some_and(|cs| {
-                            cs.iter()
-                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                        })
-                })
-                .count();
-            let mut ok = c.count.is_none_or(|n| running == n);
+            let t = &self.tallies[sel];
+            let mut ok = c.count.is_none_or(|n| t.running == n);
             if let Some(max) = c.at_most {
-                ok &= live <= max;
+                ok &= t.live <= max;
             }
             return (
                 ok,
-                format!("{running} running and ready, {live} not terminating"),
+                format!(
+                    "{} running and ready, {} not terminating",
+                    t.running, t.live
+                ),
             );
         }
         (false, "nothing to check".into())
@@ -610,6 +1120,7 @@ impl Sim {
             ctxs[n - 1].clone()
         }))
         .expect("bootstrap");
+        self.open_feeds();
         let nodes = self.loaded.nodes.clone();
         for (i, spec) in nodes.iter().enumerate() {
             self.add(
@@ -645,35 +1156,12 @@ impl Sim {
             self.processed += 1;
             match event {
                 Event::Deliver(idx, input) => self.step_component(idx, input),
-                Event::Api(idx, id, op) => {
-                    if !self.slots[idx].alive {
-                        continue;
-                    }
-                    let name = self.slots[idx].component.name().to_string();
-                    if self.partitioned(idx) {
-                        let t = self.now + PARTITION_TIMEOUT;
-                        let e = gantry::api::status::ApiError::timeout(
-                            "the request timed out (network partition)",
-                        );
-                        self.at(
-                            t,
-                            Event::Deliver(idx, Input::ApiResult { id, result: Err(e) }),
-                        );
-                        continue;
-                    }
-                    let result = self.execute(&op);
-                    let code = result.as_ref().map_or_else(|e| e.code, |_| 200);
-                    self.trace.line(
-                        self.now,
-                        &name,
-                        "api",
-                        json!(format!("{} {code}", op.describe())),
-                    );
-                    let t = (self.now + latency(&mut self.rng))
-                        .max(self.link_down.get(&idx).copied().unwrap_or(Time::ZERO));
-                    self.link_down.insert(idx, t);
-                    self.at(t, Event::Deliver(idx, Input::ApiResult { id, result }));
-                }
+                Event::Api {
+                    slot,
+                    id,
+                    op,
+                    waited,
+                } => self.serve(slot, id, op, waited),
                 Event::Timer(idx, id, token) => {
                     if self.timers.get(&(idx, id)) == Some(&token) {
                         self.timers.remove(&(idx, id));
@@ -701,10 +1189,27 @@ impl Sim {
                     }
                 }
                 Event::Step(i) => self.apply_step(i),
-                Event::Informer(idx, spec) => self.start_informer(idx, spec),
+                Event::Rewatch(i) => self.rewatch(i),
                 Event::StoreBack => {
                     self.api.store().resume();
                     self.note("store back".into());
+                }
+                Event::StoreFast => {
+                    if self.slow_store.is_some_and(|(until, _)| until <= self.now) {
+                        self.slow_store = None;
+                        self.note("store latency back to normal".into());
+                    }
+                }
+                Event::ApiserverUp => {
+                    if self.apiserver_down.is_some_and(|until| until <= self.now) {
+                        self.apiserver_down = None;
+                        // The new watch caches start from a fresh list, now.
+                        let revision = self.store_revision();
+                        for feed in self.feeds.values_mut() {
+                            feed.cacher.restart(revision);
+                        }
+                        self.note("apiserver up".into());
+                    }
                 }
                 Event::Check => self.check(false),
             }
@@ -712,11 +1217,16 @@ impl Sim {
         self.now = end;
         self.check(true);
         let verdicts = self.verdicts.into_iter().flatten().collect();
+        for v in &self.invariants.violations {
+            self.trace.line(self.now, "invariant", "violated", json!(v));
+        }
         Report {
             trace: self.trace,
             verdicts,
+            violations: self.invariants.violations,
             notable: self.notable,
             events: self.processed,
+            simulated: self.loaded.scenario.duration.0,
         }
     }
 }

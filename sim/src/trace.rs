@@ -7,10 +7,21 @@ use gantry::testkit::EPOCH;
 use gantry::time::Time;
 use serde_json::{json, Value};
 
-#[derive(Default)]
 pub struct Trace {
     pub lines: Vec<String>,
+    /// Whether `lines` keeps each line; the hash covers them either way.
+    pub keep_lines: bool,
     hash: u64,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace {
+            lines: Vec::new(),
+            keep_lines: true,
+            hash: 0,
+        }
+    }
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -27,7 +38,9 @@ impl Trace {
             self.hash ^= u64::from(b);
             self.hash = self.hash.wrapping_mul(FNV_PRIME);
         }
-        self.lines.push(line);
+        if self.keep_lines {
+            self.lines.push(line);
+        }
     }
 
     /// FNV-1a over every line (with its newline), as 16 hex digits.

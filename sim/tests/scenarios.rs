@@ -55,8 +55,33 @@ fn bad_scenarios_name_the_key_and_line() {
         ),
         (
             format!("{base}timeline:\n  - at: 10s\n"),
-            "bad.yaml:",
+            "bad.yaml:6:",
             "exactly one of kill",
+        ),
+        (
+            format!("{base}timeline:\n  - at: 5s\n    heal: true\n  - at: 10s\n    crash: {{pods: \"a in b\"}}\n"),
+            "bad.yaml:8:",
+            "timeline[1].crash.pods",
+        ),
+        (
+            format!("{base}network:\n  drop: 1.5\n"),
+            "bad.yaml:5:",
+            "network.drop: must be a probability",
+        ),
+        (
+            format!("{base}network:\n  nodes:\n    n7: {{drop: 0.1}}\n"),
+            "bad.yaml:",
+            "no node named \"n7\"",
+        ),
+        (
+            format!("{base}runtime:\n  pods:\n    - exitAfter: 1s\n"),
+            "bad.yaml:7:",
+            "runtime.pods[0]: `selector`",
+        ),
+        (
+            format!("{base}expectations:\n  - eventually: {{by: 5s, node: n1}}\n  - always: {{node: n1, replicaset: x}}\n"),
+            "bad.yaml:7:",
+            "expectations[1]: check exactly one",
         ),
         (
             format!("{base}expectations:\n  - eventually:\n      node: n1\n"),
@@ -169,4 +194,110 @@ fn every_shipped_scenario_passes_and_is_deterministic() {
         ran += 1;
     }
     assert!(ran >= 3, "node-failure, crashloop and partition ship");
+}
+
+fn lines_of(report: &gantry_sim::sim::Report, kind: &str) -> Vec<(f64, String, String)> {
+    report
+        .trace
+        .lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["e"] == kind)
+        .map(|e| {
+            (
+                e["t"].as_str().unwrap().parse::<f64>().unwrap(),
+                e["c"].as_str().unwrap().to_string(),
+                e["d"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn control_plane_faults_break_watches_lose_messages_and_crash_containers() {
+    let path = repo("scenarios/control-plane-faults.yaml");
+    let report = Sim::new(scenario::load(&path).unwrap(), 11).run();
+    assert!(
+        report.passed(),
+        "{:?} {:?}",
+        report.verdicts,
+        report.violations
+    );
+    // Every informer (17) resumes once the apiserver is back (80 s), within the reflector's
+    // delay; later, watch events lost on the lossy links break and resume watches too.
+    let resumed = lines_of(&report, "watch");
+    let after_restart = resumed
+        .iter()
+        .filter(|(t, _, _)| (80.0..82.0).contains(t))
+        .count();
+    assert_eq!(after_restart, 17, "{resumed:?}");
+    assert!(
+        resumed
+            .iter()
+            .all(|(t, _, _)| (80.0..82.0).contains(t) || (250.0..312.0).contains(t)),
+        "{resumed:?}"
+    );
+    // Messages are lost only while the links drop them.
+    let lost = lines_of(&report, "lost");
+    assert!(!lost.is_empty());
+    assert!(
+        lost.iter().all(|(t, _, _)| (250.0..310.0).contains(t)),
+        "{lost:?}"
+    );
+    // Two containers die with 137 at 400 s and are started again at once.
+    let exits: Vec<_> = lines_of(&report, "runtime")
+        .into_iter()
+        .filter(|(_, _, d)| d.starts_with("exit ") && d.ends_with(" 137"))
+        .collect();
+    assert_eq!(exits.len(), 2);
+    assert!(exits.iter().all(|(t, _, _)| *t == 400.0));
+    // While the store is slow (150-210 s), answers come at least 2 s after the request.
+    let api: Vec<_> = lines_of(&report, "api")
+        .into_iter()
+        .filter(|(t, _, _)| (150.0..212.0).contains(t))
+        .collect();
+    assert!(
+        api.iter().all(|(t, _, _)| *t >= 152.0),
+        "{:?}",
+        &api[..api.len().min(3)]
+    );
+}
+
+#[test]
+fn scaling_past_capacity_leaves_pods_pending_and_never_overcommits() {
+    let text = std::fs::read_to_string(repo("scenarios/scale.yaml"))
+        .unwrap()
+        .replace("replicas: 100}", "replicas: 130}");
+    let text = &text[..text.find("expectations:").unwrap()];
+    let text = format!(
+        "{text}expectations:\n  - eventually:\n      by: 60s\n      runningPods: app=web\n      count: 120\n  - always:\n      after: 60s\n      by: 119s\n      replicaset: web\n      replicas: 130\n      readyReplicas: 120\n"
+    );
+    let loaded = scenario::parse(&text, Path::new("scale-130.yaml")).unwrap();
+    let report = Sim::new(loaded, 5).run();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    for v in &report.verdicts {
+        assert!(v.passed, "{} ({})", v.description, v.detail);
+    }
+}
+
+#[test]
+fn pod_scripts_pick_containers_by_labels_and_stop_exiting_after_exit_count() {
+    let text = "duration: 120s\nseed: 2\ncluster:\n  nodes:\n    - name: n1\nworkload:\n  - manifest: {apiVersion: v1, kind: Pod, metadata: {name: flaky, labels: {app: flaky}}, spec: {containers: [{name: c, image: same}]}}\n  - manifest: {apiVersion: v1, kind: Pod, metadata: {name: steady, labels: {app: steady}}, spec: {containers: [{name: c, image: same}]}}\nruntime:\n  pods:\n    - selector: app=flaky\n      exitAfter: 2s\n      exitCode: 1\n      exitCount: 2\nexpectations:\n  - eventually:\n      after: 60s\n      by: 120s\n      runningPods: app in (flaky, steady)\n      count: 2\n";
+    let report = Sim::new(scenario::parse(text, Path::new("t.yaml")).unwrap(), 2).run();
+    assert!(report.passed(), "{:?}", report.verdicts);
+    let starts = |pod: &str| {
+        lines_of(&report, "runtime")
+            .into_iter()
+            .filter(|(_, _, d)| d == &format!("start default/{pod}/c"))
+            .count()
+    };
+    // Two runs exit, the third keeps running; the other pod never exits.
+    assert_eq!((starts("flaky"), starts("steady")), (3, 1));
+}
+
+#[test]
+fn the_benchmark_scenario_loads() {
+    let loaded = scenario::load(&repo("scenarios/bench/100-nodes.yaml")).unwrap();
+    assert_eq!(loaded.nodes.len(), 100);
+    assert_eq!(loaded.manifests.len(), 10);
 }

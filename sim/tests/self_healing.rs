@@ -1,8 +1,12 @@
 //! Property tests of self-healing: random small clusters, random fault schedules (node crashes
-//! and restarts, partitions, store outages), then a quiet period. After it, every ReplicaSet has
-//! exactly spec.replicas pods Running and Ready, and no ReplicaSet ever has more than
-//! spec.replicas pods that are not terminating. A failure writes the shrunk case as a scenario
-//! file that `gantry-sim run` replays, and prints its path and seed.
+//! and restarts, partitions, store outages and slowdowns, apiserver restarts, lossy links,
+//! container crashes), then a quiet period. After it, every ReplicaSet has exactly
+//! spec.replicas pods Running and Ready on Ready nodes. Throughout, the simulator's invariants
+//! hold (no pod bound beyond a node's allocatable, no pod bound to two nodes, no stale write
+//! wins), and unless messages were lost no ReplicaSet ever has more than spec.replicas pods that
+//! are not terminating (a lost create answer makes Kubernetes over-create too, briefly). A
+//! failure writes the shrunk case as a scenario file that `gantry-sim run` replays, and prints
+//! its path and seed.
 //!
 //! GANTRY_PROPTEST_CASES sets the number of cases (default 256).
 
@@ -32,6 +36,29 @@ enum Fault {
         at: u64,
         len: u64,
     },
+    /// Every request waits `latency_ms` longer on the store for `len` s.
+    StoreSlow {
+        at: u64,
+        len: u64,
+        latency_ms: u64,
+    },
+    /// The apiserver is down for `down` s; every watch breaks.
+    ApiserverRestart {
+        at: u64,
+        down: u64,
+    },
+    /// Every link loses `percent` % of its messages for `len` s.
+    Lossy {
+        at: u64,
+        len: u64,
+        percent: u32,
+    },
+    /// The containers of `count` pods of ReplicaSet `rs` crash.
+    ContainerCrash {
+        rs: usize,
+        at: u64,
+        count: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +83,22 @@ fn fault(nodes: usize) -> impl Strategy<Value = Fault> {
             len
         }),
         (20..200u64, 2..30u64).prop_map(|(at, len)| Fault::StoreOutage { at, len }),
+        (20..200u64, 5..60u64, 50..2000u64).prop_map(|(at, len, latency_ms)| Fault::StoreSlow {
+            at,
+            len,
+            latency_ms
+        }),
+        (20..200u64, 0..20u64).prop_map(|(at, down)| Fault::ApiserverRestart { at, down }),
+        (20..200u64, 5..60u64, 1..20u32).prop_map(|(at, len, percent)| Fault::Lossy {
+            at,
+            len,
+            percent
+        }),
+        (0..2usize, 20..200u64, 1..3usize).prop_map(|(rs, at, count)| Fault::ContainerCrash {
+            rs,
+            at,
+            count
+        }),
     ]
 }
 
@@ -80,6 +123,7 @@ fn scenario_yaml(c: &Case) -> String {
     let mut steps: Vec<(u64, String)> = Vec::new();
     let mut dead_at_end = vec![false; c.nodes];
     let mut last = 0;
+    let mut lossy = false;
     for f in &c.faults {
         match *f {
             Fault::Crash { node, at, back } => {
@@ -106,6 +150,35 @@ fn scenario_yaml(c: &Case) -> String {
             Fault::StoreOutage { at, len } => {
                 steps.push((at, format!("storeOutage: {len}s")));
                 last = last.max(at + len);
+            }
+            Fault::StoreSlow {
+                at,
+                len,
+                latency_ms,
+            } => {
+                steps.push((
+                    at,
+                    format!("storeSlow: {{duration: {len}s, latency: {latency_ms}ms}}"),
+                ));
+                last = last.max(at + len);
+            }
+            Fault::ApiserverRestart { at, down } => {
+                steps.push((at, format!("restartApiserver: {down}s")));
+                last = last.max(at + down);
+            }
+            Fault::Lossy { at, len, percent } => {
+                lossy = true;
+                steps.push((
+                    at,
+                    format!("network: {{drop: {}}}", f64::from(percent) / 100.0),
+                ));
+                steps.push((at + len, "network: {drop: 0}".into()));
+                last = last.max(at + len);
+            }
+            Fault::ContainerCrash { rs, at, count } => {
+                let rs = rs % c.replicasets.len();
+                steps.push((at, format!("crash: {{pods: app=rs{rs}, count: {count}}}")));
+                last = last.max(at);
             }
         }
     }
@@ -136,11 +209,13 @@ fn scenario_yaml(c: &Case) -> String {
     }
     writeln!(y, "expectations:").unwrap();
     for (i, r) in c.replicasets.iter().enumerate() {
-        writeln!(
-            y,
-            "  - always:\n      runningPods: app=rs{i}\n      atMost: {r}"
-        )
-        .unwrap();
+        if !lossy {
+            writeln!(
+                y,
+                "  - always:\n      runningPods: app=rs{i}\n      atMost: {r}"
+            )
+            .unwrap();
+        }
         writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      runningPods: app=rs{i}\n      count: {r}", end - 5).unwrap();
         writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      replicaset: rs{i}\n      readyReplicas: {r}", end - 5).unwrap();
     }
@@ -156,7 +231,10 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     let yaml = scenario_yaml(c);
     let loaded = scenario::parse(&yaml, Path::new("generated.yaml"))
         .map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?;
-    let report = Sim::new(loaded, c.seed).run();
+    let report = Sim::new(loaded, c.seed).keep_trace(false).run();
+    for v in &report.violations {
+        prop_assert!(false, "invariant violated: {v}");
+    }
     for v in &report.verdicts {
         prop_assert!(v.passed, "{} ({})", v.description, v.detail);
     }

@@ -6,6 +6,7 @@
 //! runs it on MemStore (whose futures are always ready), the real server on the embedded store or
 //! etcd. It reads no clock and no RNG: each request brings its [`RequestContext`].
 
+pub mod cacher;
 mod object;
 mod strategy;
 mod watch;

@@ -7,6 +7,7 @@
 //! differences as changes, so handlers see every object that appeared, changed or vanished.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -17,11 +18,12 @@ use crate::component::Input;
 use crate::store::Revision;
 
 /// One change the cache applied: `old` absent for a new object, `new` absent for a deleted one.
+/// Objects are shared with the cache, not copied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change<T> {
     pub key: String,
-    pub old: Option<T>,
-    pub new: Option<T>,
+    pub old: Option<Arc<T>>,
+    pub new: Option<Arc<T>>,
 }
 
 /// `namespace/name`, or `name` for cluster-scoped objects (client-go MetaNamespaceKeyFunc).
@@ -36,7 +38,7 @@ pub fn object_key(obj: &Value) -> String {
 
 #[derive(Debug)]
 pub struct Cache<T> {
-    objects: BTreeMap<String, T>,
+    objects: BTreeMap<String, Arc<T>>,
     /// The revision the cache reflects: resume watching after it.
     revision: Revision,
     synced: bool,
@@ -58,8 +60,8 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
     }
 
     fn decode(obj: &Value) -> Result<T, String> {
-        serde_json::from_value(obj.clone())
-            .map_err(|e| format!("cannot decode {}: {e}", object_key(obj)))
+        // Deserializing from a borrowed Value copies only what T keeps.
+        T::deserialize(obj).map_err(|e| format!("cannot decode {}: {e}", object_key(obj)))
     }
 
     /// Applies one watch event.
@@ -68,7 +70,7 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
         self.revision = self.revision.max(ev.revision);
         let change = match ev.type_ {
             EventType::Added | EventType::Modified => {
-                let new = Self::decode(&ev.object)?;
+                let new = Arc::new(Self::decode(&ev.object)?);
                 let old = self.objects.insert(key.clone(), new.clone());
                 Change {
                     key,
@@ -95,7 +97,7 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
     {
         let mut fresh = BTreeMap::new();
         for obj in items {
-            fresh.insert(object_key(obj), Self::decode(obj)?);
+            fresh.insert(object_key(obj), Arc::new(Self::decode(obj)?));
         }
         let mut changes = Vec::new();
         for (key, old) in &self.objects {
@@ -144,12 +146,17 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
     }
 
     pub fn get(&self, key: &str) -> Option<&T> {
-        self.objects.get(key)
+        self.objects.get(key).map(|o| &**o)
+    }
+
+    /// The object, shared (no copy).
+    pub fn get_shared(&self, key: &str) -> Option<Arc<T>> {
+        self.objects.get(key).cloned()
     }
 
     /// Every object, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
-        self.objects.iter()
+        self.objects.iter().map(|(k, o)| (k, &**o))
     }
 
     /// The objects of one namespace, in key order.
@@ -157,6 +164,18 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
         &'a self,
         namespace: &str,
     ) -> impl Iterator<Item = (&'a String, &'a T)> + 'a {
+        let prefix = format!("{namespace}/");
+        self.objects
+            .range(prefix.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .map(|(k, o)| (k, &**o))
+    }
+
+    /// The objects of one namespace, shared, in key order.
+    pub fn in_namespace_shared<'a>(
+        &'a self,
+        namespace: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a Arc<T>)> + 'a {
         let prefix = format!("{namespace}/");
         self.objects
             .range(prefix.clone()..)
@@ -213,7 +232,7 @@ mod tests {
         let modified = c
             .apply(&ev(EventType::Modified, pod("a", "p", "x:2"), 6))
             .unwrap();
-        let image = |p: &Option<Pod>| {
+        let image = |p: &Option<std::sync::Arc<Pod>>| {
             p.as_ref().unwrap().spec.as_ref().unwrap().containers[0]
                 .image
                 .clone()

@@ -144,31 +144,44 @@ impl NodeLifecycleController {
 
     /// Refreshes the probe timestamps from what the cache shows now.
     fn observe(&mut self, now: Time) {
-        for (name, node) in self.nodes.iter() {
-            let heartbeat = condition(node, "Ready")
-                .and_then(|c| c.last_heartbeat_time.as_ref())
-                .map(|t| format!("{:?}", t.0));
-            let renew = self
-                .leases
-                .get(&format!("kube-node-lease/{name}"))
-                .and_then(|l| l.spec.as_ref())
-                .and_then(|s| s.renew_time.as_ref())
-                .map(|t| format!("{:?}", t.0));
-            let h = self.health.entry(name.clone()).or_insert_with(|| Health {
+        let names: Vec<String> = self.nodes.iter().map(|(k, _)| k.clone()).collect();
+        for name in &names {
+            self.observe_node(name, now);
+        }
+        let known: BTreeSet<String> = names.into_iter().collect();
+        self.health.retain(|k, _| known.contains(k));
+    }
+
+    /// Times a node's heartbeat or lease renewal when it is new to the controller.
+    fn observe_node(&mut self, name: &str, now: Time) {
+        let Some(node) = self.nodes.get(name) else {
+            self.health.remove(name);
+            return;
+        };
+        let heartbeat = condition(node, "Ready")
+            .and_then(|c| c.last_heartbeat_time.as_ref())
+            .map(|t| format!("{:?}", t.0));
+        let renew = self
+            .leases
+            .get(&format!("kube-node-lease/{name}"))
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|s| s.renew_time.as_ref())
+            .map(|t| format!("{:?}", t.0));
+        let h = self
+            .health
+            .entry(name.to_string())
+            .or_insert_with(|| Health {
                 probe: now,
                 heartbeat: heartbeat.clone(),
                 renew: renew.clone(),
                 ready: None,
             });
-            // k8s: the controller's own clock, whenever it sees a newer heartbeat or renewal.
-            if h.heartbeat != heartbeat || (renew.is_some() && h.renew != renew) {
-                h.probe = now;
-                h.heartbeat = heartbeat;
-                h.renew = renew;
-            }
+        // k8s: the controller's own clock, whenever it sees a newer heartbeat or renewal.
+        if h.heartbeat != heartbeat || (renew.is_some() && h.renew != renew) {
+            h.probe = now;
+            h.heartbeat = heartbeat;
+            h.renew = renew;
         }
-        let known: BTreeSet<String> = self.nodes.iter().map(|(k, _)| k.clone()).collect();
-        self.health.retain(|k, _| known.contains(k));
     }
 
     /// k8s: monitorNodeHealth — one pass every 5 s.
@@ -479,20 +492,28 @@ impl Component for NodeLifecycleController {
             Input::Listed { .. } | Input::Watched { .. } => {
                 let watched = matches!(input, Input::Watched { .. });
                 let node_changes = self.nodes.feed(res("", "nodes"), &input);
-                self.leases
+                let lease_changes = self
+                    .leases
                     .feed(res("coordination.k8s.io", "leases"), &input);
                 self.pods.feed(res("", "pods"), &input);
                 if watched {
+                    let mut seen = Vec::new();
                     // k8s: NoSchedule taints follow node conditions on every node update.
-                    for node in node_changes
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|c| c.new)
-                    {
-                        self.no_schedule_taints(&node, out);
+                    for change in node_changes.unwrap_or_default() {
+                        seen.push(change.key.clone());
+                        if let Some(node) = change.new {
+                            self.no_schedule_taints(&node, out);
+                        }
+                    }
+                    for change in lease_changes.unwrap_or_default() {
+                        if let Some(name) = change.key.strip_prefix("kube-node-lease/") {
+                            seen.push(name.to_string());
+                        }
                     }
                     // Heartbeats are timed when seen, not at the next pass.
-                    self.observe(now);
+                    for name in seen {
+                        self.observe_node(&name, now);
+                    }
                 }
             }
             Input::Timer { id: MONITOR_TIMER } => {

@@ -105,58 +105,65 @@ impl PodGc {
     }
 
     fn gc(&mut self, now: Time, out: &mut Vec<Effect>) {
-        let pods: Vec<Pod> = self.pods.iter().map(|(_, p)| p.clone()).collect();
-        let phase = |p: &Pod| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_default()
+        let terminal = |p: &Pod| {
+            matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
         };
-        // (1) terminated pods beyond the threshold, oldest first
-        let mut terminated: Vec<&Pod> = pods
+        // Decide first, from the cache; clone only the pods to delete.
+        let mut doomed: Vec<(String, Option<&'static str>)> = Vec::new();
+        let mut terminated: Vec<(Option<i128>, &str, &String)> = self
+            .pods
             .iter()
-            .filter(|p| matches!(phase(p).as_str(), "Succeeded" | "Failed"))
+            .filter(|(_, p)| terminal(p))
+            .map(|(k, p)| {
+                let created = p
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_nanosecond());
+                (created, p.metadata.name.as_deref().unwrap_or(""), k)
+            })
             .collect();
         if self.threshold > 0 && terminated.len() > self.threshold {
-            terminated.sort_by(|a, b| {
-                let t = |p: &Pod| {
-                    p.metadata
-                        .creation_timestamp
-                        .as_ref()
-                        .map(|t| t.0.as_nanosecond())
-                };
-                t(a).cmp(&t(b)).then(a.metadata.name.cmp(&b.metadata.name))
-            });
+            terminated.sort();
             let n = terminated.len() - self.threshold;
-            for p in terminated.into_iter().take(n).cloned().collect::<Vec<_>>() {
-                self.force_delete(&p, None, now, out);
-            }
+            doomed.extend(
+                terminated
+                    .iter()
+                    .take(n)
+                    .map(|(_, _, k)| ((*k).clone(), None)),
+            );
         }
-        // (3) orphans: bound to a node that has been gone for the quarantine period
         let mut seen_missing = BTreeMap::new();
-        for p in &pods {
+        for (key, p) in self.pods.iter() {
             let Some(node) = p
                 .spec
                 .as_ref()
-                .and_then(|s| s.node_name.clone())
+                .and_then(|s| s.node_name.as_deref())
                 .filter(|n| !n.is_empty())
             else {
-                // (4) unscheduled pods being deleted go at once
                 if p.metadata.deletion_timestamp.is_some() {
-                    self.force_delete(p, None, now, out);
+                    doomed.push((key.clone(), None));
                 }
                 continue;
             };
-            if self.nodes.get(&node).is_some() {
+            if self.nodes.get(node).is_some() {
                 continue;
             }
-            let since = *self.missing_since.get(&node).unwrap_or(&now);
-            seen_missing.insert(node.clone(), since);
+            let since = *self.missing_since.get(node).unwrap_or(&now);
+            seen_missing.insert(node.to_string(), since);
             if now.since(since) >= QUARANTINE {
-                self.force_delete(p, Some("DeletionByPodGC"), now, out);
+                doomed.push((key.clone(), Some("DeletionByPodGC")));
             }
         }
         self.missing_since = seen_missing;
+        for (key, reason) in doomed {
+            if let Some(p) = self.pods.get(&key).cloned() {
+                self.force_delete(&p, reason, now, out);
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -130,12 +131,12 @@ struct Sync {
     phase: Phase,
     outstanding: usize,
     /// Pods the claim phase adopted (their updated objects).
-    adopted: Vec<Pod>,
+    adopted: Vec<Arc<Pod>>,
     /// Keys of pods released by the claim phase.
     released: BTreeSet<String>,
     /// Orphans waiting for the adoption check.
-    orphans: Vec<Pod>,
-    to_release: Vec<Pod>,
+    orphans: Vec<Arc<Pod>>,
+    to_release: Vec<Arc<Pod>>,
     /// Slow start: creates left after the current batch, and the current batch size.
     remaining: usize,
     batch: usize,
@@ -143,7 +144,7 @@ struct Sync {
     /// The first manage error: `FailedCreate` or `FailedDelete` and its message.
     failure: Option<(&'static str, String)>,
     /// Pods that count as this ReplicaSet's, for status (claimed at the start of the sync).
-    owned: Vec<Pod>,
+    owned: Vec<Arc<Pod>>,
 }
 
 pub struct ReplicaSetController {
@@ -344,14 +345,15 @@ impl ReplicaSetController {
         let deleting = rs.metadata.deletion_timestamp.is_some();
         // k8s: claimPods — keep matching owned pods, release non-matching, adopt matching orphans.
         let (mut owned, mut orphans, mut to_release) = (Vec::new(), Vec::new(), Vec::new());
-        for (_, pod) in self.pods.in_namespace(&ns) {
+        let no_labels = BTreeMap::new();
+        for (_, pod) in self.pods.in_namespace_shared(&ns) {
             if !is_active(pod) {
                 continue;
             }
-            let labels = pod.metadata.labels.clone().unwrap_or_default();
+            let labels = pod.metadata.labels.as_ref().unwrap_or(&no_labels);
             let matches = selector
                 .as_ref()
-                .is_some_and(|s| !s.is_empty() && s.matches(&labels));
+                .is_some_and(|s| !s.is_empty() && s.matches(labels));
             match controller_of(&pod.metadata) {
                 Some(r) if r.uid == uid => {
                     if matches {
@@ -411,7 +413,7 @@ impl ReplicaSetController {
         let releases = std::mem::take(&mut sync.to_release);
         let mut ops = Vec::new();
         for pod in orphans {
-            let mut body = serde_json::to_value(&pod).expect("pods serialize");
+            let mut body = serde_json::to_value(&*pod).expect("pods serialize");
             let owner = json!({
                 "apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "name": rs.metadata.name, "uid": rs.metadata.uid,
@@ -426,7 +428,7 @@ impl ReplicaSetController {
         let uid = rs.metadata.uid.clone().unwrap_or_default();
         for pod in releases {
             sync.released.insert(key_of(&pod.metadata));
-            let mut body = serde_json::to_value(&pod).expect("pods serialize");
+            let mut body = serde_json::to_value(&*pod).expect("pods serialize");
             if let Some(refs) = body["metadata"]["ownerReferences"].as_array_mut() {
                 refs.retain(|r| r["uid"].as_str() != Some(uid.as_str()));
             }
@@ -548,7 +550,13 @@ impl ReplicaSetController {
     }
 
     /// k8s: getPodsToDelete — the first `n` by ActivePodsWithRanks.
-    fn pods_to_delete(&self, rs: &ReplicaSet, owned: &[Pod], n: usize, now: Time) -> Vec<Pod> {
+    fn pods_to_delete(
+        &self,
+        rs: &ReplicaSet,
+        owned: &[Arc<Pod>],
+        n: usize,
+        now: Time,
+    ) -> Vec<Arc<Pod>> {
         if n >= owned.len() {
             return owned.to_vec();
         }
@@ -588,7 +596,7 @@ impl ReplicaSetController {
             }
         }
         let now_ns = i128::from(now.as_nanos());
-        let mut ranked: Vec<(i64, &Pod)> = owned
+        let mut ranked: Vec<(i64, &Arc<Pod>)> = owned
             .iter()
             .map(|p| {
                 let node = p
@@ -686,7 +694,7 @@ impl ReplicaSetController {
                 if let Ok(updated) = &result {
                     if let Ok(pod) = serde_json::from_value::<Pod>(updated.clone()) {
                         if !sync.released.contains(&key_of(&pod.metadata)) {
-                            sync.adopted.push(pod);
+                            sync.adopted.push(Arc::new(pod));
                         }
                     }
                 }
@@ -892,7 +900,7 @@ pub fn compare_for_deletion(a: &Pod, rank_a: i64, b: &Pod, rank_b: i64, now_ns: 
 /// k8s: calculateStatus.
 fn compute_status(
     rs: &ReplicaSet,
-    owned: &[Pod],
+    owned: &[Arc<Pod>],
     failure: Option<&(&'static str, String)>,
     now: Time,
 ) -> Value {

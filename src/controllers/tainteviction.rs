@@ -2,7 +2,7 @@
 //! deleted at once; pods that tolerate them for a while are deleted when that time is up.
 //! k8s: pkg/controller/tainteviction/taint_eviction.go (reference §3.4)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
@@ -65,6 +65,8 @@ pub struct TaintEvictionController {
     scheduled: BTreeMap<String, Time>,
     /// Pods whose deletion was already sent.
     evicted: BTreeMap<String, ()>,
+    /// Pod keys by node name.
+    by_node: BTreeMap<String, BTreeSet<String>>,
     next_id: u64,
     armed: Option<Time>,
 }
@@ -82,6 +84,7 @@ impl TaintEvictionController {
             pods: Cache::new(),
             scheduled: BTreeMap::new(),
             evicted: BTreeMap::new(),
+            by_node: BTreeMap::new(),
             next_id: 1,
             armed: None,
         }
@@ -89,23 +92,44 @@ impl TaintEvictionController {
 
     /// Re-evaluates every pod; an earlier scheduled eviction is kept (k8s), a lifted taint
     /// cancels it.
-    fn evaluate(&mut self, now: Time) {
-        let mut keep = BTreeMap::new();
-        for (key, pod) in self.pods.iter() {
+    /// Schedules (or cancels) the eviction of one pod; an eviction already scheduled is only
+    /// ever brought forward.
+    fn evaluate(&mut self, key: &str, now: Time) {
+        let due = self.pods.get(key).and_then(|pod| {
             if pod.metadata.deletion_timestamp.is_some() || self.evicted.contains_key(key) {
-                continue;
+                return None;
             }
-            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
-                continue;
-            };
-            let taints = self.nodes.get(&node).map(no_execute).unwrap_or_default();
-            if let Some(delay) = eviction_delay(pod, &taints) {
-                let at = now + delay;
+            let node = pod.spec.as_ref()?.node_name.as_ref()?;
+            let taints = self.nodes.get(node).map(no_execute).unwrap_or_default();
+            eviction_delay(pod, &taints).map(|d| now + d)
+        });
+        match due {
+            Some(at) => {
                 let at = self.scheduled.get(key).map_or(at, |s| (*s).min(at));
-                keep.insert(key.clone(), at);
+                self.scheduled.insert(key.to_string(), at);
+            }
+            None => {
+                self.scheduled.remove(key);
             }
         }
-        self.scheduled = keep;
+    }
+
+    fn index(&mut self, key: &str, old: Option<&Pod>, new: Option<&Pod>) {
+        let node = |p: Option<&Pod>| {
+            p.and_then(|p| p.spec.as_ref())
+                .and_then(|s| s.node_name.clone())
+        };
+        let (was, is) = (node(old), node(new));
+        if was != is {
+            if let Some(n) = was {
+                if let Some(set) = self.by_node.get_mut(&n) {
+                    set.remove(key);
+                }
+            }
+            if let Some(n) = is {
+                self.by_node.entry(n).or_default().insert(key.to_string());
+            }
+        }
     }
 
     fn evict_due(&mut self, now: Time, out: &mut Vec<Effect>) {
@@ -187,18 +211,32 @@ impl Component for TaintEvictionController {
     fn step(&mut self, now: Time, input: Input, _rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
         match input {
             Input::Listed { .. } | Input::Watched { .. } => {
-                self.nodes.feed(res("nodes"), &input);
+                // k8s: the observation time counts, not the taint's timeAdded.
+                let mut touched = BTreeSet::new();
+                for change in self.nodes.feed(res("nodes"), &input).unwrap_or_default() {
+                    let taints = |n: &Option<std::sync::Arc<Node>>| {
+                        n.as_deref().map(no_execute).unwrap_or_default()
+                    };
+                    if taints(&change.old) != taints(&change.new) {
+                        if let Some(keys) = self.by_node.get(&change.key) {
+                            touched.extend(keys.iter().cloned());
+                        }
+                    }
+                }
                 for change in self.pods.feed(res("pods"), &input).unwrap_or_default() {
                     if change.new.is_none() {
                         self.evicted.remove(&change.key);
                     }
+                    self.index(&change.key, change.old.as_deref(), change.new.as_deref());
+                    touched.insert(change.key);
+                }
+                for key in touched {
+                    self.evaluate(&key, now);
                 }
             }
             Input::Timer { .. } => self.armed = None,
             _ => return,
         }
-        // k8s: the observation time counts, not the taint's timeAdded.
-        self.evaluate(now);
         self.evict_due(now, out);
         let next = self.scheduled.values().min().copied();
         if let Some(at) = next.filter(|_| next != self.armed) {

@@ -117,6 +117,8 @@ struct PodState {
     terminal: Option<&'static str>,
     final_delete_sent: bool,
     status_sent: Option<Value>,
+    /// The same status decoded, to compare with the informer's copy without decoding it again.
+    status_sent_typed: Option<k8s_openapi::api::core::v1::PodStatus>,
 }
 
 #[derive(Debug)]
@@ -264,14 +266,13 @@ impl Kubelet {
     fn reconcile_statuses(&mut self) -> Vec<String> {
         let mut stale = Vec::new();
         for (key, state) in &mut self.states {
-            let Some(sent) = &state.status_sent else {
+            if state.status_sent.is_none() {
                 continue;
-            };
-            let ours: Option<k8s_openapi::api::core::v1::PodStatus> =
-                serde_json::from_value(sent.clone()).ok();
-            let theirs = self.pods.get(key).and_then(|p| p.status.clone());
-            if ours != theirs {
+            }
+            let theirs = self.pods.get(key).and_then(|p| p.status.as_ref());
+            if state.status_sent_typed.as_ref() != theirs {
                 state.status_sent = None;
+                state.status_sent_typed = None;
                 stale.push(key.clone());
             }
         }
@@ -407,6 +408,7 @@ impl Kubelet {
                         terminal: None,
                         final_delete_sent: false,
                         status_sent: None,
+                        status_sent_typed: None,
                     });
                 // k8s: only images may change in a running pod's spec.
                 if let Some(spec) = &pod.spec {
@@ -535,6 +537,7 @@ impl Kubelet {
                             namespace: ns.clone(),
                             pod: name.clone(),
                             pod_uid: pod_uid.clone(),
+                            pod_labels: pod.metadata.labels.clone().unwrap_or_default(),
                             container: Box::new(c.spec.clone()),
                         },
                     ));
@@ -641,7 +644,7 @@ impl Kubelet {
         // k8s: the status manager keeps its own last status; transition times come from it, not
         // from the informer's copy, which may lag behind the kubelet's own writes.
         let previous: Option<k8s_openapi::api::core::v1::PodStatus> = match &state.status_sent {
-            Some(v) => serde_json::from_value(v.clone()).ok(),
+            Some(_) => state.status_sent_typed.clone(),
             None => pod.status.clone(),
         };
         let old_conditions = previous
@@ -703,6 +706,7 @@ impl Kubelet {
             o.retain(|_, v| !v.is_null());
         }
         if state.status_sent.as_ref() != Some(&status) {
+            state.status_sent_typed = serde_json::from_value(status.clone()).ok();
             state.status_sent = Some(status.clone());
             let mut body = serde_json::to_value(pod).expect("pods serialize");
             body["status"] = status;
@@ -883,10 +887,10 @@ impl Kubelet {
         let mut wake: Option<Time> = None;
         let mut consider = |t: Time| wake = Some(wake.map_or(t, |w| w.min(t)));
         for (key, state) in &self.states {
-            let uid = self.pods.get(key).map(uid).unwrap_or_default();
             for c in &state.containers {
                 match &c.run {
                     Run::Waiting { reason, .. } if reason == "CrashLoopBackOff" => {
+                        let uid = self.pods.get(key).map(uid).unwrap_or_default();
                         if let Some(t) = c.last.as_ref().and_then(|l| {
                             self.backoff
                                 .until(&format!("{uid}/{}", c.spec.name), l.finished_at)

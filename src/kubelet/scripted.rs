@@ -1,9 +1,11 @@
-//! The simulated container runtime: containers behave as a script says, keyed by image.
-//! Deterministic and clock-free: the host asks it what happens and when.
+//! The simulated container runtime: containers behave as a script says, chosen by the pod's
+//! labels (and container name) or else by image. Deterministic and clock-free: the host asks it
+//! what happens and when.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::api::selector::Selector;
 use crate::component::{RuntimeOp, RuntimeResult};
 use crate::time::Time;
 
@@ -19,6 +21,17 @@ pub struct Behavior {
     pub ready_after: Duration,
     /// Liveness probes fail once the container has run this long.
     pub liveness_fails_after: Option<Duration>,
+    /// Only the first this many runs of a container exit; later runs keep running.
+    pub exit_count: Option<u32>,
+}
+
+/// A behavior for the containers of the pods a selector matches (a pod template's labels).
+#[derive(Clone, Debug)]
+pub struct PodScript {
+    pub selector: Selector,
+    /// Only this container of those pods (all if `None`).
+    pub container: Option<String>,
+    pub behavior: Behavior,
 }
 
 impl Default for Behavior {
@@ -29,14 +42,18 @@ impl Default for Behavior {
             start_error: None,
             ready_after: Duration::ZERO,
             liveness_fails_after: None,
+            exit_count: None,
         }
     }
 }
 
 #[derive(Debug)]
 struct Container {
-    image: String,
+    behavior: Behavior,
     started_at: Time,
+    /// `namespace/name` of its pod, and the pod's labels.
+    pod: String,
+    pod_labels: BTreeMap<String, String>,
 }
 
 /// What a runtime operation leads to: the answer now, and maybe a later exit.
@@ -49,22 +66,45 @@ pub struct Outcome {
 
 #[derive(Debug, Default)]
 pub struct ScriptedRuntime {
+    /// By image.
     pub behaviors: BTreeMap<String, Behavior>,
+    /// By pod labels, before the images; the first that matches wins.
+    pub pod_scripts: Vec<PodScript>,
     containers: BTreeMap<String, Container>,
+    /// How many times each container (pod uid, name) has started.
+    starts: BTreeMap<(String, String), u32>,
     next: u64,
 }
 
 impl ScriptedRuntime {
-    fn behavior(&self, image: &str) -> Behavior {
-        self.behaviors.get(image).cloned().unwrap_or_default()
+    fn behavior(
+        &self,
+        labels: &BTreeMap<String, String>,
+        container: &str,
+        image: &str,
+    ) -> Behavior {
+        self.pod_scripts
+            .iter()
+            .find(|s| {
+                s.selector.matches(labels) && s.container.as_deref().is_none_or(|c| c == container)
+            })
+            .map(|s| s.behavior.clone())
+            .or_else(|| self.behaviors.get(image).cloned())
+            .unwrap_or_default()
     }
 
     pub fn run(&mut self, op: &RuntimeOp, now: Time) -> Outcome {
         match op {
-            RuntimeOp::Start { container, .. } => {
+            RuntimeOp::Start {
+                namespace,
+                pod,
+                pod_uid,
+                pod_labels,
+                container,
+            } => {
                 let image = container.image.clone().unwrap_or_default();
-                let b = self.behavior(&image);
-                if let Some((reason, message)) = b.start_error {
+                let b = self.behavior(pod_labels, &container.name, &image);
+                if let Some((reason, message)) = b.start_error.clone() {
                     return Outcome {
                         result: RuntimeResult::StartFailed { reason, message },
                         exit: None,
@@ -72,18 +112,28 @@ impl ScriptedRuntime {
                 }
                 self.next += 1;
                 let id = format!("sim://{:012x}", self.next);
+                let runs = self
+                    .starts
+                    .entry((pod_uid.clone(), container.name.clone()))
+                    .or_default();
+                *runs += 1;
+                let exits = b.exit_count.is_none_or(|n| *runs <= n);
+                let exit = b
+                    .exit_after
+                    .filter(|_| exits)
+                    .map(|d| (id.clone(), now + d, b.exit_code));
                 self.containers.insert(
                     id.clone(),
                     Container {
-                        image,
+                        behavior: b,
                         started_at: now,
+                        pod: format!("{namespace}/{pod}"),
+                        pod_labels: pod_labels.clone(),
                     },
                 );
                 Outcome {
-                    result: RuntimeResult::Started {
-                        container_id: id.clone(),
-                    },
-                    exit: b.exit_after.map(|d| (id, now + d, b.exit_code)),
+                    result: RuntimeResult::Started { container_id: id },
+                    exit,
                 }
             }
             RuntimeOp::Stop { container_id, .. } => {
@@ -107,7 +157,7 @@ impl ScriptedRuntime {
                         exit: None,
                     };
                 };
-                let b = self.behavior(&c.image);
+                let b = &c.behavior;
                 let ran = now.since(c.started_at);
                 let ok = match *kind {
                     "readiness" => ran >= b.ready_after,
@@ -139,5 +189,81 @@ impl ScriptedRuntime {
 
     pub fn running(&self) -> usize {
         self.containers.len()
+    }
+
+    /// The running containers of the pods `selector` matches, by pod (`namespace/name`), in
+    /// pod order.
+    pub fn containers_of(&self, selector: &Selector) -> BTreeMap<String, Vec<String>> {
+        let mut by_pod: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (id, c) in &self.containers {
+            if selector.matches(&c.pod_labels) {
+                by_pod.entry(c.pod.clone()).or_default().push(id.clone());
+            }
+        }
+        by_pod
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(pod: &str, labels: &[(&str, &str)], container: &str, image: &str) -> RuntimeOp {
+        let c = k8s_openapi::api::core::v1::Container {
+            name: container.into(),
+            image: Some(image.into()),
+            ..Default::default()
+        };
+        RuntimeOp::Start {
+            namespace: "default".into(),
+            pod: pod.into(),
+            pod_uid: format!("uid-{pod}"),
+            pod_labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            container: Box::new(c),
+        }
+    }
+
+    fn crash_after(secs: u64) -> Behavior {
+        Behavior {
+            exit_after: Some(Duration::from_secs(secs)),
+            exit_code: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pod_scripts_win_over_images_and_exit_counts_run_out() {
+        let mut rt = ScriptedRuntime::default();
+        rt.behaviors.insert("img".into(), crash_after(5));
+        rt.pod_scripts.push(PodScript {
+            selector: Selector::parse("app=web").unwrap(),
+            container: Some("main".into()),
+            behavior: Behavior {
+                exit_count: Some(2),
+                ..crash_after(1)
+            },
+        });
+        let t0 = Time::ZERO;
+        // (pod, labels, container, exits after)
+        type Labels<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(&str, Labels, &str, Option<u64>); 6] = [
+            ("w", &[("app", "web")], "main", Some(1)),
+            ("w", &[("app", "web")], "main", Some(1)),
+            ("w", &[("app", "web")], "main", None), // the third run keeps running
+            ("w", &[("app", "web")], "sidecar", Some(5)), // by image: not the scripted container
+            ("d", &[("app", "db")], "main", Some(5)),
+            ("x", &[], "main", Some(5)),
+        ];
+        for (i, (pod, labels, container, want)) in cases.into_iter().enumerate() {
+            let out = rt.run(&start(pod, labels, container, "img"), t0);
+            let got = out.exit.map(|(_, at, _)| at.since(t0).as_secs());
+            assert_eq!(got, want, "case {i}");
+        }
+        let web = rt.containers_of(&Selector::parse("app=web").unwrap());
+        assert_eq!(web.keys().collect::<Vec<_>>(), ["default/w"]);
+        assert_eq!(web["default/w"].len(), 4);
     }
 }

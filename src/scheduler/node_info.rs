@@ -45,7 +45,8 @@ fn amount(
 /// A pod's requests: the sum over its containers, or the largest init container if larger
 /// (k8s: computePodResourceRequest). `non_zero` applies the scoring defaults per container.
 pub fn pod_requests(pod: &Pod, non_zero: bool) -> Resources {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let default = k8s_openapi::api::core::v1::PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&default);
     let per = |c: &k8s_openapi::api::core::v1::Container| {
         let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
         let cpu = amount(req, "cpu");

@@ -36,26 +36,32 @@ impl FilterPlugin for NodeAffinity {
     }
 
     fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
-        let labels = node.node.metadata.labels.clone().unwrap_or_default();
-        let spec = pod.spec.clone().unwrap_or_default();
+        let empty = Default::default();
+        let labels = node.node.metadata.labels.as_ref().unwrap_or(&empty);
+        let default_spec = Default::default();
+        let spec: &k8s_openapi::api::core::v1::PodSpec = pod.spec.as_ref().unwrap_or(&default_spec);
         let reason = || Err("node(s) didn't match Pod's node affinity/selector".to_string());
         if !spec
             .node_selector
-            .unwrap_or_default()
             .iter()
+            .flatten()
             .all(|(k, v)| labels.get(k) == Some(v))
         {
             return reason();
         }
         let required = spec
             .affinity
-            .and_then(|a| a.node_affinity)
-            .and_then(|na| na.required_during_scheduling_ignored_during_execution);
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|na| {
+                na.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            });
         if let Some(sel) = required {
             // k8s: terms are ORed; requirements within a term are ANDed.
             let any = sel.node_selector_terms.iter().any(|t| {
-                let exprs = t.match_expressions.clone().unwrap_or_default();
-                !exprs.is_empty() && exprs.iter().all(|r| requirement_matches(r, &labels))
+                let exprs = t.match_expressions.as_deref().unwrap_or_default();
+                !exprs.is_empty() && exprs.iter().all(|r| requirement_matches(r, labels))
             });
             if !any {
                 return reason();
