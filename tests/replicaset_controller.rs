@@ -245,11 +245,7 @@ fn expectations_hold_back_a_second_sync_until_the_creates_are_seen() {
     // expectations are unsatisfied and nothing more is created.
     let mut rs2 = rs.clone();
     rs2["metadata"]["labels"] = json!({"touched": "yes"});
-    let ev = gantry::apiserver::ApiEvent {
-        type_: gantry::apiserver::EventType::Modified,
-        object: rs2,
-        revision: 9,
-    };
+    let ev = gantry::apiserver::ApiEvent::new(gantry::apiserver::EventType::Modified, rs2, 9);
     c.step(
         now,
         Input::Watched {
@@ -262,11 +258,8 @@ fn expectations_hold_back_a_second_sync_until_the_creates_are_seen() {
     assert!(answer_all(&mut c, &mut out, now).iter().all(|n| *n == 0));
     // After the 5-minute expectations timeout, the controller trusts its cache again.
     let later = now + Duration::from_secs(301);
-    let ev = gantry::apiserver::ApiEvent {
-        type_: gantry::apiserver::EventType::Modified,
-        object: rs.clone(),
-        revision: 10,
-    };
+    let ev =
+        gantry::apiserver::ApiEvent::new(gantry::apiserver::EventType::Modified, rs.clone(), 10);
     c.step(
         later,
         Input::Watched {

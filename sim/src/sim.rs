@@ -26,7 +26,7 @@ use gantry::kubelet::scripted::{Behavior, PodScript, ScriptedRuntime};
 use gantry::kubelet::{Kubelet, NodeConfig};
 use gantry::scheduler::Scheduler;
 use gantry::store::mem::MemStore;
-use gantry::store::{Revision, Store, Watch};
+use gantry::store::{HistoryConfig, Revision, Store, Watch};
 use gantry::testkit::EPOCH;
 use gantry::time::Time;
 use rand::{Rng, RngCore, SeedableRng};
@@ -279,7 +279,12 @@ impl Sim {
             loaded,
             now: EPOCH,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            api: ApiServer::new(MemStore::default()),
+            // Only the watch caches' store watches read the store's history, and they are
+            // drained after every write: a short history keeps long runs small.
+            api: ApiServer::new(MemStore::new(HistoryConfig {
+                history_limit: 10_000,
+                ..HistoryConfig::default()
+            })),
             slots: Vec::new(),
             informers: Vec::new(),
             feeds: BTreeMap::new(),
@@ -598,13 +603,7 @@ impl Sim {
                         .max(self.link_up.get(&idx).copied().unwrap_or(Time::ZERO));
                     self.link_up.insert(idx, t);
                     if self.lost(idx) {
-                        self.trace.line(
-                            self.now,
-                            &name,
-                            "lost",
-                            json!(format!("request {}", op.describe())),
-                        );
-                        self.time_out(idx, id, "the request was lost");
+                        self.drop_message(idx, id, &name, "request", &op);
                     } else {
                         self.at(
                             t,
@@ -674,6 +673,17 @@ impl Sim {
         }
     }
 
+    /// A request or its answer (`what`) is lost: traced, and the client times out.
+    fn drop_message(&mut self, slot: usize, id: u64, name: &str, what: &str, op: &ApiOp) {
+        self.trace.line(
+            self.now,
+            name,
+            "lost",
+            json!(format!("{what} {}", op.describe())),
+        );
+        self.time_out(slot, id, &format!("the {what} was lost"));
+    }
+
     /// The component waits for an answer that does not come, and then gives up.
     fn time_out(&mut self, slot: usize, id: u64, why: &str) {
         let e = ApiError::timeout(format!("the request timed out ({why})"));
@@ -722,13 +732,7 @@ impl Sim {
             json!(format!("{} {code}", op.describe())),
         );
         if self.lost(slot) {
-            self.trace.line(
-                self.now,
-                &name,
-                "lost",
-                json!(format!("answer {}", op.describe())),
-            );
-            self.time_out(slot, id, "the answer was lost");
+            self.drop_message(slot, id, &name, "answer", &op);
             return;
         }
         let t = (self.now + self.delay(slot))

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::watch::{ApiEvent, EventType};
+use super::watch::{ApiEvent, Decoded, EventType};
 use super::{decode, object, ListOptions};
 use crate::api::registry::ResourceInfo;
 use crate::api::status::ApiError;
@@ -61,32 +61,46 @@ impl Filter {
     }
 }
 
-/// One change in the history: the object before and after (absent when created or deleted).
+/// One change in the history: the object before and after (absent when created or deleted),
+/// and what every watcher is sent of it: the object after, or for a deletion the last state
+/// with the deletion's resourceVersion.
 #[derive(Clone, Debug)]
 struct Change {
     revision: Revision,
     prev: Option<Arc<Value>>,
     new: Option<Arc<Value>>,
+    object: Arc<Value>,
+    decoded: Decoded,
 }
 
 impl Change {
+    fn new(revision: Revision, prev: Option<Arc<Value>>, new: Option<Arc<Value>>) -> Self {
+        let object = match (&new, &prev) {
+            (Some(n), _) => n.clone(),
+            (None, Some(p)) => {
+                let mut last = (**p).clone();
+                object::meta_mut(&mut last)
+                    .insert("resourceVersion".into(), revision.to_string().into());
+                Arc::new(last)
+            }
+            (None, None) => unreachable!("a change has an object before or after"),
+        };
+        Change {
+            revision,
+            prev,
+            new,
+            object,
+            decoded: Decoded::default(),
+        }
+    }
+
     fn event_for(&self, filter: &Filter) -> Option<ApiEvent> {
         let type_ = filter.event_type(self.prev.as_deref(), self.new.as_deref())?;
-        // A deletion carries the last state of the object.
-        let object = match (type_, &self.new) {
-            (EventType::Deleted, _) | (_, None) => self.new.as_ref().or(self.prev.as_ref()),
-            _ => self.new.as_ref(),
-        }
-        .expect("a change has an object before or after");
-        let mut object = (**object).clone();
-        if type_ == EventType::Deleted {
-            object::meta_mut(&mut object)
-                .insert("resourceVersion".into(), self.revision.to_string().into());
-        }
         Some(ApiEvent {
             type_,
-            object,
+            object: self.object.clone(),
             revision: self.revision,
+            decoded: self.decoded.clone(),
         })
     }
 }
@@ -249,11 +263,7 @@ impl Cacher {
             ),
         };
         self.revision = revision;
-        let change = Change {
-            revision,
-            prev: prev.clone(),
-            new: new.clone(),
-        };
+        let change = Change::new(revision, prev.clone(), new.clone());
         // Watchers pinned to other nodes cannot see this change.
         let node_of = |o: &Option<Arc<Value>>| {
             o.as_ref()

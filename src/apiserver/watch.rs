@@ -2,10 +2,13 @@
 //! with objects that start or stop matching reported as ADDED and DELETED (k8s: the watch
 //! cache's filtering, staging/src/k8s.io/apiserver/pkg/storage/cacher).
 
+use std::any::Any;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::Stream;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{decode, object, ListOptions};
@@ -33,8 +36,63 @@ impl EventType {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiEvent {
     pub type_: EventType,
-    pub object: Value,
+    /// Shared by every watcher that gets this change.
+    pub object: Arc<Value>,
     pub revision: Revision,
+    /// The object decoded into a typed form, also shared: the first informer that decodes it
+    /// saves the others the work.
+    pub decoded: Decoded,
+}
+
+impl ApiEvent {
+    pub fn new(type_: EventType, object: Value, revision: Revision) -> Self {
+        ApiEvent {
+            type_,
+            object: Arc::new(object),
+            revision,
+            decoded: Decoded::default(),
+        }
+    }
+}
+
+/// A once-filled cell for an event's typed object (a cache: it never changes what the event
+/// says, so it takes no part in equality).
+#[derive(Clone, Default)]
+pub struct Decoded(Arc<OnceLock<Arc<dyn Any + Send + Sync>>>);
+
+impl Decoded {
+    /// The object as a `T`, decoded at most once per type.
+    pub fn get_or_decode<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        obj: &Value,
+    ) -> Result<Arc<T>, serde_json::Error> {
+        if let Some(t) = self
+            .0
+            .get()
+            .and_then(|any| any.clone().downcast::<T>().ok())
+        {
+            return Ok(t);
+        }
+        let t = Arc::new(T::deserialize(obj)?);
+        let _ = self.0.set(t.clone());
+        Ok(t)
+    }
+}
+
+impl PartialEq for Decoded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Decoded(filled)"
+        } else {
+            "Decoded(empty)"
+        })
+    }
 }
 
 pub struct ApiWatch {
@@ -72,11 +130,7 @@ impl ApiWatch {
                 }
             }
         };
-        Ok(type_.map(|type_| ApiEvent {
-            type_,
-            object: obj,
-            revision: rev,
-        }))
+        Ok(type_.map(|type_| ApiEvent::new(type_, obj, rev)))
     }
 
     fn map(

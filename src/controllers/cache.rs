@@ -54,7 +54,7 @@ impl<T> Default for Cache<T> {
     }
 }
 
-impl<T: DeserializeOwned + Clone> Cache<T> {
+impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cache<T> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -70,7 +70,10 @@ impl<T: DeserializeOwned + Clone> Cache<T> {
         self.revision = self.revision.max(ev.revision);
         let change = match ev.type_ {
             EventType::Added | EventType::Modified => {
-                let new = Arc::new(Self::decode(&ev.object)?);
+                let new = ev
+                    .decoded
+                    .get_or_decode::<T>(&ev.object)
+                    .map_err(|e| format!("cannot decode {key}: {e}"))?;
                 let old = self.objects.insert(key.clone(), new.clone());
                 Change {
                     key,
@@ -212,11 +215,7 @@ mod tests {
     }
 
     fn ev(type_: EventType, obj: Value, revision: Revision) -> ApiEvent {
-        ApiEvent {
-            type_,
-            object: obj,
-            revision,
-        }
+        ApiEvent::new(type_, obj, revision)
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl NodeLifecycleController {
         self.observe(now);
         let names: Vec<String> = self.nodes.iter().map(|(k, _)| k.clone()).collect();
         for name in &names {
-            let node = self.nodes.get(name).cloned().expect("listed");
+            let node = self.nodes.get_shared(name).expect("listed");
             let h = &self.health[name];
             let grace = if condition(&node, "Ready").is_none() {
                 STARTUP_GRACE
@@ -207,7 +207,7 @@ impl NodeLifecycleController {
         }
         // Ready transitions since the last pass.
         for name in &names {
-            let node = self.nodes.get(name).cloned().expect("listed");
+            let node = self.nodes.get_shared(name).expect("listed");
             let ready = self.ready_of(&node);
             let was = self
                 .health
@@ -404,7 +404,7 @@ impl NodeLifecycleController {
         let all_down =
             !zones.is_empty() && zones.values().all(|(s, _)| *s == ZoneState::FullDisruption);
         for name in names {
-            let node = self.nodes.get(name).cloned().expect("listed");
+            let node = self.nodes.get_shared(name).expect("listed");
             let zone = zone_of(&node);
             let ready = self.ready_of(&node);
             let queue = self.taint_queue.entry(zone.clone()).or_default();
@@ -453,7 +453,7 @@ impl NodeLifecycleController {
                 continue;
             }
             let (name, key) = queue.remove(0);
-            if let Some(node) = self.nodes.get(&name).cloned() {
+            if let Some(node) = self.nodes.get_shared(&name) {
                 out.push(Effect::Log {
                     v: 2,
                     message: format!("tainting node {name} with {key}:NoExecute"),

@@ -160,7 +160,7 @@ impl PodGc {
         }
         self.missing_since = seen_missing;
         for (key, reason) in doomed {
-            if let Some(p) = self.pods.get(&key).cloned() {
+            if let Some(p) = self.pods.get_shared(&key) {
                 self.force_delete(&p, reason, now, out);
             }
         }

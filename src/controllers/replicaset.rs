@@ -330,7 +330,7 @@ impl ReplicaSetController {
     // --- the sync, phase by phase ---
 
     fn start(&mut self, key: String, now: Time, out: &mut Vec<Effect>) {
-        let Some(rs) = self.rs.get(&key).cloned() else {
+        let Some(rs) = self.rs.get_shared(&key) else {
             // Deleted: forget it.
             self.expectations.remove(&key);
             self.finish(&key, false, now, out);
@@ -399,7 +399,7 @@ impl ReplicaSetController {
 
     /// Sends the adoption (if allowed) and release updates.
     fn claim(&mut self, key: &str, adopt: bool, now: Time, out: &mut Vec<Effect>) {
-        let Some(rs) = self.rs.get(key).cloned() else {
+        let Some(rs) = self.rs.get_shared(key) else {
             self.finish(key, false, now, out);
             return;
         };
@@ -453,7 +453,7 @@ impl ReplicaSetController {
 
     /// k8s: manageReplicas.
     fn manage(&mut self, key: &str, now: Time, out: &mut Vec<Effect>) {
-        let Some(rs) = self.rs.get(key).cloned() else {
+        let Some(rs) = self.rs.get_shared(key) else {
             self.finish(key, false, now, out);
             return;
         };
@@ -534,7 +534,7 @@ impl ReplicaSetController {
         sync.batch = size;
         sync.remaining -= size;
         sync.outstanding = size;
-        let Some(rs) = self.rs.get(key).cloned() else {
+        let Some(rs) = self.rs.get_shared(key) else {
             // The ReplicaSet went away between batches: stop here.
             self.finish(key, false, now, out);
             return;
@@ -612,7 +612,7 @@ impl ReplicaSetController {
     }
 
     fn write_status(&mut self, key: &str, now: Time, out: &mut Vec<Effect>) {
-        let Some(rs) = self.rs.get(key).cloned() else {
+        let Some(rs) = self.rs.get_shared(key) else {
             self.finish(key, false, now, out);
             return;
         };
@@ -627,7 +627,7 @@ impl ReplicaSetController {
         }
         sync.phase = Phase::WritingStatus;
         sync.outstanding = 1;
-        let mut body = serde_json::to_value(&rs).expect("serializes");
+        let mut body = serde_json::to_value(&*rs).expect("serializes");
         body["status"] = status;
         let op = ApiOp::Update {
             resource: replicasets(),

@@ -141,7 +141,7 @@ impl TaintEvictionController {
             .collect();
         for key in due {
             self.scheduled.remove(&key);
-            let Some(pod) = self.pods.get(&key).cloned() else {
+            let Some(pod) = self.pods.get_shared(&key) else {
                 continue;
             };
             self.evicted.insert(key.clone(), ());
@@ -150,7 +150,7 @@ impl TaintEvictionController {
                 message: format!("TaintManagerEviction: marking {key} for deletion"),
             });
             // k8s: DisruptionTarget=True (DeletionByTaintManager), then a normal graceful delete.
-            let mut body = serde_json::to_value(&pod).expect("pods serialize");
+            let mut body = serde_json::to_value(&*pod).expect("pods serialize");
             let mut conditions = body["status"]["conditions"]
                 .as_array()
                 .cloned()

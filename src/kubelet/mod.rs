@@ -119,6 +119,9 @@ struct PodState {
     status_sent: Option<Value>,
     /// The same status decoded, to compare with the informer's copy without decoding it again.
     status_sent_typed: Option<k8s_openapi::api::core::v1::PodStatus>,
+    /// The informer's copy last found to agree with `status_sent`: unchanged (the same
+    /// object), it needs no second look.
+    verified: Option<std::sync::Arc<Pod>>,
 }
 
 #[derive(Debug)]
@@ -269,8 +272,16 @@ impl Kubelet {
             if state.status_sent.is_none() {
                 continue;
             }
-            let theirs = self.pods.get(key).and_then(|p| p.status.as_ref());
-            if state.status_sent_typed.as_ref() != theirs {
+            let theirs = self.pods.get_shared(key);
+            if let (Some(v), Some(t)) = (&state.verified, &theirs) {
+                if std::sync::Arc::ptr_eq(v, t) {
+                    continue;
+                }
+            }
+            if state.status_sent_typed.as_ref() == theirs.as_ref().and_then(|p| p.status.as_ref()) {
+                state.verified = theirs;
+            } else {
+                state.verified = None;
                 state.status_sent = None;
                 state.status_sent_typed = None;
                 stale.push(key.clone());
@@ -409,6 +420,7 @@ impl Kubelet {
                         final_delete_sent: false,
                         status_sent: None,
                         status_sent_typed: None,
+                        verified: None,
                     });
                 // k8s: only images may change in a running pod's spec.
                 if let Some(spec) = &pod.spec {
@@ -428,7 +440,7 @@ impl Kubelet {
     }
 
     fn sync(&mut self, key: &str, now: Time, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
-        let Some(pod) = self.pods.get(key).cloned() else {
+        let Some(pod) = self.pods.get_shared(key) else {
             return;
         };
         let spec = pod.spec.clone().unwrap_or_default();
@@ -707,6 +719,7 @@ impl Kubelet {
         }
         if state.status_sent.as_ref() != Some(&status) {
             state.status_sent_typed = serde_json::from_value(status.clone()).ok();
+            state.verified = None;
             state.status_sent = Some(status.clone());
             let mut body = serde_json::to_value(pod).expect("pods serialize");
             body["status"] = status;

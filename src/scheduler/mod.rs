@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rand::{Rng, RngCore};
+use serde::Deserialize;
 use serde_json::json;
 
 use self::node_info::NodeInfo;
@@ -185,7 +186,7 @@ impl Scheduler {
         rng: &mut dyn RngCore,
         out: &mut Vec<Effect>,
     ) {
-        let Some(pod) = self.pods.get(&key).cloned().filter(pending) else {
+        let Some(pod) = self.pods.get_shared(&key).filter(|p| pending(p)) else {
             self.queue.delete(&key);
             return;
         };
@@ -438,7 +439,7 @@ impl Component for Scheduler {
                         .to_string();
                     let node = match event.type_ {
                         crate::apiserver::EventType::Deleted => None,
-                        _ => serde_json::from_value::<Node>(event.object.clone()).ok(),
+                        _ => Node::deserialize(&*event.object).ok(),
                     };
                     self.on_node(name, node, now);
                 }
