@@ -640,8 +640,11 @@ impl<S: Store> ApiServer<S> {
                 }
             }
             let mut new = self.merge_update(res, &old, obj.clone(), part, ctx)?;
-            if encode(&new) == encode(&old) {
-                return Ok(old); // k8s: a no-op update writes nothing
+            let bytes = encode(&new);
+            // k8s: a no-op update writes nothing. (Stored values are `encode`d, so the stored
+            // bytes stand for `old`.)
+            if bytes == kv.value {
+                return Ok(old);
             }
             // k8s: removing the last finalizer of a deleting object deletes it.
             if object::is_deleting(&new)
@@ -658,11 +661,7 @@ impl<S: Store> ApiServer<S> {
                     Err(e) => Err(ApiError::from_store(res, name, e)),
                 };
             }
-            match self
-                .store
-                .update(&key, encode(&new), Some(kv.mod_revision))
-                .await
-            {
+            match self.store.update(&key, bytes, Some(kv.mod_revision)).await {
                 Ok(rev) => {
                     object::meta_mut(&mut new)
                         .insert("resourceVersion".into(), json!(rev.to_string()));

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::node_info::NodeInfo;
-use self::plugins::Profile;
+use self::plugins::{CycleState, Profile};
 use self::queue::SchedulingQueue;
 use crate::api::registry::{self, ResourceInfo};
 use crate::apiserver::{format_time, Part};
@@ -190,6 +190,7 @@ impl Scheduler {
             self.queue.delete(&key);
             return;
         };
+        let state = CycleState::new(&pod);
         let names: Vec<String> = self.nodes.keys().cloned().collect();
         let n = names.len();
         let want = feasible_nodes_to_find(n);
@@ -207,7 +208,7 @@ impl Scheduler {
                 .profile
                 .filters
                 .iter()
-                .map(|f| f.filter(&pod, info))
+                .map(|f| f.filter(&pod, &state, info))
                 .find(|r| r.is_err())
             {
                 Some(Err(reason)) => *reasons.entry(reason).or_default() += 1,
@@ -226,7 +227,7 @@ impl Scheduler {
         for plugin in &self.profile.scores {
             let mut scores: Vec<i64> = feasible
                 .iter()
-                .map(|f| plugin.score(&pod, &self.nodes[f]))
+                .map(|f| plugin.score(&pod, &state, &self.nodes[f]))
                 .collect();
             plugin.normalize(&mut scores);
             for (t, s) in totals.iter_mut().zip(scores) {

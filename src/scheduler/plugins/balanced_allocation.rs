@@ -4,8 +4,8 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{ScorePlugin, MAX_NODE_SCORE};
-use crate::scheduler::node_info::{pod_requests, NodeInfo};
+use super::{CycleState, ScorePlugin, MAX_NODE_SCORE};
+use crate::scheduler::node_info::NodeInfo;
 
 pub struct BalancedAllocation;
 
@@ -18,8 +18,8 @@ impl ScorePlugin for BalancedAllocation {
         1
     }
 
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64 {
-        let want = pod_requests(pod, true);
+    fn score(&self, _pod: &Pod, state: &CycleState, node: &NodeInfo) -> i64 {
+        let want = state.non_zero_requests;
         let used = node.non_zero_requested;
         let fraction = |req: i128, cap: i128| {
             if cap == 0 {

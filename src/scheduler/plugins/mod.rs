@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::node_info::NodeInfo;
+use super::node_info::{pod_requests, NodeInfo, Resources};
 
 pub mod balanced_allocation;
 pub mod node_affinity;
@@ -13,6 +13,25 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod taint_toleration;
 
+/// What a scheduling cycle works out once for its pod and every plugin reads (k8s: CycleState,
+/// filled at PreFilter and PreScore).
+#[derive(Clone, Copy, Debug)]
+pub struct CycleState {
+    /// The pod's requests (for fitting).
+    pub requests: Resources,
+    /// With the scoring defaults for containers that request nothing.
+    pub non_zero_requests: Resources,
+}
+
+impl CycleState {
+    pub fn new(pod: &Pod) -> Self {
+        CycleState {
+            requests: pod_requests(pod, false),
+            non_zero_requests: pod_requests(pod, true),
+        }
+    }
+}
+
 /// k8s: MaxNodeScore
 pub const MAX_NODE_SCORE: i64 = 100;
 
@@ -20,14 +39,14 @@ pub const MAX_NODE_SCORE: i64 = 100;
 /// ("Insufficient cpu").
 pub trait FilterPlugin {
     fn name(&self) -> &'static str;
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String>;
+    fn filter(&self, pod: &Pod, state: &CycleState, node: &NodeInfo) -> Result<(), String>;
 }
 
 /// Ranks feasible nodes; scores are 0..=100 after `normalize`.
 pub trait ScorePlugin {
     fn name(&self) -> &'static str;
     fn weight(&self) -> i64;
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64;
+    fn score(&self, pod: &Pod, state: &CycleState, node: &NodeInfo) -> i64;
     fn normalize(&self, _scores: &mut [i64]) {}
 }
 

@@ -1,6 +1,7 @@
 //! NodeAffinity (filter part): spec.nodeSelector and required node affinity terms.
 //! Preferred terms (scoring) come with the scheduler-fidelity work.
 
+use super::CycleState;
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, Pod};
 
 use super::FilterPlugin;
@@ -35,7 +36,7 @@ impl FilterPlugin for NodeAffinity {
         "NodeAffinity"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+    fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), String> {
         let empty = Default::default();
         let labels = node.node.metadata.labels.as_ref().unwrap_or(&empty);
         let default_spec = Default::default();

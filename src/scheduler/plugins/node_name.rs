@@ -1,5 +1,6 @@
 //! NodeName: a pod that names a node (spec.nodeName set by its author) fits only there.
 
+use super::CycleState;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::FilterPlugin;
@@ -12,7 +13,7 @@ impl FilterPlugin for NodeName {
         "NodeName"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+    fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), String> {
         match pod
             .spec
             .as_ref()

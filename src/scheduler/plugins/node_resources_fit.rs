@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{FilterPlugin, ScorePlugin, MAX_NODE_SCORE};
-use crate::scheduler::node_info::{pod_requests, NodeInfo};
+use super::{CycleState, FilterPlugin, ScorePlugin, MAX_NODE_SCORE};
+use crate::scheduler::node_info::NodeInfo;
 
 pub struct NodeResourcesFit;
 
@@ -13,8 +13,8 @@ impl FilterPlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
-        let want = pod_requests(pod, false);
+    fn filter(&self, _pod: &Pod, state: &CycleState, node: &NodeInfo) -> Result<(), String> {
+        let want = state.requests;
         let (alloc, used) = (node.allocatable, node.requested);
         // k8s: the pod count is checked first, then each requested resource.
         if used.pods + 1 > alloc.pods {
@@ -47,8 +47,8 @@ impl ScorePlugin for NodeResourcesFit {
         1
     }
 
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64 {
-        let want = pod_requests(pod, true);
+    fn score(&self, _pod: &Pod, state: &CycleState, node: &NodeInfo) -> i64 {
+        let want = state.non_zero_requests;
         let used = node.non_zero_requested;
         let cpu = least_requested(used.milli_cpu + want.milli_cpu, node.allocatable.milli_cpu);
         let mem = least_requested(used.memory + want.memory, node.allocatable.memory);

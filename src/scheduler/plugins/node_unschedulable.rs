@@ -1,5 +1,6 @@
 //! NodeUnschedulable: cordoned nodes take only pods that tolerate the unschedulable taint.
 
+use super::CycleState;
 use k8s_openapi::api::core::v1::{Pod, Taint};
 
 use super::FilterPlugin;
@@ -13,7 +14,7 @@ impl FilterPlugin for NodeUnschedulable {
         "NodeUnschedulable"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+    fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), String> {
         let cordoned = node
             .node
             .spec

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{Pod, Toleration};
 
-use super::{default_normalize, FilterPlugin, ScorePlugin};
+use super::{default_normalize, CycleState, FilterPlugin, ScorePlugin};
 use crate::api::taints::{describe, tolerated};
 use crate::scheduler::node_info::NodeInfo;
 
@@ -21,7 +21,7 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+    fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), String> {
         let tols = tolerations(pod);
         let taints = node
             .node
@@ -48,7 +48,7 @@ impl ScorePlugin for TaintToleration {
         3
     }
 
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64 {
+    fn score(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> i64 {
         // Only tolerations that can tolerate PreferNoSchedule count here.
         let tols: Vec<Toleration> = tolerations(pod)
             .into_iter()
