@@ -43,8 +43,9 @@ fn typed<T: DeserializeOwned + Serialize>(
     old: Option<&Value>,
     run: impl FnOnce(&mut T, Option<T>, &mut Vec<FieldError>),
 ) -> Result<Vec<FieldError>, ApiError> {
-    let decode = |v: Value| -> Result<T, ApiError> {
-        serde_json::from_value(v).map_err(|e| {
+    // Deserializing from borrowed Values copies only what T keeps.
+    let decode = |v: &Value| -> Result<T, ApiError> {
+        T::deserialize(v).map_err(|e| {
             ApiError::bad_request(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
                 kind = res.kind,
@@ -52,8 +53,8 @@ fn typed<T: DeserializeOwned + Serialize>(
             ))
         })
     };
-    let mut typed: T = decode(obj.clone())?;
-    let old = old.cloned().map(decode).transpose()?;
+    let mut typed: T = decode(obj)?;
+    let old = old.map(decode).transpose()?;
     let mut errs = Vec::new();
     run(&mut typed, old, &mut errs);
     *obj = serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))?;
