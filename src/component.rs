@@ -23,6 +23,16 @@ pub struct WatchSpec {
     pub field_selector: Option<String>,
 }
 
+impl WatchSpec {
+    /// Every object of `resource`.
+    pub fn all(resource: &'static ResourceInfo) -> Self {
+        WatchSpec {
+            resource,
+            field_selector: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApiOp {
     Create {

@@ -142,6 +142,19 @@ impl NodeLifecycleController {
         });
     }
 
+    /// Writes `body` over the node (or its status), unconditionally: the controller owns the
+    /// fields it changes.
+    fn update_node(&mut self, out: &mut Vec<Effect>, node: &Node, body: Value, part: Part) {
+        let op = ApiOp::Update {
+            resource: res("", "nodes"),
+            namespace: None,
+            name: node.metadata.name.clone().unwrap_or_default(),
+            body: crate::apiserver::unconditional(body),
+            part,
+        };
+        self.request(out, op);
+    }
+
     /// Refreshes the probe timestamps from what the cache shows now.
     fn observe(&mut self, now: Time) {
         let names: Vec<String> = self.nodes.iter().map(|(k, _)| k.clone()).collect();
@@ -249,18 +262,7 @@ impl NodeLifecycleController {
             }
         }
         body["status"]["conditions"] = json!(conditions);
-        body = crate::apiserver::unconditional(body);
-        let name = node.metadata.name.clone().unwrap_or_default();
-        self.request(
-            out,
-            ApiOp::Update {
-                resource: res("", "nodes"),
-                namespace: None,
-                name,
-                body,
-                part: Part::Status,
-            },
-        );
+        self.update_node(out, node, body, Part::Status);
     }
 
     /// k8s: MarkPodsNotReady — every pod on the node gets Ready=False.
@@ -337,18 +339,7 @@ impl NodeLifecycleController {
         }
         let mut body = serde_json::to_value(node).expect("nodes serialize");
         body["spec"]["taints"] = json!(taints);
-        body = crate::apiserver::unconditional(body);
-        let name = node.metadata.name.clone().unwrap_or_default();
-        self.request(
-            out,
-            ApiOp::Update {
-                resource: res("", "nodes"),
-                namespace: None,
-                name,
-                body,
-                part: Part::Main,
-            },
-        );
+        self.update_node(out, node, body, Part::Main);
     }
 
     /// k8s: doNoScheduleTaintingPass (TaintNodesByCondition), not rate-limited.
@@ -472,18 +463,9 @@ impl Component for NodeLifecycleController {
 
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
-            WatchSpec {
-                resource: res("", "nodes"),
-                field_selector: None,
-            },
-            WatchSpec {
-                resource: res("coordination.k8s.io", "leases"),
-                field_selector: None,
-            },
-            WatchSpec {
-                resource: res("", "pods"),
-                field_selector: None,
-            },
+            WatchSpec::all(res("", "nodes")),
+            WatchSpec::all(res("coordination.k8s.io", "leases")),
+            WatchSpec::all(res("", "pods")),
         ]
     }
 

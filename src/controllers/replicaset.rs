@@ -972,16 +972,7 @@ impl Component for ReplicaSetController {
     }
 
     fn watches(&self) -> Vec<WatchSpec> {
-        vec![
-            WatchSpec {
-                resource: replicasets(),
-                field_selector: None,
-            },
-            WatchSpec {
-                resource: pods(),
-                field_selector: None,
-            },
-        ]
+        vec![WatchSpec::all(replicasets()), WatchSpec::all(pods())]
     }
 
     fn step(&mut self, now: Time, input: Input, _rng: &mut dyn RngCore, out: &mut Vec<Effect>) {

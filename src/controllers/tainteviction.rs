@@ -196,16 +196,7 @@ impl Component for TaintEvictionController {
     }
 
     fn watches(&self) -> Vec<WatchSpec> {
-        vec![
-            WatchSpec {
-                resource: res("nodes"),
-                field_selector: None,
-            },
-            WatchSpec {
-                resource: res("pods"),
-                field_selector: None,
-            },
-        ]
+        vec![WatchSpec::all(res("nodes")), WatchSpec::all(res("pods"))]
     }
 
     fn step(&mut self, now: Time, input: Input, _rng: &mut dyn RngCore, out: &mut Vec<Effect>) {

@@ -443,11 +443,7 @@ impl Kubelet {
         let Some(pod) = self.pods.get_shared(key) else {
             return;
         };
-        let spec = pod.spec.clone().unwrap_or_default();
-        let policy = spec
-            .restart_policy
-            .clone()
-            .unwrap_or_else(|| "Always".into());
+        let policy = restart_policy(&pod);
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let pod_uid = uid(&pod);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -501,7 +497,7 @@ impl Kubelet {
                             Run::Terminated(t) => t.clone(),
                             _ => c.last.clone().expect("checked"),
                         };
-                        let allowed = match policy.as_str() {
+                        let allowed = match policy {
                             "Always" => true,
                             "OnFailure" => t.exit_code != 0,
                             _ => false,
@@ -595,11 +591,7 @@ impl Kubelet {
 
     /// Writes the pod's status when it changed; finishes a deleted pod whose containers stopped.
     fn report(&mut self, key: &str, pod: &Pod, now: Time, out: &mut Vec<Effect>) {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let policy = spec
-            .restart_policy
-            .clone()
-            .unwrap_or_else(|| "Always".into());
+        let policy = restart_policy(pod);
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let Some(state) = self.states.get_mut(key) else {
             return;
@@ -628,7 +620,7 @@ impl Kubelet {
         });
         let mut phase = match state.terminal {
             Some(p) => p,
-            None => status::phase(&seen, &policy, deleting && all_stopped),
+            None => status::phase(&seen, policy, deleting && all_stopped),
         };
         if deleting && all_stopped && state.terminal.is_none() {
             // k8s (1.27+): a deleted pod reaches a terminal phase before it is removed.
@@ -1094,4 +1086,12 @@ impl Component for Kubelet {
             out.push(Effect::Timer { id: TICK_TIMER, at });
         }
     }
+}
+
+/// k8s: restartPolicy defaults to Always.
+fn restart_policy(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }

@@ -384,16 +384,7 @@ impl Component for Scheduler {
     }
 
     fn watches(&self) -> Vec<WatchSpec> {
-        vec![
-            WatchSpec {
-                resource: nodes(),
-                field_selector: None,
-            },
-            WatchSpec {
-                resource: pods(),
-                field_selector: None,
-            },
-        ]
+        vec![WatchSpec::all(nodes()), WatchSpec::all(pods())]
     }
 
     fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
