@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use gantry_sim::scenario;
 use gantry_sim::sim::Sim;
 
+// The simulator allocates and frees JSON trees at a high rate; glibc's
+// allocator spent about a third of the run in malloc/free (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Deterministic simulation of a gantry cluster.
 #[derive(Parser, Debug)]
 #[command(name = "gantry-sim", version, about)]

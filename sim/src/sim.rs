@@ -90,8 +90,35 @@ struct Informer {
 
 /// The watch cache of one resource and the store watch that feeds it.
 struct Feed {
+    res: &'static ResourceInfo,
     cacher: Cacher,
     watch: Watch,
+}
+
+/// The feeds in a fixed order (by group, then plural: the order watch events are pumped in).
+/// Looked up on every request, so by the registry entry's address rather than by name.
+#[derive(Default)]
+struct Feeds(Vec<Feed>);
+
+impl Feeds {
+    fn position(&self, res: &ResourceInfo) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|f| std::ptr::eq(f.res, res))
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .position(|f| (f.res.group, f.res.plural) == (res.group, res.plural))
+            })
+    }
+
+    fn get(&self, res: &ResourceInfo) -> Option<&Feed> {
+        self.position(res).map(|i| &self.0[i])
+    }
+
+    fn get_mut(&mut self, res: &ResourceInfo) -> Option<&mut Feed> {
+        self.position(res).map(|i| &mut self.0[i])
+    }
 }
 
 /// Running and live counts for one `runningPods` selector, kept as pods change.
@@ -173,7 +200,7 @@ pub struct Sim {
     api: ApiServer<MemStore>,
     slots: Vec<Slot>,
     informers: Vec<Informer>,
-    feeds: BTreeMap<(&'static str, &'static str), Feed>,
+    feeds: Feeds,
     /// Per component, when its last request and last answer arrive: a component's link keeps
     /// order both ways, like the one connection a client holds.
     link_up: BTreeMap<usize, Time>,
@@ -287,7 +314,7 @@ impl Sim {
             })),
             slots: Vec::new(),
             informers: Vec::new(),
-            feeds: BTreeMap::new(),
+            feeds: Feeds::default(),
             link_up: BTreeMap::new(),
             link_down: BTreeMap::new(),
             default_link,
@@ -410,7 +437,7 @@ impl Sim {
         }
         let res = self.informers[i].resource;
         let filter = self.informers[i].filter.clone();
-        let Some(feed) = self.feeds.get_mut(&(res.group, res.plural)) else {
+        let Some(feed) = self.feeds.get_mut(res) else {
             self.at(self.now + REWATCH_DELAY, Event::Rewatch(i));
             return;
         };
@@ -473,7 +500,7 @@ impl Sim {
     /// An informer's watch broke; the reflector resumes after `revision` a moment later.
     fn break_watch(&mut self, i: usize, revision: Revision) {
         let res = self.informers[i].resource;
-        if let Some(feed) = self.feeds.get_mut(&(res.group, res.plural)) {
+        if let Some(feed) = self.feeds.get_mut(res) {
             feed.cacher.unwatch(i as u64);
         }
         self.informers[i].watching = false;
@@ -488,14 +515,13 @@ impl Sim {
                 .expect("the store is up at boot");
             let watch = ready(self.api.store().watch(&res.storage_prefix(), revision))
                 .expect("the store is up at boot");
-            self.feeds.insert(
-                (res.group, res.plural),
-                Feed {
-                    cacher: Cacher::new(res, items, revision, CACHE_HISTORY),
-                    watch,
-                },
-            );
+            self.feeds.0.push(Feed {
+                res,
+                cacher: Cacher::new(res, items, revision, CACHE_HISTORY),
+                watch,
+            });
         }
+        self.feeds.0.sort_by_key(|f| (f.res.group, f.res.plural));
     }
 
     fn execute(&mut self, op: &ApiOp) -> Result<Value, ApiError> {
@@ -508,10 +534,10 @@ impl Sim {
     /// Feeds every new store event to its watch cache, the invariants and the tallies, and
     /// sends each informer what passes its filter.
     fn pump(&mut self) {
-        let keys: Vec<(&'static str, &'static str)> = self.feeds.keys().copied().collect();
-        for key in keys {
+        for f in 0..self.feeds.0.len() {
+            let key = (self.feeds.0[f].res.group, self.feeds.0[f].res.plural);
             loop {
-                let feed = self.feeds.get_mut(&key).expect("present");
+                let feed = &mut self.feeds.0[f];
                 let Some(item) = feed.watch.try_next() else {
                     break;
                 };
@@ -520,7 +546,9 @@ impl Sim {
                     // MemStore never does this to a watch that is drained after every write.
                     break;
                 };
-                let applied = match feed.cacher.apply(&ev) {
+                let decoded = self.api.decoded(&ev.kv.key, ev.revision());
+                let feed = &mut self.feeds.0[f];
+                let applied = match feed.cacher.apply_decoded(&ev, decoded) {
                     Ok(a) => a,
                     Err(e) => {
                         self.invariants
@@ -564,7 +592,8 @@ impl Sim {
     /// The store's current revision (what a fresh list would be read at).
     fn store_revision(&self) -> Revision {
         self.feeds
-            .values()
+            .0
+            .iter()
             .map(|f| f.cacher.revision())
             .max()
             .unwrap_or(0)
@@ -572,7 +601,7 @@ impl Sim {
 
     fn cached(&self, res: &ResourceInfo, namespace: Option<&str>, name: &str) -> Option<&Value> {
         self.feeds
-            .get(&(res.group, res.plural))
+            .get(res)
             .and_then(|f| f.cacher.get(namespace, name))
     }
 
@@ -793,7 +822,7 @@ impl Sim {
         for i in 0..self.informers.len() {
             if self.informers[i].slot == slot {
                 let res = self.informers[i].resource;
-                if let Some(feed) = self.feeds.get_mut(&(res.group, res.plural)) {
+                if let Some(feed) = self.feeds.get_mut(res) {
                     feed.cacher.unwatch(i as u64);
                 }
                 self.informers[i].watching = false;
@@ -815,13 +844,18 @@ impl Sim {
     /// caches start afresh, so informers that missed changes relist.
     fn restart_apiserver(&mut self, down: Duration) {
         let revision = self.store_revision();
-        for feed in self.feeds.values_mut() {
+        for feed in &mut self.feeds.0 {
             feed.cacher.restart(revision);
         }
         for i in 0..self.informers.len() {
             if self.informers[i].watching {
                 let res = self.informers[i].resource;
-                let current = self.feeds[&(res.group, res.plural)].cacher.revision();
+                let current = self
+                    .feeds
+                    .get(res)
+                    .expect("every resource has a feed")
+                    .cacher
+                    .revision();
                 // A healthy watch has been sent everything up to the cache's revision.
                 self.informers[i].revision = Some(current);
                 self.informers[i].watching = false;
@@ -1209,7 +1243,7 @@ impl Sim {
                         self.apiserver_down = None;
                         // The new watch caches start from a fresh list, now.
                         let revision = self.store_revision();
-                        for feed in self.feeds.values_mut() {
+                        for feed in &mut self.feeds.0 {
                             feed.cacher.restart(revision);
                         }
                         self.note("apiserver up".into());

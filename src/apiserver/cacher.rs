@@ -115,6 +115,8 @@ pub struct Applied {
 
 pub struct Cacher {
     res: &'static ResourceInfo,
+    /// The resource's storage prefix: a store key without it is the object's cache key.
+    prefix: String,
     objects: BTreeMap<String, Arc<Value>>,
     revision: Revision,
     /// The oldest revision a watch may start after.
@@ -144,6 +146,7 @@ impl Cacher {
             .collect();
         Cacher {
             res,
+            prefix: res.storage_prefix(),
             objects,
             revision,
             floor: revision,
@@ -249,18 +252,37 @@ impl Cacher {
 
     /// Applies one event of the store watch.
     pub fn apply(&mut self, ev: &WatchEvent) -> Result<Applied, ApiError> {
+        self.apply_decoded(ev, None)
+    }
+
+    /// Applies one event of the store watch whose object the caller may already hold decoded
+    /// (the apiserver that wrote it: `ApiServer::decoded`), so that it is not decoded twice.
+    pub fn apply_decoded(
+        &mut self,
+        ev: &WatchEvent,
+        decoded: Option<Arc<Value>>,
+    ) -> Result<Applied, ApiError> {
         let revision = ev.revision();
-        let obj = decode(&ev.kv.value, revision)?;
-        let key = object_key(&obj);
+        let decode_event = || decode(&ev.kv.value, revision).map(Arc::new);
+        let key = match ev.kv.key.strip_prefix(self.prefix.as_str()) {
+            Some(key) => key.to_string(),
+            None => object_key(&*decode_event()?),
+        };
         let (prev, new) = match ev.kind {
             EventKind::Added | EventKind::Modified => {
-                let new = Arc::new(obj);
+                let new = match decoded {
+                    Some(obj) => obj,
+                    None => decode_event()?,
+                };
                 (self.objects.insert(key, new.clone()), Some(new))
             }
-            EventKind::Deleted => (
-                self.objects.remove(&key).or_else(|| Some(Arc::new(obj))),
-                None,
-            ),
+            EventKind::Deleted => {
+                let prev = match self.objects.remove(&key) {
+                    Some(obj) => obj,
+                    None => decode_event()?,
+                };
+                (Some(prev), None)
+            }
         };
         self.revision = revision;
         let change = Change::new(revision, prev.clone(), new.clone());
@@ -323,10 +345,7 @@ mod tests {
         WatchEvent {
             kind,
             kv: KeyValue {
-                key: format!(
-                    "/registry/pods/default/{}",
-                    obj["metadata"]["name"].as_str().unwrap()
-                ),
+                key: pods().storage_key(Some("default"), obj["metadata"]["name"].as_str().unwrap()),
                 value: Bytes::from(serde_json::to_vec(obj).unwrap()),
                 create_revision: 1,
                 mod_revision: rev,
@@ -425,5 +444,38 @@ mod tests {
         assert_eq!(c.list(&web).0.len(), 3);
         assert_eq!(c.list(&Filter::default()).0.len(), 4);
         assert_eq!(c.list(&on_node("n2")).0.len(), 0);
+    }
+
+    #[test]
+    fn objects_decoded_by_the_writer_are_shared_and_deletes_need_no_decoding() {
+        let mut c = Cacher::new(pods(), vec![], 1, 100);
+        c.watch(1, Filter::default(), 1).unwrap();
+        // The writer's object is taken as it is, not decoded again.
+        let mut written = pod("a", "n1", "web");
+        written["metadata"]["resourceVersion"] = json!("2");
+        let written = Arc::new(written);
+        let applied = c
+            .apply_decoded(
+                &event(EventKind::Added, &pod("a", "n1", "web"), 2),
+                Some(written.clone()),
+            )
+            .unwrap();
+        assert!(Arc::ptr_eq(applied.new.as_ref().unwrap(), &written));
+        assert!(Arc::ptr_eq(&applied.events[0].1.object, &written));
+        assert_eq!(c.get(Some("default"), "a"), Some(&*written));
+        // A delete of a cached object reports the cached object; its bytes are not read.
+        let mut gone = event(EventKind::Deleted, &pod("a", "n1", "web"), 3);
+        gone.kv.value = Bytes::from_static(b"not json");
+        let applied = c.apply(&gone).unwrap();
+        assert!(Arc::ptr_eq(applied.prev.as_ref().unwrap(), &written));
+        assert_eq!(applied.events[0].1.type_, EventType::Deleted);
+        assert_eq!(c.get(Some("default"), "a"), None);
+        // Without a cached object the bytes must decode.
+        let mut unknown = event(EventKind::Deleted, &pod("b", "n1", "web"), 4);
+        unknown.kv.value = Bytes::from_static(b"not json");
+        assert!(c.apply(&unknown).is_err());
+        let mut bad = event(EventKind::Added, &pod("c", "n1", "web"), 5);
+        bad.kv.value = Bytes::from_static(b"not json");
+        assert!(c.apply(&bad).is_err());
     }
 }

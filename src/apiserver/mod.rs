@@ -11,6 +11,9 @@ mod object;
 mod strategy;
 mod watch;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
@@ -184,6 +187,13 @@ const RETRIES: usize = 5;
 
 pub struct ApiServer<S> {
     store: S,
+    /// The last object this apiserver wrote under each key, as it stored it, with the revision
+    /// of that write. A read whose stored revision matches takes it instead of decoding the
+    /// bytes again (k8s: the watch cache hands GuaranteedUpdate its cachedExistingObject), and
+    /// so can a watch cache that sees the write come back ([`ApiServer::decoded`]). Entries
+    /// go when this apiserver deletes the key; a revision mismatch (another writer) falls
+    /// back to decoding, so a stale entry is never used.
+    written: Mutex<HashMap<String, (Revision, Arc<Value>)>>,
 }
 
 fn namespaces() -> &'static ResourceInfo {
@@ -208,11 +218,41 @@ fn key(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<String
     Ok(res.storage_key(namespace, name))
 }
 
+/// The stored form of an object. The revision is the resourceVersion: it is set on every read,
+/// never stored, so it is left out (while serializing: no copy of the object).
 fn encode(obj: &Value) -> Bytes {
-    let mut stored = obj.clone();
-    // The revision is the resourceVersion; it is set on every read, never stored.
-    object::meta_mut(&mut stored).remove("resourceVersion");
-    Bytes::from(serde_json::to_vec(&stored).expect("JSON values always serialize"))
+    use serde::ser::{Serialize, SerializeMap, Serializer};
+    /// A map without one of its keys.
+    struct Without<'a>(&'a serde_json::Map<String, Value>, &'static str);
+    impl Serialize for Without<'_> {
+        fn serialize<Ser: Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+            let mut map = s.serialize_map(None)?;
+            for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != self.1) {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+    }
+    struct Stored<'a>(&'a serde_json::Map<String, Value>);
+    impl Serialize for Stored<'_> {
+        fn serialize<Ser: Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+            let mut map = s.serialize_map(None)?;
+            for (k, v) in self.0 {
+                match v {
+                    Value::Object(meta) if k == "metadata" => {
+                        map.serialize_entry(k, &Without(meta, "resourceVersion"))?
+                    }
+                    _ => map.serialize_entry(k, v)?,
+                }
+            }
+            map.end()
+        }
+    }
+    let bytes = match obj {
+        Value::Object(o) => serde_json::to_vec(&Stored(o)),
+        other => serde_json::to_vec(other),
+    };
+    Bytes::from(bytes.expect("JSON values always serialize"))
 }
 
 pub(crate) fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
@@ -281,10 +321,14 @@ fn check_type(res: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
 }
 
 fn object_meta_errors(res: &ResourceInfo, obj: &Value) -> Result<Vec<FieldError>, ApiError> {
-    let meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
-        serde_json::from_value(obj.get("metadata").cloned().unwrap_or(json!({}))).map_err(|e| {
-            ApiError::bad_request(format!("{} metadata cannot be decoded: {e}", res.kind))
-        })?;
+    use serde::Deserialize;
+    let meta = match obj.get("metadata") {
+        Some(m) => k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta::deserialize(m)
+            .map_err(|e| {
+                ApiError::bad_request(format!("{} metadata cannot be decoded: {e}", res.kind))
+            })?,
+        None => Default::default(),
+    };
     let mut errs = Vec::new();
     crate::api::validation::object_meta(&mut errs, &meta);
     Ok(errs)
@@ -292,7 +336,33 @@ fn object_meta_errors(res: &ResourceInfo, obj: &Value) -> Result<Vec<FieldError>
 
 impl<S: Store> ApiServer<S> {
     pub fn new(store: S) -> Self {
-        ApiServer { store }
+        ApiServer {
+            store,
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The object stored under `key` at `revision`, decoded, if this apiserver wrote it.
+    pub fn decoded(&self, key: &str, revision: Revision) -> Option<Arc<Value>> {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written
+            .get(key)
+            .filter(|(r, _)| *r == revision)
+            .map(|(_, obj)| obj.clone())
+    }
+
+    /// Records what a write stored (`obj` carries its new resourceVersion) and returns it.
+    fn wrote(&self, key: &str, revision: Revision, obj: Value) -> Value {
+        let shared = Arc::new(obj);
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.insert(key.to_string(), (revision, shared.clone()));
+        drop(written);
+        Arc::unwrap_or_clone(shared)
+    }
+
+    fn forget(&self, key: &str) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.remove(key);
     }
 
     pub fn store(&self) -> &S {
@@ -381,14 +451,18 @@ impl<S: Store> ApiServer<S> {
         res: &ResourceInfo,
         key: &str,
         name: &str,
-    ) -> Result<(Value, KeyValue), ApiError> {
+    ) -> Result<(Arc<Value>, KeyValue), ApiError> {
         let kv = self
             .store
             .get(key)
             .await
             .map_err(|e| ApiError::from_store(res, name, e))?
             .ok_or_else(|| ApiError::not_found(res, name))?;
-        Ok((decode(&kv.value, kv.mod_revision)?, kv))
+        let obj = match self.decoded(key, kv.mod_revision) {
+            Some(obj) => obj,
+            None => Arc::new(decode(&kv.value, kv.mod_revision)?),
+        };
+        Ok((obj, kv))
     }
 
     pub async fn get(
@@ -398,7 +472,7 @@ impl<S: Store> ApiServer<S> {
         name: &str,
     ) -> Result<Value, ApiError> {
         let key = key(res, namespace, name)?;
-        Ok(self.read(res, &key, name).await?.0)
+        Ok(Arc::unwrap_or_clone(self.read(res, &key, name).await?.0))
     }
 
     /// The objects (of one namespace, or all) that pass the filters, and the list's revision.
@@ -582,7 +656,7 @@ impl<S: Store> ApiServer<S> {
             .await
             .map_err(|e| ApiError::from_store(res, &name, e))?;
         object::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
-        Ok(obj)
+        Ok(self.wrote(&key, rev, obj))
     }
 
     /// Replaces an object (or its status). A `resourceVersion` in the body must be current
@@ -644,7 +718,7 @@ impl<S: Store> ApiServer<S> {
             // k8s: a no-op update writes nothing. (Stored values are `encode`d, so the stored
             // bytes stand for `old`.)
             if bytes == kv.value {
-                return Ok(old);
+                return Ok(Arc::unwrap_or_clone(old));
             }
             // k8s: removing the last finalizer of a deleting object deletes it.
             if object::is_deleting(&new)
@@ -653,6 +727,7 @@ impl<S: Store> ApiServer<S> {
             {
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok(d) => {
+                        self.forget(&key);
                         object::meta_mut(&mut new)
                             .insert("resourceVersion".into(), json!(d.revision.to_string()));
                         Ok(new)
@@ -665,7 +740,7 @@ impl<S: Store> ApiServer<S> {
                 Ok(rev) => {
                     object::meta_mut(&mut new)
                         .insert("resourceVersion".into(), json!(rev.to_string()));
-                    return Ok(new);
+                    return Ok(self.wrote(&key, rev, new));
                 }
                 Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => continue,
                 Err(e) => return Err(ApiError::from_store(res, name, e)),
@@ -770,7 +845,14 @@ impl<S: Store> ApiServer<S> {
             }
         }
         errs.extend(object_meta_errors(res, &merged)?);
-        errs.extend(strategy::default_and_validate(res, &mut merged, Some(old))?);
+        let status_only = match part {
+            Part::Status => strategy::status_update(res, &mut merged),
+            _ => None,
+        };
+        match status_only {
+            Some(status_errs) => errs.extend(status_errs?),
+            None => errs.extend(strategy::default_and_validate(res, &mut merged, Some(old))?),
+        }
         if !errs.is_empty() {
             return Err(ApiError::invalid(res, &name, errs));
         }
@@ -799,7 +881,8 @@ impl<S: Store> ApiServer<S> {
     ) -> Result<Value, ApiError> {
         let key = key(res, namespace, name)?;
         for _ in 0..RETRIES {
-            let (mut obj, kv) = self.read(res, &key, name).await?;
+            let (obj, kv) = self.read(res, &key, name).await?;
+            let mut obj = Arc::unwrap_or_clone(obj);
             let uid = object::meta_str(&obj, "uid").unwrap_or("").to_string();
             if let Some(want) = opts.precondition_uid.as_deref().filter(|u| *u != uid) {
                 return Err(ApiError::conflict(
@@ -844,6 +927,7 @@ impl<S: Store> ApiServer<S> {
             if !stays {
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok(d) => {
+                        self.forget(&key);
                         object::meta_mut(&mut obj)
                             .insert("resourceVersion".into(), json!(d.revision.to_string()));
                         Ok(obj)
@@ -895,7 +979,7 @@ impl<S: Store> ApiServer<S> {
                 Ok(rev) => {
                     object::meta_mut(&mut obj)
                         .insert("resourceVersion".into(), json!(rev.to_string()));
-                    return Ok(obj);
+                    return Ok(self.wrote(&key, rev, obj));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(res, name, e)),
@@ -946,7 +1030,8 @@ impl<S: Store> ApiServer<S> {
         }
         let key = key(res, Some(namespace), name)?;
         for _ in 0..RETRIES {
-            let (mut pod, kv) = self.read(res, &key, name).await?;
+            let (pod, kv) = self.read(res, &key, name).await?;
+            let mut pod = Arc::unwrap_or_clone(pod);
             if object::is_deleting(&pod) {
                 return Err(ApiError::conflict(
                     res,
@@ -991,7 +1076,7 @@ impl<S: Store> ApiServer<S> {
                 Ok(rev) => {
                     object::meta_mut(&mut pod)
                         .insert("resourceVersion".into(), json!(rev.to_string()));
-                    return Ok(pod);
+                    return Ok(self.wrote(&key, rev, pod));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(res, name, e)),

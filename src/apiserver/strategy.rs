@@ -61,6 +61,44 @@ fn typed<T: DeserializeOwned + Serialize>(
     Ok(errs)
 }
 
+/// k8s: the status strategies' PrepareForUpdate keep the stored spec and metadata, so a status
+/// update changes only `status`; the rest was defaulted and validated when it was stored.
+/// Decoding just the status keeps the typed check (a status of the wrong shape is refused)
+/// without a round trip of the whole object. `None`: the kind has no such shortcut (a
+/// namespace's status has a default) and takes `default_and_validate`.
+pub(crate) fn status_update(
+    res: &ResourceInfo,
+    obj: &mut Value,
+) -> Option<Result<Vec<FieldError>, ApiError>> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+    fn status<T: DeserializeOwned + Serialize>(
+        res: &ResourceInfo,
+        obj: &mut Value,
+    ) -> Result<Vec<FieldError>, ApiError> {
+        let Some(value) = obj.get_mut("status") else {
+            return Ok(Vec::new());
+        };
+        let typed = T::deserialize(&*value).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+                kind = res.kind,
+                version = res.version
+            ))
+        })?;
+        *value = serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Vec::new())
+    }
+    Some(match (res.group, res.plural) {
+        ("", "pods") => status::<core::PodStatus>(res, obj),
+        ("apps", "replicasets") => status::<apps::ReplicaSetStatus>(res, obj),
+        ("apps", "deployments") => status::<apps::DeploymentStatus>(res, obj),
+        ("", "replicationcontrollers") => status::<core::ReplicationControllerStatus>(res, obj),
+        ("", "services") => status::<core::ServiceStatus>(res, obj),
+        ("", "namespaces") => return None,
+        _ => Ok(Vec::new()),
+    })
+}
+
 /// Applies the kind's defaults and returns its validation errors (`old` on update).
 pub(crate) fn default_and_validate(
     res: &ResourceInfo,

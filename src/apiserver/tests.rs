@@ -648,3 +648,110 @@ fn namespaces_go_once_finalized() {
         .unwrap();
     assert_eq!(h.get("namespaces", None, "tmp").unwrap_err().code, 404);
 }
+
+#[test]
+fn status_updates_check_the_status_shape_and_keep_the_rest() {
+    let mut h = Harness::new();
+    let created = h.create("pods", Some("default"), pod("p")).unwrap();
+    let write = |h: &mut Harness, status: Value| {
+        let body = json!({"apiVersion": "v1", "kind": "Pod",
+                          "metadata": {"name": "p", "namespace": "default"}, "status": status});
+        h.update("pods", Some("default"), "p", body, Part::Status)
+    };
+    // A status of the wrong shape is refused, naming the kind.
+    let e = write(&mut h, json!({"phase": 7})).unwrap_err();
+    assert_eq!((e.code, e.reason), (400, "BadRequest"));
+    assert!(
+        e.message.contains("cannot be handled as a Pod"),
+        "{}",
+        e.message
+    );
+    let e = write(&mut h, json!({"containerStatuses": "running"})).unwrap_err();
+    assert_eq!(e.code, 400);
+    // A good one replaces the status, normalized (unknown fields dropped), and nothing else.
+    let s = write(
+        &mut h,
+        json!({"phase": "Running", "podIP": "10.0.0.9", "bogus": 1}),
+    )
+    .unwrap();
+    assert_eq!(
+        s["status"],
+        json!({"phase": "Running", "podIP": "10.0.0.9"})
+    );
+    assert_eq!(s["spec"], created["spec"]);
+    assert_eq!(s["metadata"]["uid"], created["metadata"]["uid"]);
+    assert_eq!(h.get("pods", Some("default"), "p").unwrap(), s);
+
+    // A namespace's status keeps its default phase through a status update.
+    h.create(
+        "namespaces",
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+    )
+    .unwrap();
+    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}, "status": {}});
+    let ns = h
+        .update("namespaces", None, "team", body, Part::Status)
+        .unwrap();
+    assert_eq!(ns["status"]["phase"], "Active");
+}
+
+#[test]
+fn written_objects_are_reused_only_at_their_revision() {
+    let mut h = Harness::new();
+    let created = h.create("pods", Some("default"), pod("p")).unwrap();
+    let key = res("pods").storage_key(Some("default"), "p");
+    let revision: Revision = rv(&created).parse().unwrap();
+    // The object as written, shared, at the revision of the write only.
+    let decoded = h
+        .api
+        .decoded(&key, revision)
+        .expect("this apiserver wrote it");
+    assert_eq!(*decoded, created);
+    assert!(h.api.decoded(&key, revision + 1).is_none());
+
+    // Another writer (a second apiserver on the same store) changes the object: reads see the
+    // stored bytes, not the remembered object.
+    let mut theirs = created.clone();
+    theirs["metadata"]["labels"] = json!({"app": "theirs"});
+    theirs["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    let rev = now(h.api.store().update(&key, encode(&theirs), Some(revision))).unwrap();
+    let read = h.get("pods", Some("default"), "p").unwrap();
+    assert_eq!(read["metadata"]["labels"], json!({"app": "theirs"}));
+    assert_eq!(rv(&read), rev.to_string());
+    // An update based on it keeps their change.
+    let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "status": {"phase": "Running"}});
+    let updated = h
+        .update("pods", Some("default"), "p", body, Part::Status)
+        .unwrap();
+    assert_eq!(updated["metadata"]["labels"], json!({"app": "theirs"}));
+    let revision: Revision = rv(&updated).parse().unwrap();
+    assert_eq!(*h.api.decoded(&key, revision).unwrap(), updated);
+
+    // A deleted key is forgotten.
+    h.delete("pods", Some("default"), "p", DeleteOptions::default())
+        .unwrap();
+    assert!(h.api.decoded(&key, revision).is_none());
+    assert_eq!(h.get("pods", Some("default"), "p").unwrap_err().code, 404);
+}
+
+#[test]
+fn stored_bytes_leave_out_the_resource_version_only() {
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "c", "resourceVersion": "12", "labels": {"resourceVersion": "kept"}},
+                     "data": {"resourceVersion": "kept too"}});
+    let mut want = obj.clone();
+    want["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    assert_eq!(encode(&obj), serde_json::to_vec(&want).unwrap());
+    assert_eq!(decode(&encode(&obj), 12).unwrap(), obj);
+    assert_eq!(
+        encode(&json!("not an object")),
+        b"\"not an object\"".as_ref()
+    );
+}

@@ -647,13 +647,12 @@ impl Kubelet {
             !state.containers.is_empty() && state.containers.iter().all(ready) && !deleting;
         // k8s: the status manager keeps its own last status; transition times come from it, not
         // from the informer's copy, which may lag behind the kubelet's own writes.
-        let previous: Option<k8s_openapi::api::core::v1::PodStatus> = match &state.status_sent {
-            Some(_) => state.status_sent_typed.clone(),
-            None => pod.status.clone(),
+        let previous: Option<&k8s_openapi::api::core::v1::PodStatus> = match &state.status_sent {
+            Some(_) => state.status_sent_typed.as_ref(),
+            None => pod.status.as_ref(),
         };
-        let old_conditions = previous
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
+        let old_conditions: &[k8s_openapi::api::core::v1::PodCondition] = previous
+            .and_then(|s| s.conditions.as_deref())
             .unwrap_or_default();
         let condition = |type_: &str, ok: bool| {
             let status = if ok { "True" } else { "False" };
@@ -713,10 +712,19 @@ impl Kubelet {
             state.status_sent_typed = serde_json::from_value(status.clone()).ok();
             state.verified = None;
             state.status_sent = Some(status.clone());
-            let mut body = serde_json::to_value(pod).expect("pods serialize");
-            body["status"] = status;
-            // The kubelet owns the status: write it unconditionally.
-            let body = crate::apiserver::unconditional(body);
+            // A status write carries only what identifies the pod (uid: a precondition, so a
+            // pod recreated under the same name is not overwritten) and the status. The
+            // kubelet owns the status: no resourceVersion, the write is unconditional.
+            let body = json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod.metadata.name,
+                    "namespace": pod.metadata.namespace,
+                    "uid": pod.metadata.uid,
+                },
+                "status": status,
+            });
             self.api(
                 out,
                 "pod-status",

@@ -191,19 +191,20 @@ impl Scheduler {
             return;
         };
         let state = CycleState::new(&pod);
-        let names: Vec<String> = self.nodes.keys().cloned().collect();
-        let n = names.len();
+        let nodes: Vec<(&String, &NodeInfo)> = self.nodes.iter().collect();
+        let n = nodes.len();
         let want = feasible_nodes_to_find(n);
-        let mut feasible: Vec<String> = Vec::new();
+        // Indexes into `nodes`.
+        let mut feasible: Vec<usize> = Vec::new();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut processed = 0;
         for i in 0..n {
             if feasible.len() >= want {
                 break;
             }
-            let name = &names[(self.next_start + i) % n];
+            let at = (self.next_start + i) % n;
             processed += 1;
-            let info = &self.nodes[name];
+            let info = nodes[at].1;
             match self
                 .profile
                 .filters
@@ -212,13 +213,13 @@ impl Scheduler {
                 .find(|r| r.is_err())
             {
                 Some(Err(reason)) => *reasons.entry(reason).or_default() += 1,
-                _ => feasible.push(name.clone()),
+                _ => feasible.push(at),
             }
         }
-        if n > 0 {
-            self.next_start = (self.next_start + processed) % n;
-        }
         if feasible.is_empty() {
+            if n > 0 {
+                self.next_start = (self.next_start + processed) % n;
+            }
             self.mark_unschedulable(&key, &pod, n, &reasons, now, out);
             return;
         }
@@ -227,7 +228,7 @@ impl Scheduler {
         for plugin in &self.profile.scores {
             let mut scores: Vec<i64> = feasible
                 .iter()
-                .map(|f| plugin.score(&pod, &state, &self.nodes[f]))
+                .map(|&at| plugin.score(&pod, &state, nodes[at].1))
                 .collect();
             plugin.normalize(&mut scores);
             for (t, s) in totals.iter_mut().zip(scores) {
@@ -246,7 +247,8 @@ impl Scheduler {
                 }
             }
         }
-        let node = feasible[chosen].clone();
+        let node = nodes[feasible[chosen]].0.clone();
+        self.next_start = (self.next_start + processed) % n;
         // Assume, then bind.
         if let Some(info) = self.nodes.get_mut(&node) {
             info.add_pod(&key, &pod);
