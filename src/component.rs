@@ -148,10 +148,11 @@ pub enum Input {
     },
     /// A timer the component set.
     Timer { id: u64 },
-    /// The answer to an API request the component made.
+    /// The answer to an API request the component made (the object as the apiserver has it,
+    /// shared with its memory of what it wrote).
     ApiResult {
         id: u64,
-        result: Result<Value, ApiError>,
+        result: Result<std::sync::Arc<Value>, ApiError>,
     },
     /// The answer to a container-runtime operation the component asked for.
     RuntimeResult { id: u64, result: RuntimeResult },

@@ -119,10 +119,10 @@ impl Driver {
         ));
         self.collect_events();
         self.run();
-        result
+        result.map(std::sync::Arc::unwrap_or_clone)
     }
 
-    fn execute(&mut self, op: &ApiOp) -> Result<Value, ApiError> {
+    fn execute(&mut self, op: &ApiOp) -> Result<std::sync::Arc<Value>, ApiError> {
         let ctx = self.ctx();
         ready(self.api.execute(op, &ctx))
     }

@@ -305,7 +305,9 @@ fn answer_all(
         }
         for (id, op) in requests {
             let result = match &op {
-                ApiOp::Create { body, .. } | ApiOp::Update { body, .. } => Ok(body.clone()),
+                ApiOp::Create { body, .. } | ApiOp::Update { body, .. } => {
+                    Ok(std::sync::Arc::new(body.clone()))
+                }
                 other => panic!("unexpected {other:?}"),
             };
             c.step(now, Input::ApiResult { id, result }, &mut rng, out);

@@ -13,6 +13,10 @@ use std::time::Instant;
 use gantry_sim::scenario;
 use gantry_sim::sim::Sim;
 
+// The allocator the gantry-sim binary uses (sim/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Peak resident set size in MiB (Linux: VmHWM).
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

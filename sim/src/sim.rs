@@ -9,6 +9,7 @@
 //! expectations and the [`Invariants`] their view of the cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -524,7 +525,7 @@ impl Sim {
         self.feeds.0.sort_by_key(|f| (f.res.group, f.res.plural));
     }
 
-    fn execute(&mut self, op: &ApiOp) -> Result<Value, ApiError> {
+    fn execute(&mut self, op: &ApiOp) -> Result<Arc<Value>, ApiError> {
         let ctx = self.ctx();
         let r = ready(self.api.execute(op, &ctx));
         self.pump();
@@ -772,7 +773,7 @@ impl Sim {
 
     /// Executes a component's request, checking that an update based on a resourceVersion only
     /// succeeds if that version is current.
-    fn execute_checked(&mut self, op: &ApiOp) -> Result<Value, ApiError> {
+    fn execute_checked(&mut self, op: &ApiOp) -> Result<Arc<Value>, ApiError> {
         let ApiOp::Update {
             resource,
             namespace,

@@ -352,12 +352,11 @@ impl<S: Store> ApiServer<S> {
     }
 
     /// Records what a write stored (`obj` carries its new resourceVersion) and returns it.
-    fn wrote(&self, key: &str, revision: Revision, obj: Value) -> Value {
+    fn wrote(&self, key: &str, revision: Revision, obj: Value) -> Arc<Value> {
         let shared = Arc::new(obj);
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.insert(key.to_string(), (revision, shared.clone()));
-        drop(written);
-        Arc::unwrap_or_clone(shared)
+        shared
     }
 
     fn forget(&self, key: &str) {
@@ -374,7 +373,7 @@ impl<S: Store> ApiServer<S> {
         &self,
         op: &crate::component::ApiOp,
         ctx: &RequestContext,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         use crate::component::ApiOp;
         match op {
             ApiOp::Create {
@@ -421,7 +420,10 @@ impl<S: Store> ApiServer<S> {
                 resource,
                 namespace,
                 name,
-            } => self.get(resource, namespace.as_deref(), name).await,
+            } => self
+                .get(resource, namespace.as_deref(), name)
+                .await
+                .map(Arc::new),
             ApiOp::Bind {
                 namespace,
                 name,
@@ -560,7 +562,7 @@ impl<S: Store> ApiServer<S> {
         namespace: Option<&str>,
         mut obj: Value,
         ctx: &RequestContext,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         check_type(res, &obj)?;
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
@@ -669,7 +671,7 @@ impl<S: Store> ApiServer<S> {
         mut obj: Value,
         part: Part,
         ctx: &RequestContext,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         check_type(res, &obj)?;
         if object::name(&obj) != name {
             return Err(ApiError::bad_request(format!(
@@ -718,7 +720,7 @@ impl<S: Store> ApiServer<S> {
             // k8s: a no-op update writes nothing. (Stored values are `encode`d, so the stored
             // bytes stand for `old`.)
             if bytes == kv.value {
-                return Ok(Arc::unwrap_or_clone(old));
+                return Ok(old);
             }
             // k8s: removing the last finalizer of a deleting object deletes it.
             if object::is_deleting(&new)
@@ -730,7 +732,7 @@ impl<S: Store> ApiServer<S> {
                         self.forget(&key);
                         object::meta_mut(&mut new)
                             .insert("resourceVersion".into(), json!(d.revision.to_string()));
-                        Ok(new)
+                        Ok(Arc::new(new))
                     }
                     Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => continue,
                     Err(e) => Err(ApiError::from_store(res, name, e)),
@@ -801,19 +803,23 @@ impl<S: Store> ApiServer<S> {
                 m
             }
             Part::Status => {
-                let mut m = old.clone();
-                match new.get("status") {
-                    Some(s) => m["status"] = s.clone(),
-                    None => {
-                        if let Some(o) = m.as_object_mut() {
-                            o.remove("status");
-                        }
-                    }
+                // Everything but the status is old's; the old status is not copied.
+                let mut m: serde_json::Map<String, Value> = old
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| k.as_str() != "status")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let mut new = new;
+                if let Some(s) = new.as_object_mut().and_then(|o| o.remove("status")) {
+                    m.insert("status".into(), s);
                 }
-                m
+                Value::Object(m)
             }
         };
-        let old_meta = object::meta(old).cloned().unwrap_or_default();
+        let no_meta = serde_json::Map::new();
+        let old_meta = object::meta(old).unwrap_or(&no_meta);
         let meta = object::meta_mut(&mut merged);
         for f in [
             "uid",
@@ -844,7 +850,10 @@ impl<S: Store> ApiServer<S> {
                 ));
             }
         }
-        errs.extend(object_meta_errors(res, &merged)?);
+        // k8s: a status update keeps the stored metadata (checked when it was stored).
+        if part != Part::Status {
+            errs.extend(object_meta_errors(res, &merged)?);
+        }
         let status_only = match part {
             Part::Status => strategy::status_update(res, &mut merged),
             _ => None,
@@ -878,7 +887,7 @@ impl<S: Store> ApiServer<S> {
         name: &str,
         opts: &DeleteOptions,
         ctx: &RequestContext,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let key = key(res, namespace, name)?;
         for _ in 0..RETRIES {
             let (obj, kv) = self.read(res, &key, name).await?;
@@ -930,7 +939,7 @@ impl<S: Store> ApiServer<S> {
                         self.forget(&key);
                         object::meta_mut(&mut obj)
                             .insert("resourceVersion".into(), json!(d.revision.to_string()));
-                        Ok(obj)
+                        Ok(Arc::new(obj))
                     }
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(e) => Err(ApiError::from_store(res, name, e)),
@@ -969,7 +978,7 @@ impl<S: Store> ApiServer<S> {
             if encode(&obj) == kv.value.as_ref() {
                 object::meta_mut(&mut obj)
                     .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-                return Ok(obj);
+                return Ok(Arc::new(obj));
             }
             match self
                 .store
@@ -1019,7 +1028,7 @@ impl<S: Store> ApiServer<S> {
         name: &str,
         node: &str,
         ctx: &RequestContext,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let res = pods();
         if node.is_empty() {
             return Err(ApiError::invalid(

@@ -38,7 +38,7 @@ impl Harness {
 
     fn create(&mut self, plural: &str, ns: Option<&str>, body: Value) -> Result<Value, ApiError> {
         let ctx = self.ctx();
-        now(self.api.create(res(plural), ns, body, &ctx))
+        now(self.api.create(res(plural), ns, body, &ctx)).map(Arc::unwrap_or_clone)
     }
 
     fn update(
@@ -50,7 +50,7 @@ impl Harness {
         part: Part,
     ) -> Result<Value, ApiError> {
         let ctx = self.ctx();
-        now(self.api.update(res(plural), ns, name, body, part, &ctx))
+        now(self.api.update(res(plural), ns, name, body, part, &ctx)).map(Arc::unwrap_or_clone)
     }
 
     fn delete(
@@ -61,7 +61,7 @@ impl Harness {
         opts: DeleteOptions,
     ) -> Result<Value, ApiError> {
         let ctx = self.ctx();
-        now(self.api.delete(res(plural), ns, name, &opts, &ctx))
+        now(self.api.delete(res(plural), ns, name, &opts, &ctx)).map(Arc::unwrap_or_clone)
     }
 
     fn get(&self, plural: &str, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {

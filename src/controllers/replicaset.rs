@@ -667,7 +667,7 @@ impl ReplicaSetController {
     fn on_result(
         &mut self,
         id: u64,
-        result: Result<Value, crate::api::status::ApiError>,
+        result: Result<Arc<Value>, crate::api::status::ApiError>,
         now: Time,
         out: &mut Vec<Effect>,
     ) {
@@ -692,7 +692,7 @@ impl ReplicaSetController {
             Purpose::Claim => {
                 let sync = self.syncs.get_mut(&key).expect("checked");
                 if let Ok(updated) = &result {
-                    if let Ok(pod) = serde_json::from_value::<Pod>(updated.clone()) {
+                    if let Ok(pod) = <Pod as serde::Deserialize>::deserialize(&**updated) {
                         if !sync.released.contains(&key_of(&pod.metadata)) {
                             sync.adopted.push(Arc::new(pod));
                         }

@@ -9,10 +9,12 @@ pub mod scripted;
 pub mod status;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use rand::{Rng, RngCore};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use self::backoff::Backoff;
@@ -121,7 +123,7 @@ struct PodState {
     status_sent_typed: Option<k8s_openapi::api::core::v1::PodStatus>,
     /// The informer's copy last found to agree with `status_sent`: unchanged (the same
     /// object), it needs no second look.
-    verified: Option<std::sync::Arc<Pod>>,
+    verified: Option<Arc<Pod>>,
 }
 
 #[derive(Debug)]
@@ -141,7 +143,7 @@ pub struct Kubelet {
     api: BTreeMap<u64, &'static str>,
     next_id: u64,
     registered: bool,
-    lease: Option<Value>,
+    lease: Option<Arc<Value>>,
     lease_failures: u32,
     started_at: Option<Time>,
     tick_armed: Option<Time>,
@@ -232,7 +234,7 @@ impl Kubelet {
     }
 
     fn lease_object(&self, now: Time) -> Value {
-        let mut lease = self.lease.clone().unwrap_or_else(|| {
+        let mut lease = self.lease.as_deref().cloned().unwrap_or_else(|| {
             json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                    "metadata": {"name": self.config.name, "namespace": "kube-node-lease"},
                    "spec": {"holderIdentity": self.config.name, "leaseDurationSeconds": LEASE_DURATION_SECONDS}})
@@ -274,7 +276,7 @@ impl Kubelet {
             }
             let theirs = self.pods.get_shared(key);
             if let (Some(v), Some(t)) = (&state.verified, &theirs) {
-                if std::sync::Arc::ptr_eq(v, t) {
+                if Arc::ptr_eq(v, t) {
                     continue;
                 }
             }
@@ -345,7 +347,7 @@ impl Kubelet {
     fn on_api_result(
         &mut self,
         id: u64,
-        result: Result<Value, crate::api::status::ApiError>,
+        result: Result<Arc<Value>, crate::api::status::ApiError>,
         now: Time,
         out: &mut Vec<Effect>,
     ) {
@@ -373,7 +375,7 @@ impl Kubelet {
                     self.lease = None;
                     let mut l = self.lease_object(now);
                     l["metadata"]["resourceVersion"] = Value::Null;
-                    self.lease = Some(l);
+                    self.lease = Some(Arc::new(l));
                 }
                 // k8s: retry with backoff 200 ms doubling to 7 s
                 self.lease_failures += 1;
@@ -684,7 +686,8 @@ impl Kubelet {
             }
             c
         };
-        let conditions = json!([
+        // Built by moving values into maps: `json!` would copy every interpolated Value.
+        let conditions = Value::Array(vec![
             condition("PodReadyToStartContainers", true),
             condition("Initialized", true),
             condition("Ready", all_ready),
@@ -696,35 +699,42 @@ impl Kubelet {
             .iter()
             .map(|c| container_status(c, ready(c)))
             .collect();
-        let mut status = json!({
-            "phase": phase,
-            "conditions": conditions,
-            "hostIP": self.config.address,
-            "hostIPs": [{"ip": self.config.address}],
-            "containerStatuses": statuses,
-            "qosClass": pod.status.as_ref().and_then(|s| s.qos_class.clone()),
-            "startTime": previous.as_ref().and_then(|s| s.start_time.clone()).map(|t| serde_json::to_value(t).expect("serializes")).unwrap_or_else(|| format_time(now)),
-        });
-        if let Some(o) = status.as_object_mut() {
-            o.retain(|_, v| !v.is_null());
+        let start_time = previous
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| serde_json::to_value(t).expect("serializes"))
+            .unwrap_or_else(|| format_time(now));
+        let mut status = serde_json::Map::new();
+        status.insert("phase".into(), json!(phase));
+        status.insert("conditions".into(), conditions);
+        status.insert("hostIP".into(), json!(self.config.address));
+        status.insert("hostIPs".into(), json!([{"ip": self.config.address}]));
+        status.insert("containerStatuses".into(), Value::Array(statuses));
+        if let Some(qos) = pod.status.as_ref().and_then(|s| s.qos_class.as_deref()) {
+            status.insert("qosClass".into(), json!(qos));
         }
+        status.insert("startTime".into(), start_time);
+        let status = Value::Object(status);
         if state.status_sent.as_ref() != Some(&status) {
-            state.status_sent_typed = serde_json::from_value(status.clone()).ok();
+            state.status_sent_typed =
+                k8s_openapi::api::core::v1::PodStatus::deserialize(&status).ok();
             state.verified = None;
-            state.status_sent = Some(status.clone());
             // A status write carries only what identifies the pod (uid: a precondition, so a
             // pod recreated under the same name is not overwritten) and the status. The
             // kubelet owns the status: no resourceVersion, the write is unconditional.
-            let body = json!({
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
+            let mut body = serde_json::Map::new();
+            body.insert("apiVersion".into(), json!("v1"));
+            body.insert("kind".into(), json!("Pod"));
+            body.insert(
+                "metadata".into(),
+                json!({
                     "name": pod.metadata.name,
                     "namespace": pod.metadata.namespace,
                     "uid": pod.metadata.uid,
-                },
-                "status": status,
-            });
+                }),
+            );
+            body.insert("status".into(), status.clone());
+            let body = Value::Object(body);
+            state.status_sent = Some(status);
             self.api(
                 out,
                 "pod-status",

@@ -330,7 +330,7 @@ impl Scheduler {
     fn on_result(
         &mut self,
         id: u64,
-        result: Result<serde_json::Value, crate::api::status::ApiError>,
+        result: Result<std::sync::Arc<serde_json::Value>, crate::api::status::ApiError>,
         now: Time,
     ) {
         let Some((key, node)) = self.binding.remove(&id) else {
