@@ -280,3 +280,45 @@ fn deleted_pods_stop_then_leave_the_api() {
         pods(&d)
     );
 }
+
+#[test]
+fn a_status_changed_by_others_is_restored_by_the_status_manager() {
+    let mut d = cluster(&["n1"]);
+    create_pod(&mut d, pod("p", "server", "Always", json!({})));
+    d.advance(secs(1));
+    let running = get(&d, "pods", Some("default"), "p");
+    assert_eq!(condition(&running, "Ready"), "True");
+    let writes = |d: &Driver| {
+        d.log
+            .iter()
+            .filter(|(who, what, _)| {
+                who.starts_with("kubelet") && what.starts_with("update pods/status")
+            })
+            .count()
+    };
+    let before = writes(&d);
+    // Someone else (the node lifecycle controller, say) marks the pod not ready.
+    let mut marked = running.clone();
+    marked["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+    d.client(ApiOp::Update {
+        resource: by_plural("", "pods").unwrap(),
+        namespace: Some("default".into()),
+        name: "p".into(),
+        body: marked,
+        part: gantry::apiserver::Part::Status,
+    })
+    .unwrap();
+    // The kubelet's last write stands for what it believes, so nothing is written at once...
+    assert_eq!(writes(&d), before);
+    assert_eq!(
+        condition(&get(&d, "pods", Some("default"), "p"), "Ready"),
+        "False"
+    );
+    // ...the status manager finds the difference on its next pass (every 10 s) and rewrites it.
+    d.advance(gantry::kubelet::STATUS_SYNC);
+    assert_eq!(writes(&d), before + 1);
+    assert_eq!(
+        condition(&get(&d, "pods", Some("default"), "p"), "Ready"),
+        "True"
+    );
+}

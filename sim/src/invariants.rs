@@ -93,6 +93,8 @@ pub struct Invariants {
     allocatable: BTreeMap<String, Amounts>,
     /// Non-terminal pods bound to a node: key → (node, requests).
     placed: BTreeMap<String, (String, Amounts)>,
+    /// The sum of `placed` per node.
+    used: BTreeMap<String, Amounts>,
     /// Every binding seen: pod uid → node.
     bound: BTreeMap<String, String>,
     pub violations: Vec<String>,
@@ -127,14 +129,14 @@ impl Invariants {
     pub fn pod(&mut self, prev: Option<&Value>, new: Option<&Value>, what: &str) {
         let Some(pod) = new else {
             if let Some(p) = prev {
-                self.placed.remove(&key(p));
+                self.unplace(&key(p));
             }
             return;
         };
         let k = key(pod);
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
         let Some(node) = node_name(pod) else {
-            self.placed.remove(&k);
+            self.unplace(&k);
             return;
         };
         match self.bound.get(&uid) {
@@ -147,14 +149,13 @@ impl Invariants {
             }
         }
         if terminal(pod) {
-            self.placed.remove(&k);
+            self.unplace(&k);
             return;
         }
         // A binding: the pod existed without a node. (A pod created with spec.nodeName set
         // bypasses the scheduler; its kubelet's admission is what refuses it.)
         let newly_bound = prev.is_some_and(|p| node_name(p).is_none());
-        self.placed
-            .insert(k.clone(), (node.to_string(), requests(pod)));
+        self.place(&k, node, requests(pod));
         if newly_bound {
             if let Some(cap) = self.allocatable.get(node) {
                 let used = self.used(node);
@@ -178,15 +179,25 @@ impl Invariants {
     }
 
     fn used(&self, node: &str) -> Amounts {
-        let mut sum = Amounts::default();
-        for (n, r) in self.placed.values() {
-            if n == node {
-                sum.cpu += r.cpu;
-                sum.memory += r.memory;
-                sum.pods += r.pods;
-            }
+        self.used.get(node).copied().unwrap_or_default()
+    }
+
+    fn place(&mut self, key: &str, node: &str, r: Amounts) {
+        self.unplace(key);
+        let sum = self.used.entry(node.to_string()).or_default();
+        sum.cpu += r.cpu;
+        sum.memory += r.memory;
+        sum.pods += r.pods;
+        self.placed.insert(key.to_string(), (node.to_string(), r));
+    }
+
+    fn unplace(&mut self, key: &str) {
+        if let Some((node, r)) = self.placed.remove(key) {
+            let sum = self.used.entry(node).or_default();
+            sum.cpu -= r.cpu;
+            sum.memory -= r.memory;
+            sum.pods -= r.pods;
         }
-        sum
     }
 
     /// An update naming `sent` as its resourceVersion, to an object whose current version was

@@ -320,6 +320,20 @@ fn check_type(res: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Whether `new`'s metadata is `old`'s, resourceVersion aside.
+fn same_metadata(new: &Value, old: &Value) -> bool {
+    let (Some(a), Some(b)) = (object::meta(new), object::meta(old)) else {
+        return false;
+    };
+    let rest = |m: &serde_json::Map<String, Value>| {
+        m.len() - usize::from(m.contains_key("resourceVersion"))
+    };
+    rest(a) == rest(b)
+        && a.iter()
+            .filter(|(k, _)| k.as_str() != "resourceVersion")
+            .all(|(k, v)| b.get(k) == Some(v))
+}
+
 fn object_meta_errors(res: &ResourceInfo, obj: &Value) -> Result<Vec<FieldError>, ApiError> {
     use serde::Deserialize;
     let meta = match obj.get("metadata") {
@@ -850,8 +864,9 @@ impl<S: Store> ApiServer<S> {
                 ));
             }
         }
-        // k8s: a status update keeps the stored metadata (checked when it was stored).
-        if part != Part::Status {
+        // Metadata that is the stored metadata was checked when it was stored (k8s: a status
+        // update keeps it; a lease renewal or a spec change resends it as it was).
+        if part != Part::Status && !same_metadata(&merged, old) {
             errs.extend(object_meta_errors(res, &merged)?);
         }
         let status_only = match part {

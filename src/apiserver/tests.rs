@@ -755,3 +755,34 @@ fn stored_bytes_leave_out_the_resource_version_only() {
         b"\"not an object\"".as_ref()
     );
 }
+
+#[test]
+fn metadata_is_checked_on_update_unless_it_is_the_stored_metadata() {
+    let mut h = Harness::new();
+    let created = h
+        .create("replicasets", Some("default"), rs("web", 1))
+        .unwrap();
+    // Unchanged metadata (resourceVersion aside) with a spec change: accepted.
+    let mut scaled = created.clone();
+    scaled["spec"]["replicas"] = json!(2);
+    let scaled = h
+        .update("replicasets", Some("default"), "web", scaled, Part::Main)
+        .unwrap();
+    // Changed metadata is validated again.
+    let cases = [json!({"bad key!": "x"}), json!({"app": "-leading-dash"})];
+    for labels in cases {
+        let mut bad = scaled.clone();
+        bad["metadata"]["labels"] = labels.clone();
+        let e = h
+            .update("replicasets", Some("default"), "web", bad, Part::Main)
+            .unwrap_err();
+        assert_eq!((e.code, e.reason), (422, "Invalid"), "{labels}");
+    }
+    assert!(
+        !same_metadata(&scaled, &created),
+        "generation and version moved on"
+    );
+    let mut only_version = created.clone();
+    only_version["metadata"]["resourceVersion"] = json!("999");
+    assert!(same_metadata(&only_version, &created));
+}

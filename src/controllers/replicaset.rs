@@ -350,11 +350,15 @@ impl ReplicaSetController {
             if !is_active(pod) {
                 continue;
             }
+            let owner = controller_of(&pod.metadata);
+            if owner.as_ref().is_some_and(|r| r.uid != uid) {
+                continue; // another controller's pod
+            }
             let labels = pod.metadata.labels.as_ref().unwrap_or(&no_labels);
             let matches = selector
                 .as_ref()
                 .is_some_and(|s| !s.is_empty() && s.matches(labels));
-            match controller_of(&pod.metadata) {
+            match owner {
                 Some(r) if r.uid == uid => {
                     if matches {
                         owned.push(pod.clone());

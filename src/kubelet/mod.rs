@@ -988,20 +988,34 @@ fn container_status(c: &ContainerState, ready: bool) -> Value {
         Run::Terminated(t) => Some(t.id.clone()),
         _ => None,
     };
-    let mut s = json!({
-        "name": c.spec.name, "image": c.spec.image, "imageID": "",
-        "ready": ready, "restartCount": c.restart_count, "started": matches!(c.run, Run::Running { .. }) && c.started,
-        "state": state,
-        "lastState": c.last.as_ref().map(|t| json!({"terminated": terminated_json(t)})).unwrap_or(json!({})),
-        "containerID": id,
-    });
-    if let Some(w) = s["state"]["waiting"].as_object_mut() {
+    let mut state = state;
+    if let Some(w) = state["waiting"].as_object_mut() {
         w.retain(|_, v| !v.is_null());
     }
-    if let Some(o) = s.as_object_mut() {
-        o.retain(|_, v| !v.is_null());
+    let last_state = match &c.last {
+        Some(t) => {
+            let mut m = serde_json::Map::new();
+            m.insert("terminated".into(), terminated_json(t));
+            Value::Object(m)
+        }
+        None => json!({}),
+    };
+    // Moved into the map: `json!` would copy the nested values.
+    let mut s = serde_json::Map::new();
+    s.insert("name".into(), json!(c.spec.name));
+    s.insert("image".into(), json!(c.spec.image));
+    s.insert("imageID".into(), json!(""));
+    s.insert("ready".into(), json!(ready));
+    s.insert("restartCount".into(), json!(c.restart_count));
+    let started = matches!(c.run, Run::Running { .. }) && c.started;
+    s.insert("started".into(), json!(started));
+    s.insert("state".into(), state);
+    s.insert("lastState".into(), last_state);
+    if let Some(id) = id {
+        s.insert("containerID".into(), json!(id));
     }
-    s
+    s.retain(|_, v| !v.is_null());
+    Value::Object(s)
 }
 
 /// metav1.MicroTime: RFC 3339 with microseconds.
@@ -1067,8 +1081,10 @@ impl Component for Kubelet {
             }
             Input::Watched { event, .. } => {
                 if let Ok(c) = self.pods.apply(&event) {
-                    touched.push(c.key.clone());
-                    self.on_pod(c);
+                    if !only_status_changed(&c) {
+                        touched.push(c.key.clone());
+                        self.on_pod(c);
+                    }
                 }
             }
             Input::Timer { id: LEASE_TIMER } => self.renew_lease(now, out),
@@ -1106,10 +1122,108 @@ impl Component for Kubelet {
     }
 }
 
+/// k8s: the kubelet's pod config passes on updates that change a pod's spec, labels,
+/// annotations or deletion, and only records the others (a status the kubelet wrote itself,
+/// or one the node lifecycle controller changed: the status manager's periodic check,
+/// `reconcile_statuses`, handles those). pkg/kubelet/config/config.go podsDifferSemantically.
+fn only_status_changed(c: &Change<Pod>) -> bool {
+    let (Some(old), Some(new)) = (&c.old, &c.new) else {
+        return false;
+    };
+    let (a, b) = (&old.metadata, &new.metadata);
+    a.uid == b.uid
+        && a.labels == b.labels
+        && a.annotations == b.annotations
+        && a.deletion_timestamp == b.deletion_timestamp
+        && a.deletion_grace_period_seconds == b.deletion_grace_period_seconds
+        && old.spec == new.spec
+}
+
 /// k8s: restartPolicy defaults to Always.
 fn restart_policy(pod: &Pod) -> &str {
     pod.spec
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or("Always")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(f: impl FnOnce(&mut Value)) -> Option<Arc<Pod>> {
+        let mut v = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1",
+                                        "labels": {"app": "web"}},
+                           "spec": {"containers": [{"name": "c", "image": "server"}]},
+                           "status": {"phase": "Pending"}});
+        f(&mut v);
+        Some(Arc::new(serde_json::from_value(v).unwrap()))
+    }
+
+    type Case = (&'static str, Option<Arc<Pod>>, Option<Arc<Pod>>, bool);
+
+    #[test]
+    fn only_changes_beyond_the_status_reach_the_pod_sync() {
+        let same = pod(|_| {});
+        let cases: Vec<Case> = vec![
+            (
+                "status",
+                same.clone(),
+                pod(|v| v["status"]["phase"] = json!("Running")),
+                true,
+            ),
+            (
+                "resourceVersion",
+                same.clone(),
+                pod(|v| v["metadata"]["resourceVersion"] = json!("9")),
+                true,
+            ),
+            (
+                "labels",
+                same.clone(),
+                pod(|v| v["metadata"]["labels"]["app"] = json!("db")),
+                false,
+            ),
+            (
+                "annotations",
+                same.clone(),
+                pod(|v| v["metadata"]["annotations"] = json!({"a": "b"})),
+                false,
+            ),
+            (
+                "image",
+                same.clone(),
+                pod(|v| v["spec"]["containers"][0]["image"] = json!("v2")),
+                false,
+            ),
+            (
+                "deletion",
+                same.clone(),
+                pod(|v| v["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z")),
+                false,
+            ),
+            (
+                "grace",
+                same.clone(),
+                pod(|v| v["metadata"]["deletionGracePeriodSeconds"] = json!(0)),
+                false,
+            ),
+            (
+                "recreated",
+                same.clone(),
+                pod(|v| v["metadata"]["uid"] = json!("u2")),
+                false,
+            ),
+            ("added", None, same.clone(), false),
+            ("deleted", same.clone(), None, false),
+        ];
+        for (what, old, new, want) in cases {
+            let c = Change {
+                key: "default/p".into(),
+                old,
+                new,
+            };
+            assert_eq!(only_status_changed(&c), want, "{what}");
+        }
+    }
 }
