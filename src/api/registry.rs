@@ -103,10 +103,20 @@ impl ResourceInfo {
 
     /// The storage key of one object. `namespace` is ignored for cluster-scoped resources.
     pub fn storage_key(&self, namespace: Option<&str>, name: &str) -> String {
-        match (self.namespaced, namespace) {
-            (true, Some(ns)) => format!("{}{}", self.storage_namespace_prefix(ns), name),
-            _ => format!("{}{}", self.storage_prefix(), name),
+        // Built in one buffer: a key is made for every request.
+        let group = self.storage_group();
+        let ns = namespace.filter(|_| self.namespaced);
+        let len = 12 + group.len() + self.plural.len() + ns.map_or(0, |n| n.len() + 1) + name.len();
+        let mut key = String::with_capacity(len);
+        for part in ["/registry/", group, "/", self.plural, "/"] {
+            key.push_str(part);
         }
+        if let Some(ns) = ns {
+            key.push_str(ns);
+            key.push('/');
+        }
+        key.push_str(name);
+        key
     }
 
     pub fn supports(&self, verb: Verb) -> bool {

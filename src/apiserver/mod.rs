@@ -46,21 +46,35 @@ pub fn unconditional(mut obj: Value) -> Value {
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     pub now: Timestamp,
-    /// The UID a created object gets.
-    pub uid: String,
+    /// The UID a created object gets: see [`RequestContext::uid`].
+    uid: Uid,
     /// Picks the suffix of a `generateName`.
     pub random: u64,
 }
 
+/// A UID as given, or as random bits formatted only when a create needs it (most requests
+/// are updates; the bits are drawn for every request all the same, so that the RNG stream,
+/// and with it a simulation, does not depend on which requests create).
+#[derive(Clone, Debug)]
+enum Uid {
+    Given(String),
+    Random(u64, u64),
+}
+
 impl RequestContext {
-    /// A context at `now` (nanoseconds since the Unix epoch) with a UID and randomness drawn
-    /// from `rng`: how the simulator and the test host make one per request.
-    pub fn from_rng(now: crate::time::Time, rng: &mut dyn rand::RngCore) -> RequestContext {
-        let (a, b) = (rng.next_u64(), rng.next_u64());
+    pub fn new(now: Timestamp, uid: impl Into<String>, random: u64) -> RequestContext {
         RequestContext {
-            now: Timestamp::from_nanosecond(i128::from(now.as_nanos()))
-                .unwrap_or(Timestamp::UNIX_EPOCH),
-            uid: format!(
+            now,
+            uid: Uid::Given(uid.into()),
+            random,
+        }
+    }
+
+    /// The UID a created object gets (a version 4 UUID when drawn at random).
+    pub fn uid(&self) -> String {
+        match &self.uid {
+            Uid::Given(uid) => uid.clone(),
+            Uid::Random(a, b) => format!(
                 "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
                 a >> 32,
                 (a >> 16) & 0xffff,
@@ -68,6 +82,17 @@ impl RequestContext {
                 b >> 52,
                 b & 0xffff_ffff_ffff
             ),
+        }
+    }
+
+    /// A context at `now` (nanoseconds since the Unix epoch) with a UID and randomness drawn
+    /// from `rng`: how the simulator and the test host make one per request.
+    pub fn from_rng(now: crate::time::Time, rng: &mut dyn rand::RngCore) -> RequestContext {
+        let (a, b) = (rng.next_u64(), rng.next_u64());
+        RequestContext {
+            now: Timestamp::from_nanosecond(i128::from(now.as_nanos()))
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+            uid: Uid::Random(a, b),
             random: rng.next_u64(),
         }
     }
@@ -630,7 +655,7 @@ impl<S: Store> ApiServer<S> {
             None => meta.remove("namespace"),
         };
         // Server-managed fields.
-        meta.insert("uid".into(), json!(ctx.uid));
+        meta.insert("uid".into(), json!(ctx.uid()));
         meta.insert("creationTimestamp".into(), object::timestamp(ctx.now));
         for f in [
             "deletionTimestamp",

@@ -70,11 +70,11 @@ impl Harness {
 }
 
 fn ctx_at(n: u64, secs: i64) -> RequestContext {
-    RequestContext {
-        now: Timestamp::from_second(secs).unwrap(),
-        uid: format!("00000000-0000-4000-8000-{n:012}"),
-        random: n * 7919,
-    }
+    RequestContext::new(
+        Timestamp::from_second(secs).unwrap(),
+        format!("00000000-0000-4000-8000-{n:012}"),
+        n * 7919,
+    )
 }
 
 fn res(plural: &str) -> &'static ResourceInfo {

@@ -51,8 +51,8 @@ enum ZoneState {
 struct Health {
     /// The controller's own time of the last heartbeat it observed (k8s: probeTimestamp).
     probe: Time,
-    heartbeat: Option<String>,
-    renew: Option<String>,
+    heartbeat: Option<k8s_openapi::jiff::Timestamp>,
+    renew: Option<k8s_openapi::jiff::Timestamp>,
     /// The Ready status the controller last saw (to detect True → not True).
     ready: Option<String>,
 }
@@ -173,20 +173,20 @@ impl NodeLifecycleController {
         };
         let heartbeat = condition(node, "Ready")
             .and_then(|c| c.last_heartbeat_time.as_ref())
-            .map(|t| format!("{:?}", t.0));
+            .map(|t| t.0);
         let renew = self
             .leases
             .get(&format!("kube-node-lease/{name}"))
             .and_then(|l| l.spec.as_ref())
             .and_then(|s| s.renew_time.as_ref())
-            .map(|t| format!("{:?}", t.0));
+            .map(|t| t.0);
         let h = self
             .health
             .entry(name.to_string())
             .or_insert_with(|| Health {
                 probe: now,
-                heartbeat: heartbeat.clone(),
-                renew: renew.clone(),
+                heartbeat,
+                renew,
                 ready: None,
             });
         // k8s: the controller's own clock, whenever it sees a newer heartbeat or renewal.
@@ -199,9 +199,12 @@ impl NodeLifecycleController {
 
     /// k8s: monitorNodeHealth — one pass every 5 s.
     fn monitor(&mut self, now: Time, out: &mut Vec<Effect>) {
-        self.observe(now);
+        // Heartbeats were timed as they arrived (`observe_node` on every change and list).
         let names: Vec<String> = self.nodes.iter().map(|(k, _)| k.clone()).collect();
         for name in &names {
+            if !self.health.contains_key(name) {
+                self.observe_node(name, now);
+            }
             let node = self.nodes.get_shared(name).expect("listed");
             let h = &self.health[name];
             let grace = if condition(&node, "Ready").is_none() {
@@ -478,7 +481,9 @@ impl Component for NodeLifecycleController {
                     .leases
                     .feed(res("coordination.k8s.io", "leases"), &input);
                 self.pods.feed(res("", "pods"), &input);
-                if watched {
+                if !watched {
+                    self.observe(now);
+                } else {
                     let mut seen = Vec::new();
                     // k8s: NoSchedule taints follow node conditions on every node update.
                     for change in node_changes.unwrap_or_default() {
