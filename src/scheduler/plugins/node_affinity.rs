@@ -14,7 +14,7 @@ fn requirement_matches(
     labels: &std::collections::BTreeMap<String, String>,
 ) -> bool {
     let value = labels.get(&r.key);
-    let values = r.values.clone().unwrap_or_default();
+    let values: &[String] = r.values.as_deref().unwrap_or_default();
     let num = |s: &str| s.parse::<i64>().ok();
     match r.operator.as_str() {
         "In" => value.is_some_and(|v| values.contains(v)),
@@ -39,8 +39,9 @@ impl FilterPlugin for NodeAffinity {
     fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), String> {
         let empty = Default::default();
         let labels = node.node.metadata.labels.as_ref().unwrap_or(&empty);
-        let default_spec = Default::default();
-        let spec: &k8s_openapi::api::core::v1::PodSpec = pod.spec.as_ref().unwrap_or(&default_spec);
+        let Some(spec) = pod.spec.as_ref() else {
+            return Ok(()); // no selector, no affinity
+        };
         let reason = || Err("node(s) didn't match Pod's node affinity/selector".to_string());
         if !spec
             .node_selector

@@ -3,6 +3,7 @@
 use super::CycleState;
 use k8s_openapi::api::core::v1::{Pod, Taint};
 
+use super::taint_toleration::tolerations;
 use super::FilterPlugin;
 use crate::api::taints::tolerated;
 use crate::scheduler::node_info::NodeInfo;
@@ -21,17 +22,15 @@ impl FilterPlugin for NodeUnschedulable {
             .as_ref()
             .and_then(|s| s.unschedulable)
             .unwrap_or(false);
+        if !cordoned {
+            return Ok(());
+        }
         let taint = Taint {
             key: "node.kubernetes.io/unschedulable".into(),
             effect: "NoSchedule".into(),
             ..Default::default()
         };
-        let tolerations = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.tolerations.clone())
-            .unwrap_or_default();
-        if cordoned && !tolerated(&tolerations, &taint) {
+        if !tolerated(tolerations(pod), &taint) {
             return Err("node(s) were unschedulable".into());
         }
         Ok(())
