@@ -656,14 +656,26 @@ impl Kubelet {
         let old_conditions: &[k8s_openapi::api::core::v1::PodCondition] = previous
             .and_then(|s| s.conditions.as_deref())
             .unwrap_or_default();
+        // The kubelet's last status as it wrote it: its times are reused as they are
+        // (formatting a time is most of the cost of building a condition).
+        let sent_conditions = state
+            .status_sent
+            .as_ref()
+            .and_then(|s| s["conditions"].as_array());
         let condition = |type_: &str, ok: bool| {
             let status = if ok { "True" } else { "False" };
-            let since = old_conditions
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
-                .and_then(|c| c.last_transition_time.clone())
-                .map(|t| serde_json::to_value(t).expect("time serializes"))
-                .unwrap_or_else(|| format_time(now));
+            let since = match sent_conditions {
+                Some(sent) => sent
+                    .iter()
+                    .find(|c| c["type"] == type_ && c["status"] == status)
+                    .map(|c| c["lastTransitionTime"].clone()),
+                None => old_conditions
+                    .iter()
+                    .find(|c| c.type_ == type_ && c.status == status)
+                    .and_then(|c| c.last_transition_time.as_ref())
+                    .map(|t| serde_json::to_value(t).expect("time serializes")),
+            }
+            .unwrap_or_else(|| format_time(now));
             let mut c = json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
             if !ok && (type_ == "Ready" || type_ == "ContainersReady") {
                 let not_ready: Vec<&str> = state
