@@ -103,14 +103,10 @@ impl ResourceInfo {
 
     /// The storage key of one object. `namespace` is ignored for cluster-scoped resources.
     pub fn storage_key(&self, namespace: Option<&str>, name: &str) -> String {
-        // Built in one buffer: a key is made for every request.
-        let group = self.storage_group();
+        // One buffer grown from the prefix: a key is made for every request.
         let ns = namespace.filter(|_| self.namespaced);
-        let len = 12 + group.len() + self.plural.len() + ns.map_or(0, |n| n.len() + 1) + name.len();
-        let mut key = String::with_capacity(len);
-        for part in ["/registry/", group, "/", self.plural, "/"] {
-            key.push_str(part);
-        }
+        let mut key = self.storage_prefix();
+        key.reserve(ns.map_or(0, |n| n.len() + 1) + name.len());
         if let Some(ns) = ns {
             key.push_str(ns);
             key.push('/');

@@ -813,7 +813,7 @@ impl<S: Store> ApiServer<S> {
         &self,
         res: &ResourceInfo,
         old: &Value,
-        new: Value,
+        mut new: Value,
         part: Part,
         _ctx: &RequestContext,
     ) -> Result<Value, ApiError> {
@@ -850,7 +850,6 @@ impl<S: Store> ApiServer<S> {
                     .filter(|(k, _)| k.as_str() != "status")
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                let mut new = new;
                 if let Some(s) = new.as_object_mut().and_then(|o| o.remove("status")) {
                     m.insert("status".into(), s);
                 }

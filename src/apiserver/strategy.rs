@@ -37,27 +37,33 @@ pub(crate) fn prepare_for_create(res: &ResourceInfo, obj: &mut Value) {
     obj["status"] = status;
 }
 
+/// `v` (the object or a part of it) as `res`'s type `T`, or the 400 upstream answers.
+/// Deserializing from a borrowed Value copies only what T keeps.
+fn decode_as<T: DeserializeOwned>(res: &ResourceInfo, v: &Value) -> Result<T, ApiError> {
+    T::deserialize(v).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+            kind = res.kind,
+            version = res.version
+        ))
+    })
+}
+
+fn to_stored<T: Serialize>(typed: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(typed).map_err(|e| ApiError::internal(e.to_string()))
+}
+
 fn typed<T: DeserializeOwned + Serialize>(
     res: &ResourceInfo,
     obj: &mut Value,
     old: Option<&Value>,
     run: impl FnOnce(&mut T, Option<T>, &mut Vec<FieldError>),
 ) -> Result<Vec<FieldError>, ApiError> {
-    // Deserializing from borrowed Values copies only what T keeps.
-    let decode = |v: &Value| -> Result<T, ApiError> {
-        T::deserialize(v).map_err(|e| {
-            ApiError::bad_request(format!(
-                "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
-                kind = res.kind,
-                version = res.version
-            ))
-        })
-    };
-    let mut typed: T = decode(obj)?;
-    let old = old.map(decode).transpose()?;
+    let mut typed: T = decode_as(res, obj)?;
+    let old = old.map(|o| decode_as(res, o)).transpose()?;
     let mut errs = Vec::new();
     run(&mut typed, old, &mut errs);
-    *obj = serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))?;
+    *obj = to_stored(&typed)?;
     Ok(errs)
 }
 
@@ -78,14 +84,7 @@ pub(crate) fn status_update(
         let Some(value) = obj.get_mut("status") else {
             return Ok(Vec::new());
         };
-        let typed = T::deserialize(&*value).map_err(|e| {
-            ApiError::bad_request(format!(
-                "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
-                kind = res.kind,
-                version = res.version
-            ))
-        })?;
-        *value = serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))?;
+        *value = to_stored(&decode_as::<T>(res, value)?)?;
         Ok(Vec::new())
     }
     Some(match (res.group, res.plural) {

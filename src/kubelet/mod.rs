@@ -698,7 +698,6 @@ impl Kubelet {
             }
             c
         };
-        // Built by moving values into maps: `json!` would copy every interpolated Value.
         let conditions = Value::Array(vec![
             condition("PodReadyToStartContainers", true),
             condition("Initialized", true),
@@ -715,17 +714,19 @@ impl Kubelet {
             .and_then(|s| s.start_time.as_ref())
             .map(|t| serde_json::to_value(t).expect("serializes"))
             .unwrap_or_else(|| format_time(now));
-        let mut status = serde_json::Map::new();
-        status.insert("phase".into(), json!(phase));
-        status.insert("conditions".into(), conditions);
-        status.insert("hostIP".into(), json!(self.config.address));
-        status.insert("hostIPs".into(), json!([{"ip": self.config.address}]));
-        status.insert("containerStatuses".into(), Value::Array(statuses));
-        if let Some(qos) = pod.status.as_ref().and_then(|s| s.qos_class.as_deref()) {
-            status.insert("qosClass".into(), json!(qos));
-        }
-        status.insert("startTime".into(), start_time);
-        let status = Value::Object(status);
+        let qos = pod.status.as_ref().and_then(|s| s.qos_class.as_deref());
+        let status = object(
+            [
+                ("phase", json!(phase)),
+                ("conditions", conditions),
+                ("hostIP", json!(self.config.address)),
+                ("hostIPs", json!([{"ip": self.config.address}])),
+                ("containerStatuses", Value::Array(statuses)),
+                ("startTime", start_time),
+            ]
+            .into_iter()
+            .chain(qos.map(|q| ("qosClass", json!(q)))),
+        );
         if state.status_sent.as_ref() != Some(&status) {
             state.status_sent_typed =
                 k8s_openapi::api::core::v1::PodStatus::deserialize(&status).ok();
@@ -733,19 +734,17 @@ impl Kubelet {
             // A status write carries only what identifies the pod (uid: a precondition, so a
             // pod recreated under the same name is not overwritten) and the status. The
             // kubelet owns the status: no resourceVersion, the write is unconditional.
-            let mut body = serde_json::Map::new();
-            body.insert("apiVersion".into(), json!("v1"));
-            body.insert("kind".into(), json!("Pod"));
-            body.insert(
-                "metadata".into(),
-                json!({
-                    "name": pod.metadata.name,
-                    "namespace": pod.metadata.namespace,
-                    "uid": pod.metadata.uid,
-                }),
-            );
-            body.insert("status".into(), status.clone());
-            let body = Value::Object(body);
+            let metadata = json!({
+                "name": pod.metadata.name,
+                "namespace": pod.metadata.namespace,
+                "uid": pod.metadata.uid,
+            });
+            let body = object([
+                ("apiVersion", json!("v1")),
+                ("kind", json!("Pod")),
+                ("metadata", metadata),
+                ("status", status.clone()),
+            ]);
             state.status_sent = Some(status);
             self.api(
                 out,
@@ -1004,30 +1003,28 @@ fn container_status(c: &ContainerState, ready: bool) -> Value {
     if let Some(w) = state["waiting"].as_object_mut() {
         w.retain(|_, v| !v.is_null());
     }
-    let last_state = match &c.last {
-        Some(t) => {
-            let mut m = serde_json::Map::new();
-            m.insert("terminated".into(), terminated_json(t));
-            Value::Object(m)
-        }
-        None => json!({}),
-    };
-    // Moved into the map: `json!` would copy the nested values.
-    let mut s = serde_json::Map::new();
-    s.insert("name".into(), json!(c.spec.name));
-    s.insert("image".into(), json!(c.spec.image));
-    s.insert("imageID".into(), json!(""));
-    s.insert("ready".into(), json!(ready));
-    s.insert("restartCount".into(), json!(c.restart_count));
+    let last_state = object(c.last.as_ref().map(|t| ("terminated", terminated_json(t))));
     let started = matches!(c.run, Run::Running { .. }) && c.started;
-    s.insert("started".into(), json!(started));
-    s.insert("state".into(), state);
-    s.insert("lastState".into(), last_state);
-    if let Some(id) = id {
-        s.insert("containerID".into(), json!(id));
+    let mut s = object([
+        ("name", json!(c.spec.name)),
+        ("image", json!(c.spec.image)),
+        ("imageID", json!("")),
+        ("ready", json!(ready)),
+        ("restartCount", json!(c.restart_count)),
+        ("started", json!(started)),
+        ("state", state),
+        ("lastState", last_state),
+        ("containerID", json!(id)),
+    ]);
+    if let Some(o) = s.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
     }
-    s.retain(|_, v| !v.is_null());
-    Value::Object(s)
+    s
+}
+
+/// A JSON object from values moved in: `json!` would copy every interpolated Value.
+fn object(entries: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Object(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
 }
 
 /// metav1.MicroTime: RFC 3339 with microseconds.
