@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::api::registry::ResourceInfo;
 use crate::api::status::ApiError;
-use crate::apiserver::{ApiEvent, DeleteOptions, Part};
+use crate::apiserver::{ApiEvent, Part};
 use crate::store::Revision;
 use crate::time::Time;
 
@@ -67,21 +67,6 @@ pub enum ApiOp {
 }
 
 impl ApiOp {
-    pub fn delete_options(&self) -> DeleteOptions {
-        match self {
-            ApiOp::Delete {
-                grace_period_seconds,
-                precondition_uid,
-                ..
-            } => DeleteOptions {
-                grace_period_seconds: *grace_period_seconds,
-                precondition_uid: precondition_uid.clone(),
-                ..Default::default()
-            },
-            _ => DeleteOptions::default(),
-        }
-    }
-
     /// A short description for traces: `create pods default/web-x`.
     pub fn describe(&self) -> String {
         let at = |ns: &Option<String>, name: &str| match ns {

@@ -111,10 +111,11 @@ impl Driver {
 
     /// Runs one API operation as a client (not a component) would.
     pub fn client(&mut self, op: ApiOp) -> Result<Value, ApiError> {
-        let result = self.execute(&op);
+        let described = op.describe();
+        let result = self.execute(op);
         self.log.push((
             "client".into(),
-            op.describe(),
+            described,
             result.as_ref().map_or_else(|e| e.code, |_| 200),
         ));
         self.collect_events();
@@ -122,7 +123,7 @@ impl Driver {
         result.map(std::sync::Arc::unwrap_or_clone)
     }
 
-    fn execute(&mut self, op: &ApiOp) -> Result<std::sync::Arc<Value>, ApiError> {
+    fn execute(&mut self, op: ApiOp) -> Result<std::sync::Arc<Value>, ApiError> {
         let ctx = self.ctx();
         ready(self.api.execute(op, &ctx))
     }
@@ -148,18 +149,19 @@ impl Driver {
             for effect in out {
                 match effect {
                     Effect::Api { id, op } => {
+                        let described = op.describe();
                         let result = if self.fail_component_requests > 0 {
                             self.fail_component_requests -= 1;
                             Err(ApiError::unavailable(
                                 "injected: the apiserver is unavailable",
                             ))
                         } else {
-                            self.execute(&op)
+                            self.execute(op)
                         };
                         let name = self.components[idx].name().to_string();
                         self.log.push((
                             name,
-                            op.describe(),
+                            described,
                             result.as_ref().map_or_else(|e| e.code, |_| 200),
                         ));
                         self.collect_events();

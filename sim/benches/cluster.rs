@@ -31,6 +31,7 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() {
+    gantry_sim::memory::no_huge_pages();
     let path = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))
@@ -48,7 +49,7 @@ fn main() {
     let seed = loaded.scenario.seed.unwrap_or(1);
     let nodes = loaded.nodes.len();
     let started = Instant::now();
-    let report = Sim::new(loaded, seed).keep_trace(false).run();
+    let report = Sim::new(loaded, seed).keep_trace(false).exit_after().run();
     let wall = started.elapsed().as_secs_f64();
     let simulated = report.simulated.as_secs_f64();
     println!("cluster: {} (seed {seed}, {nodes} nodes)", path.display());

@@ -41,6 +41,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    gantry_sim::memory::no_huge_pages();
     match Cli::parse().command {
         Command::Check { scenario } => match scenario::load(&scenario) {
             Ok(l) => {
@@ -79,7 +80,11 @@ fn main() -> ExitCode {
                 .clone()
                 .unwrap_or_else(|| scenario.display().to_string());
             let started = std::time::Instant::now();
-            let report = Sim::new(loaded, seed).keep_trace(trace.is_some()).run();
+            let mut sim = Sim::new(loaded, seed).keep_trace(trace.is_some());
+            if !check_determinism {
+                sim = sim.exit_after();
+            }
+            let report = sim.run();
             let wall = started.elapsed();
             println!("scenario {name}, seed {seed}");
             println!("timeline:");
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
             if check_determinism {
                 let again = Sim::new(load().expect("loaded once already"), seed)
                     .keep_trace(false)
+                    .exit_after()
                     .run();
                 if again.trace.hash() != report.trace.hash() {
                     eprintln!(

@@ -407,10 +407,11 @@ impl<S: Store> ApiServer<S> {
         &self.store
     }
 
-    /// Carries out a component's API request.
+    /// Carries out a component's API request. The request is taken by value: its body becomes
+    /// the stored object without a copy.
     pub async fn execute(
         &self,
-        op: &crate::component::ApiOp,
+        op: crate::component::ApiOp,
         ctx: &RequestContext,
     ) -> Result<Arc<Value>, ApiError> {
         use crate::component::ApiOp;
@@ -419,10 +420,7 @@ impl<S: Store> ApiServer<S> {
                 resource,
                 namespace,
                 body,
-            } => {
-                self.create(resource, namespace.as_deref(), body.clone(), ctx)
-                    .await
-            }
+            } => self.create(resource, namespace.as_deref(), body, ctx).await,
             ApiOp::Update {
                 resource,
                 namespace,
@@ -430,44 +428,37 @@ impl<S: Store> ApiServer<S> {
                 body,
                 part,
             } => {
-                self.update(
-                    resource,
-                    namespace.as_deref(),
-                    name,
-                    body.clone(),
-                    *part,
-                    ctx,
-                )
-                .await
+                self.update(resource, namespace.as_deref(), &name, body, part, ctx)
+                    .await
             }
             ApiOp::Delete {
                 resource,
                 namespace,
                 name,
-                ..
+                grace_period_seconds,
+                precondition_uid,
             } => {
-                self.delete(
-                    resource,
-                    namespace.as_deref(),
-                    name,
-                    &op.delete_options(),
-                    ctx,
-                )
-                .await
+                let opts = DeleteOptions {
+                    grace_period_seconds,
+                    precondition_uid,
+                    ..Default::default()
+                };
+                self.delete(resource, namespace.as_deref(), &name, &opts, ctx)
+                    .await
             }
             ApiOp::Get {
                 resource,
                 namespace,
                 name,
             } => self
-                .get(resource, namespace.as_deref(), name)
+                .get(resource, namespace.as_deref(), &name)
                 .await
                 .map(Arc::new),
             ApiOp::Bind {
                 namespace,
                 name,
                 node,
-            } => self.bind(namespace, name, node, ctx).await,
+            } => self.bind(&namespace, &name, &node, ctx).await,
         }
     }
 
@@ -731,9 +722,15 @@ impl<S: Store> ApiServer<S> {
         let wanted_rv = object::meta_str(&obj, "resourceVersion")
             .filter(|r| !r.is_empty())
             .map(String::from);
+        let precondition_uid = object::meta_str(&obj, "uid")
+            .filter(|u| !u.is_empty())
+            .map(String::from);
         let key = key(res, namespace, name)?;
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
+        // A retry merges what the attempt before it merged: that carries the client's part
+        // unchanged, and the server's part is taken from the newer object again.
+        let mut body = obj;
         for _ in 0..RETRIES {
             let (old, kv) = self.read(res, &key, name).await?;
             if wanted_rv
@@ -742,7 +739,7 @@ impl<S: Store> ApiServer<S> {
             {
                 return Err(ApiError::stale(res, name));
             }
-            if let Some(uid) = object::meta_str(&obj, "uid").filter(|u| !u.is_empty()) {
+            if let Some(uid) = precondition_uid.as_deref() {
                 if Some(uid) != object::meta_str(&old, "uid") {
                     return Err(ApiError::conflict(
                         res,
@@ -754,7 +751,7 @@ impl<S: Store> ApiServer<S> {
                     ));
                 }
             }
-            let mut new = self.merge_update(res, &old, obj.clone(), part, ctx)?;
+            let mut new = self.merge_update(res, &old, body, part, ctx)?;
             let bytes = encode(&new);
             // k8s: a no-op update writes nothing. (Stored values are `encode`d, so the stored
             // bytes stand for `old`.)
@@ -773,7 +770,10 @@ impl<S: Store> ApiServer<S> {
                             .insert("resourceVersion".into(), json!(d.revision.to_string()));
                         Ok(Arc::new(new))
                     }
-                    Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => continue,
+                    Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => {
+                        body = new;
+                        continue;
+                    }
                     Err(e) => Err(ApiError::from_store(res, name, e)),
                 };
             }
@@ -783,7 +783,7 @@ impl<S: Store> ApiServer<S> {
                         .insert("resourceVersion".into(), json!(rev.to_string()));
                     return Ok(self.wrote(&key, rev, new));
                 }
-                Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => continue,
+                Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => body = new,
                 Err(e) => return Err(ApiError::from_store(res, name, e)),
             }
         }

@@ -2,14 +2,14 @@
 //! pods that are being deleted, and terminated pods beyond the threshold.
 //! k8s: pkg/controller/podgc/gc_controller.go (reference §3.6)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rand::RngCore;
 use serde_json::json;
 
-use super::cache::Cache;
+use super::cache::{Cache, Change};
 use crate::api::registry::{self, ResourceInfo};
 use crate::apiserver::{format_time, Part};
 use crate::component::{ApiOp, Component, Effect, Input, WatchSpec};
@@ -29,6 +29,11 @@ fn res(plural: &str) -> &'static ResourceInfo {
 pub struct PodGc {
     nodes: Cache<Node>,
     pods: Cache<Pod>,
+    /// Pod keys by the node the pod is bound to ("" for unscheduled pods), kept as pods
+    /// change: a pass looks at the nodes pods are bound to instead of at every pod.
+    by_node: BTreeMap<String, BTreeSet<String>>,
+    /// Keys of the pods that have terminated.
+    terminal: BTreeSet<String>,
     /// Missing node → when the collector first noticed it missing.
     missing_since: BTreeMap<String, Time>,
     threshold: usize,
@@ -47,6 +52,8 @@ impl PodGc {
         PodGc {
             nodes: Cache::new(),
             pods: Cache::new(),
+            by_node: BTreeMap::new(),
+            terminal: BTreeSet::new(),
             missing_since: BTreeMap::new(),
             threshold,
             next_id: 1,
@@ -104,29 +111,45 @@ impl PodGc {
         });
     }
 
+    fn index(&mut self, c: &Change<Pod>) {
+        if let Some(old) = &c.old {
+            let node = node_of(old);
+            if let Some(keys) = self.by_node.get_mut(node) {
+                keys.remove(&c.key);
+                if keys.is_empty() {
+                    self.by_node.remove(node);
+                }
+            }
+            self.terminal.remove(&c.key);
+        }
+        if let Some(new) = &c.new {
+            self.by_node
+                .entry(node_of(new).to_string())
+                .or_default()
+                .insert(c.key.clone());
+            if is_terminal(new) {
+                self.terminal.insert(c.key.clone());
+            }
+        }
+    }
+
     fn gc(&mut self, now: Time, out: &mut Vec<Effect>) {
-        let terminal = |p: &Pod| {
-            matches!(
-                p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-        };
         // Decide first, from the cache; clone only the pods to delete.
         let mut doomed: Vec<(String, Option<&'static str>)> = Vec::new();
-        let mut terminated: Vec<(Option<i128>, &str, &String)> = self
-            .pods
-            .iter()
-            .filter(|(_, p)| terminal(p))
-            .map(|(k, p)| {
-                let created = p
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0.as_nanosecond());
-                (created, p.metadata.name.as_deref().unwrap_or(""), k)
-            })
-            .collect();
-        if self.threshold > 0 && terminated.len() > self.threshold {
+        if self.threshold > 0 && self.terminal.len() > self.threshold {
+            let mut terminated: Vec<(Option<i128>, &str, &String)> = self
+                .terminal
+                .iter()
+                .filter_map(|k| self.pods.get(k).map(|p| (k, p)))
+                .map(|(k, p)| {
+                    let created = p
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.as_nanosecond());
+                    (created, p.metadata.name.as_deref().unwrap_or(""), k)
+                })
+                .collect();
             terminated.sort();
             let n = terminated.len() - self.threshold;
             doomed.extend(
@@ -136,35 +159,55 @@ impl PodGc {
                     .map(|(_, _, k)| ((*k).clone(), None)),
             );
         }
+        let mut orphans: Vec<(String, Option<&'static str>)> = Vec::new();
         let mut seen_missing = BTreeMap::new();
-        for (key, p) in self.pods.iter() {
-            let Some(node) = p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .filter(|n| !n.is_empty())
-            else {
-                if p.metadata.deletion_timestamp.is_some() {
-                    doomed.push((key.clone(), None));
-                }
+        for (node, keys) in &self.by_node {
+            if node.is_empty() {
+                orphans.extend(
+                    keys.iter()
+                        .filter(|k| {
+                            self.pods
+                                .get(k)
+                                .is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+                        })
+                        .map(|k| (k.clone(), None)),
+                );
                 continue;
-            };
+            }
             if self.nodes.get(node).is_some() {
                 continue;
             }
             let since = *self.missing_since.get(node).unwrap_or(&now);
-            seen_missing.insert(node.to_string(), since);
+            seen_missing.insert(node.clone(), since);
             if now.since(since) >= QUARANTINE {
-                doomed.push((key.clone(), Some("DeletionByPodGC")));
+                orphans.extend(keys.iter().map(|k| (k.clone(), Some("DeletionByPodGC"))));
             }
         }
         self.missing_since = seen_missing;
+        // In the pods' key order, as a pass over every pod finds them.
+        orphans.sort();
+        doomed.extend(orphans);
         for (key, reason) in doomed {
             if let Some(p) = self.pods.get_shared(&key) {
                 self.force_delete(&p, reason, now, out);
             }
         }
     }
+}
+
+/// The node a pod is bound to; "" when it is not scheduled.
+fn node_of(p: &Pod) -> &str {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
+}
+
+fn is_terminal(p: &Pod) -> bool {
+    matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 impl Component for PodGc {
@@ -180,7 +223,9 @@ impl Component for PodGc {
         match input {
             Input::Listed { .. } | Input::Watched { .. } => {
                 self.nodes.feed(res("nodes"), &input);
-                self.pods.feed(res("pods"), &input);
+                for c in self.pods.feed(res("pods"), &input).unwrap_or_default() {
+                    self.index(&c);
+                }
             }
             Input::Timer { .. } => {
                 self.gc(now, out);
@@ -198,5 +243,217 @@ impl Component for PodGc {
                 at: now + CHECK_PERIOD,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::{ApiEvent, EventType};
+    use rand::SeedableRng;
+
+    fn pod(name: &str, node: &str, phase: &str, created: u64, deleting: bool) -> serde_json::Value {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                         "creationTimestamp": format_time(Time::from_secs(created))},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": phase}});
+        if !node.is_empty() {
+            p["spec"]["nodeName"] = json!(node);
+        }
+        if deleting {
+            p["metadata"]["deletionTimestamp"] = json!(format_time(Time::from_secs(created)));
+        }
+        p
+    }
+
+    fn node(name: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+    }
+
+    fn step(gc: &mut PodGc, now: u64, input: Input) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        gc.step(Time::from_secs(now), input, &mut rng, &mut out);
+        out.into_iter()
+            .filter_map(|e| match e {
+                Effect::Api {
+                    op: ApiOp::Delete { name, .. },
+                    ..
+                } => Some((name, false)),
+                Effect::Api {
+                    op: ApiOp::Update { name, .. },
+                    ..
+                } => Some((name, true)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The pods deleted (in order) at each pass, given the nodes and pods listed at 0 s;
+    /// `true` marks a pod first set to Failed.
+    fn passes(
+        threshold: usize,
+        nodes: &[&str],
+        pods: Vec<serde_json::Value>,
+        at: &[u64],
+    ) -> Vec<Vec<(String, bool)>> {
+        let mut gc = PodGc::new(threshold);
+        let nodes = nodes.iter().map(|n| node(n)).collect();
+        step(
+            &mut gc,
+            0,
+            Input::Listed {
+                resource: res("nodes"),
+                items: nodes,
+                revision: 1,
+            },
+        );
+        step(
+            &mut gc,
+            0,
+            Input::Listed {
+                resource: res("pods"),
+                items: pods,
+                revision: 1,
+            },
+        );
+        at.iter()
+            .map(|t| step(&mut gc, *t, Input::Timer { id: 0 }))
+            .collect()
+    }
+
+    fn names(v: &[(&str, bool)]) -> Vec<(String, bool)> {
+        v.iter().map(|(n, f)| (n.to_string(), *f)).collect()
+    }
+
+    #[test]
+    fn decides_as_upstream_gc_controller() {
+        struct Case {
+            what: &'static str,
+            threshold: usize,
+            nodes: &'static [&'static str],
+            pods: Vec<serde_json::Value>,
+            at: &'static [u64],
+            want: Vec<Vec<(&'static str, bool)>>,
+        }
+        let cases = [
+            Case {
+                // k8s: gcOrphaned quarantines a missing node 40 s before deleting its pods.
+                what: "pods of a missing node, after the quarantine, in key order",
+                threshold: 0,
+                nodes: &["n1"],
+                pods: vec![
+                    pod("b", "gone", "Running", 1, false),
+                    pod("a", "gone", "Running", 2, false),
+                    pod("c", "n1", "Running", 3, false),
+                ],
+                at: &[20, 40, 60],
+                want: vec![
+                    vec![],
+                    vec![],
+                    vec![("a", true), ("a", false), ("b", true), ("b", false)],
+                ],
+            },
+            Case {
+                // k8s: gcUnscheduledTerminating.
+                what: "unscheduled pods that are being deleted",
+                threshold: 0,
+                nodes: &["n1"],
+                pods: vec![
+                    pod("x", "", "Pending", 1, true),
+                    pod("y", "", "Pending", 1, false),
+                ],
+                at: &[20],
+                want: vec![vec![("x", true), ("x", false)]],
+            },
+            Case {
+                // k8s: gcTerminated deletes the oldest terminated pods beyond the threshold.
+                what: "terminated pods beyond the threshold, oldest first",
+                threshold: 2,
+                nodes: &["n1"],
+                pods: vec![
+                    pod("t1", "n1", "Succeeded", 30, false),
+                    pod("t2", "n1", "Failed", 10, false),
+                    pod("t3", "n1", "Succeeded", 20, false),
+                    pod("t4", "n1", "Failed", 40, false),
+                    pod("r", "n1", "Running", 1, false),
+                ],
+                at: &[20],
+                want: vec![vec![("t2", false), ("t3", false)]],
+            },
+            Case {
+                what: "nothing beyond the threshold, nothing orphaned",
+                threshold: 2,
+                nodes: &["n1", "n2"],
+                pods: vec![
+                    pod("t1", "n1", "Succeeded", 30, false),
+                    pod("r", "n2", "Running", 1, false),
+                ],
+                at: &[20, 80],
+                want: vec![vec![], vec![]],
+            },
+        ];
+        for c in cases {
+            let got = passes(c.threshold, c.nodes, c.pods, c.at);
+            let want: Vec<_> = c.want.iter().map(|w| names(w)).collect();
+            assert_eq!(got, want, "{}", c.what);
+        }
+    }
+
+    #[test]
+    fn follows_pods_and_nodes_as_they_change() {
+        let mut gc = PodGc::new(0);
+        step(
+            &mut gc,
+            0,
+            Input::Listed {
+                resource: res("nodes"),
+                items: vec![],
+                revision: 1,
+            },
+        );
+        let p = pod("a", "n1", "Running", 1, false);
+        step(
+            &mut gc,
+            0,
+            Input::Listed {
+                resource: res("pods"),
+                items: vec![p.clone()],
+                revision: 1,
+            },
+        );
+        let watched = |resource, type_, obj, revision| Input::Watched {
+            resource,
+            event: ApiEvent::new(type_, obj, revision),
+        };
+        assert!(
+            step(&mut gc, 20, Input::Timer { id: 0 }).is_empty(),
+            "n1 missing: quarantined"
+        );
+        // The node appears: the quarantine ends.
+        step(
+            &mut gc,
+            21,
+            watched(res("nodes"), EventType::Added, node("n1"), 2),
+        );
+        assert!(step(&mut gc, 40, Input::Timer { id: 0 }).is_empty());
+        // It goes again: a new quarantine starts.
+        step(
+            &mut gc,
+            41,
+            watched(res("nodes"), EventType::Deleted, node("n1"), 3),
+        );
+        assert!(step(&mut gc, 60, Input::Timer { id: 0 }).is_empty());
+        assert!(step(&mut gc, 80, Input::Timer { id: 0 }).is_empty());
+        // A pod that is gone is not deleted again; one added meanwhile is.
+        step(&mut gc, 81, watched(res("pods"), EventType::Deleted, p, 4));
+        let b = pod("b", "n1", "Running", 81, false);
+        step(&mut gc, 81, watched(res("pods"), EventType::Added, b, 5));
+        assert_eq!(
+            step(&mut gc, 100, Input::Timer { id: 0 }),
+            names(&[("b", true), ("b", false)])
+        );
+        assert!(gc.by_node.get("n1").is_some_and(|k| k.len() == 1));
     }
 }

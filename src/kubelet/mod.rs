@@ -8,7 +8,7 @@ pub mod probe;
 pub mod scripted;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,8 +121,7 @@ struct PodState {
     status_sent: Option<Value>,
     /// The same status decoded, to compare with the informer's copy without decoding it again.
     status_sent_typed: Option<k8s_openapi::api::core::v1::PodStatus>,
-    /// The informer's copy last found to agree with `status_sent`: unchanged (the same
-    /// object), it needs no second look.
+    /// The informer's copy last found to agree with `status_sent`.
     verified: Option<Arc<Pod>>,
 }
 
@@ -138,6 +137,9 @@ pub struct Kubelet {
     name: String,
     pods: Cache<Pod>,
     states: BTreeMap<String, PodState>,
+    /// Pods whose informer copy or sent status changed since the status manager last compared
+    /// them; the others agree as they did then and need no second look.
+    unverified: BTreeSet<String>,
     backoff: Backoff,
     runtime: BTreeMap<u64, Purpose>,
     api: BTreeMap<u64, &'static str>,
@@ -162,6 +164,7 @@ impl Kubelet {
             config,
             pods: Cache::new(),
             states: BTreeMap::new(),
+            unverified: BTreeSet::new(),
             backoff: Backoff::default(),
             runtime: BTreeMap::new(),
             api: BTreeMap::new(),
@@ -270,11 +273,14 @@ impl Kubelet {
     /// last wrote (someone else changed it, or a write was lost) is written again.
     fn reconcile_statuses(&mut self) -> Vec<String> {
         let mut stale = Vec::new();
-        for (key, state) in &mut self.states {
+        for key in std::mem::take(&mut self.unverified) {
+            let Some(state) = self.states.get_mut(&key) else {
+                continue;
+            };
             if state.status_sent.is_none() {
                 continue;
             }
-            let theirs = self.pods.get_shared(key);
+            let theirs = self.pods.get_shared(&key);
             if let (Some(v), Some(t)) = (&state.verified, &theirs) {
                 if Arc::ptr_eq(v, t) {
                     continue;
@@ -286,7 +292,7 @@ impl Kubelet {
                 state.verified = None;
                 state.status_sent = None;
                 state.status_sent_typed = None;
-                stale.push(key.clone());
+                stale.push(key);
             }
         }
         stale
@@ -731,6 +737,7 @@ impl Kubelet {
             state.status_sent_typed =
                 k8s_openapi::api::core::v1::PodStatus::deserialize(&status).ok();
             state.verified = None;
+            self.unverified.insert(key.to_string());
             // A status write carries only what identifies the pod (uid: a precondition, so a
             // pod recreated under the same name is not overwritten) and the status. The
             // kubelet owns the status: no resourceVersion, the write is unconditional.
@@ -1067,6 +1074,14 @@ impl Component for Kubelet {
             self.register(now, out);
         }
         let mut touched: Vec<String> = Vec::new();
+        // What can change a container (and so the next wake) besides a synced pod.
+        let containers_may_change = match &input {
+            Input::RuntimeResult { .. } | Input::ContainerExited { .. } => true,
+            Input::Timer { id } => {
+                ![LEASE_TIMER, NODE_STATUS_TIMER, STATUS_SYNC_TIMER].contains(id)
+            }
+            _ => false,
+        };
         match input {
             Input::Listed {
                 resource, items, ..
@@ -1084,12 +1099,14 @@ impl Component for Kubelet {
                 items, revision, ..
             } => {
                 for c in self.pods.replace(&items, revision).unwrap_or_default() {
+                    self.unverified.insert(c.key.clone());
                     touched.push(c.key.clone());
                     self.on_pod(c);
                 }
             }
             Input::Watched { event, .. } => {
                 if let Ok(c) = self.pods.apply(&event) {
+                    self.unverified.insert(c.key.clone());
                     if !only_status_changed(&c) {
                         touched.push(c.key.clone());
                         self.on_pod(c);
@@ -1119,6 +1136,9 @@ impl Component for Kubelet {
                 container_id,
                 exit_code,
             } => self.on_exit(&container_id, exit_code, now, rng, out),
+        }
+        if touched.is_empty() && !containers_may_change {
+            return;
         }
         for key in touched {
             self.sync(&key, now, rng, out);
