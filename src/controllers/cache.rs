@@ -6,7 +6,7 @@
 //! order. A relist (after a broken or expired watch) replaces the contents and reports the
 //! differences as changes, so handlers see every object that appeared, changed or vanished.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -42,6 +42,35 @@ pub struct Cache<T> {
     /// The revision the cache reflects: resume watching after it.
     revision: Revision,
     synced: bool,
+    index: Option<Index<T>>,
+}
+
+/// A secondary index (client-go's Indexer): object keys grouped by a value computed from each
+/// object, so a component finds "the pods of this node" without a pass over every pod.
+#[derive(Debug)]
+struct Index<T> {
+    of: fn(&T) -> String,
+    keys: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl<T> Index<T> {
+    fn update(&mut self, key: &str, old: Option<&T>, new: Option<&T>) {
+        let (old, new) = (old.map(self.of), new.map(self.of));
+        if old == new {
+            return;
+        }
+        if let Some(value) = old {
+            if let Some(keys) = self.keys.get_mut(&value) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.keys.remove(&value);
+                }
+            }
+        }
+        if let Some(value) = new {
+            self.keys.entry(value).or_default().insert(key.to_string());
+        }
+    }
 }
 
 impl<T> Default for Cache<T> {
@@ -50,6 +79,7 @@ impl<T> Default for Cache<T> {
             objects: BTreeMap::new(),
             revision: 0,
             synced: false,
+            index: None,
         }
     }
 }
@@ -57,6 +87,17 @@ impl<T> Default for Cache<T> {
 impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cache<T> {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A cache that also groups its objects by `of(object)` (see `indexed`).
+    pub fn with_index(of: fn(&T) -> String) -> Self {
+        Cache {
+            index: Some(Index {
+                of,
+                keys: BTreeMap::new(),
+            }),
+            ..Self::default()
+        }
     }
 
     fn decode(obj: &Value) -> Result<T, String> {
@@ -75,6 +116,9 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cache<T> {
                     .get_or_decode::<T>(&ev.object)
                     .map_err(|e| format!("cannot decode {key}: {e}"))?;
                 let old = self.objects.insert(key.clone(), new.clone());
+                if let Some(index) = &mut self.index {
+                    index.update(&key, old.as_deref(), Some(&new));
+                }
                 Change {
                     key,
                     old,
@@ -83,6 +127,9 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cache<T> {
             }
             EventType::Deleted => {
                 let old = self.objects.remove(&key);
+                if let Some(index) = &mut self.index {
+                    index.update(&key, old.as_deref(), None);
+                }
                 Change {
                     key,
                     old,
@@ -123,6 +170,11 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cache<T> {
             }
         }
         changes.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(index) = &mut self.index {
+            for c in &changes {
+                index.update(&c.key, c.old.as_deref(), c.new.as_deref());
+            }
+        }
         self.objects = fresh;
         self.revision = revision;
         self.synced = true;
@@ -183,6 +235,43 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cache<T> {
         self.objects
             .range(prefix.clone()..)
             .take_while(move |(k, _)| k.starts_with(&prefix))
+    }
+
+    /// The objects whose index value is `value`, shared, in key order (none without an index).
+    pub fn indexed<'a>(
+        &'a self,
+        value: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a Arc<T>)> + 'a {
+        self.index
+            .as_ref()
+            .and_then(|i| i.keys.get(value))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.objects.get_key_value(k))
+    }
+
+    /// The same, in one namespace.
+    pub fn indexed_in_namespace<'a>(
+        &'a self,
+        value: &str,
+        namespace: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a Arc<T>)> + 'a {
+        let prefix = format!("{namespace}/");
+        self.index
+            .as_ref()
+            .and_then(|i| i.keys.get(value))
+            .into_iter()
+            .flat_map(move |keys| {
+                let prefix = prefix.clone();
+                keys.range(prefix.clone()..)
+                    .take_while(move |k| k.starts_with(&prefix))
+            })
+            .filter_map(|k| self.objects.get_key_value(k))
+    }
+
+    /// The index values that have objects, in order.
+    pub fn index_values(&self) -> impl Iterator<Item = &String> {
+        self.index.iter().flat_map(|i| i.keys.keys())
     }
 
     pub fn len(&self) -> usize {
@@ -258,6 +347,64 @@ mod tests {
                 10
             ))
             .is_err());
+    }
+
+    #[test]
+    fn the_index_follows_events_and_relists() {
+        let image = |p: &Pod| {
+            p.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap()
+        };
+        let mut c: Cache<Pod> = Cache::with_index(image);
+        let keys = |c: &Cache<Pod>, value: &str| -> Vec<String> {
+            c.indexed(value).map(|(k, _)| k.clone()).collect()
+        };
+        let in_ns = |c: &Cache<Pod>, value: &str, ns: &str| -> Vec<String> {
+            c.indexed_in_namespace(value, ns)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        for (i, (ns, name, img)) in [
+            ("b", "q", "x"),
+            ("a", "p", "x"),
+            ("ab", "r", "x"),
+            ("a", "s", "y"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            c.apply(&ev(EventType::Added, pod(ns, name, img), i as u64 + 1))
+                .unwrap();
+        }
+        assert_eq!(keys(&c, "x"), ["a/p", "ab/r", "b/q"], "in key order");
+        assert_eq!(
+            in_ns(&c, "x", "a"),
+            ["a/p"],
+            "namespace a does not include ab"
+        );
+        assert_eq!(c.index_values().collect::<Vec<_>>(), ["x", "y"]);
+        // A change of the indexed value moves the object; a deletion removes it.
+        c.apply(&ev(EventType::Modified, pod("a", "p", "y"), 5))
+            .unwrap();
+        c.apply(&ev(EventType::Deleted, pod("b", "q", "x"), 6))
+            .unwrap();
+        assert_eq!(keys(&c, "x"), ["ab/r"]);
+        assert_eq!(keys(&c, "y"), ["a/p", "a/s"]);
+        // A relist: what vanished leaves the index, what appeared or changed enters it.
+        c.replace(
+            &[pod("a", "p", "y"), pod("ab", "r", "z"), pod("c", "t", "x")],
+            9,
+        )
+        .unwrap();
+        assert_eq!(keys(&c, "x"), ["c/t"]);
+        assert_eq!(keys(&c, "y"), ["a/p"]);
+        assert_eq!(keys(&c, "z"), ["ab/r"]);
+        assert_eq!(c.index_values().collect::<Vec<_>>(), ["x", "y", "z"]);
+        // Without an index nothing is indexed.
+        let plain: Cache<Pod> = Cache::new();
+        assert_eq!(plain.indexed("x").count(), 0);
     }
 
     #[test]

@@ -29,9 +29,6 @@ fn res(plural: &str) -> &'static ResourceInfo {
 pub struct PodGc {
     nodes: Cache<Node>,
     pods: Cache<Pod>,
-    /// Pod keys by the node the pod is bound to ("" for unscheduled pods), kept as pods
-    /// change: a pass looks at the nodes pods are bound to instead of at every pod.
-    by_node: BTreeMap<String, BTreeSet<String>>,
     /// Keys of the pods that have terminated.
     terminal: BTreeSet<String>,
     /// Missing node → when the collector first noticed it missing.
@@ -51,8 +48,9 @@ impl PodGc {
     pub fn new(threshold: usize) -> Self {
         PodGc {
             nodes: Cache::new(),
-            pods: Cache::new(),
-            by_node: BTreeMap::new(),
+            // Indexed by node ("" for unscheduled pods): a pass looks at the nodes pods are
+            // bound to instead of at every pod.
+            pods: Cache::with_index(|p| node_of(p).to_string()),
             terminal: BTreeSet::new(),
             missing_since: BTreeMap::new(),
             threshold,
@@ -111,26 +109,11 @@ impl PodGc {
         });
     }
 
-    fn index(&mut self, c: &Change<Pod>) {
-        if let Some(old) = &c.old {
-            let node = node_of(old);
-            if let Some(keys) = self.by_node.get_mut(node) {
-                keys.remove(&c.key);
-                if keys.is_empty() {
-                    self.by_node.remove(node);
-                }
-            }
-            self.terminal.remove(&c.key);
-        }
-        if let Some(new) = &c.new {
-            self.by_node
-                .entry(node_of(new).to_string())
-                .or_default()
-                .insert(c.key.clone());
-            if is_terminal(new) {
-                self.terminal.insert(c.key.clone());
-            }
-        }
+    fn track_terminal(&mut self, c: &Change<Pod>) {
+        match &c.new {
+            Some(p) if is_terminal(p) => self.terminal.insert(c.key.clone()),
+            _ => self.terminal.remove(&c.key),
+        };
     }
 
     fn gc(&mut self, now: Time, out: &mut Vec<Effect>) {
@@ -161,16 +144,12 @@ impl PodGc {
         }
         let mut orphans: Vec<(String, Option<&'static str>)> = Vec::new();
         let mut seen_missing = BTreeMap::new();
-        for (node, keys) in &self.by_node {
+        for node in self.pods.index_values() {
+            let pods = self.pods.indexed(node);
             if node.is_empty() {
                 orphans.extend(
-                    keys.iter()
-                        .filter(|k| {
-                            self.pods
-                                .get(k)
-                                .is_some_and(|p| p.metadata.deletion_timestamp.is_some())
-                        })
-                        .map(|k| (k.clone(), None)),
+                    pods.filter(|(_, p)| p.metadata.deletion_timestamp.is_some())
+                        .map(|(k, _)| (k.clone(), None)),
                 );
                 continue;
             }
@@ -180,7 +159,7 @@ impl PodGc {
             let since = *self.missing_since.get(node).unwrap_or(&now);
             seen_missing.insert(node.clone(), since);
             if now.since(since) >= QUARANTINE {
-                orphans.extend(keys.iter().map(|k| (k.clone(), Some("DeletionByPodGC"))));
+                orphans.extend(pods.map(|(k, _)| (k.clone(), Some("DeletionByPodGC"))));
             }
         }
         self.missing_since = seen_missing;
@@ -224,7 +203,7 @@ impl Component for PodGc {
             Input::Listed { .. } | Input::Watched { .. } => {
                 self.nodes.feed(res("nodes"), &input);
                 for c in self.pods.feed(res("pods"), &input).unwrap_or_default() {
-                    self.index(&c);
+                    self.track_terminal(&c);
                 }
             }
             Input::Timer { .. } => {
@@ -454,6 +433,6 @@ mod tests {
             step(&mut gc, 100, Input::Timer { id: 0 }),
             names(&[("b", true), ("b", false)])
         );
-        assert!(gc.by_node.get("n1").is_some_and(|k| k.len() == 1));
+        assert_eq!(gc.pods.indexed("n1").count(), 1);
     }
 }

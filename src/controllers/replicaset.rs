@@ -168,7 +168,14 @@ impl ReplicaSetController {
     pub fn new() -> Self {
         ReplicaSetController {
             rs: Cache::new(),
-            pods: Cache::new(),
+            // Indexed by controller uid ("" for orphans): a sync looks at its own pods and the
+            // orphans, not at every pod of the namespace.
+            pods: Cache::with_index(|p| match controller_of(&p.metadata) {
+                // No ReplicaSet has an empty uid; such a pod is nobody's orphan either.
+                Some(r) if r.uid.is_empty() => "(controller without uid)".into(),
+                Some(r) => r.uid.clone(),
+                None => String::new(),
+            }),
             queue: WorkQueue::new(),
             expectations: BTreeMap::new(),
             syncs: BTreeMap::new(),
@@ -346,29 +353,30 @@ impl ReplicaSetController {
         // k8s: claimPods — keep matching owned pods, release non-matching, adopt matching orphans.
         let (mut owned, mut orphans, mut to_release) = (Vec::new(), Vec::new(), Vec::new());
         let no_labels = BTreeMap::new();
-        for (_, pod) in self.pods.in_namespace_shared(&ns) {
-            if !is_active(pod) {
-                continue;
-            }
-            let owner = controller_of(&pod.metadata);
-            if owner.as_ref().is_some_and(|r| r.uid != uid) {
-                continue; // another controller's pod
-            }
+        let matches = |pod: &Pod| {
             let labels = pod.metadata.labels.as_ref().unwrap_or(&no_labels);
-            let matches = selector
+            selector
                 .as_ref()
-                .is_some_and(|s| !s.is_empty() && s.matches(labels));
-            match owner {
-                Some(r) if r.uid == uid => {
-                    if matches {
-                        owned.push(pod.clone());
-                    } else if !deleting {
-                        to_release.push(pod.clone());
-                    }
+                .is_some_and(|s| !s.is_empty() && s.matches(labels))
+        };
+        // Another controller's pods are not looked at.
+        if !uid.is_empty() {
+            for (_, pod) in self.pods.indexed_in_namespace(&uid, &ns) {
+                if !is_active(pod) {
+                    continue;
                 }
-                Some(_) => {}
-                None if matches && !deleting => orphans.push(pod.clone()),
-                None => {}
+                if matches(pod) {
+                    owned.push(pod.clone());
+                } else if !deleting {
+                    to_release.push(pod.clone());
+                }
+            }
+        }
+        if !deleting {
+            for (_, pod) in self.pods.indexed_in_namespace("", &ns) {
+                if is_active(pod) && matches(pod) {
+                    orphans.push(pod.clone());
+                }
             }
         }
         let mut sync = Sync {
