@@ -125,8 +125,8 @@ impl Invariants {
         }
     }
 
-    /// A pod changed; `what` says when, for the message.
-    pub fn pod(&mut self, prev: Option<&Value>, new: Option<&Value>, what: &str) {
+    /// A pod changed; `what` says when, for a message (formatted only if there is one).
+    pub fn pod(&mut self, prev: Option<&Value>, new: Option<&Value>, what: impl Fn() -> String) {
         let Some(pod) = new else {
             if let Some(p) = prev {
                 self.unplace(&key(p));
@@ -141,7 +141,8 @@ impl Invariants {
         };
         match self.bound.get(&uid) {
             Some(first) if first != node => self.violations.push(format!(
-                "{what}: pod {k} (uid {uid}) was bound to {first} and is now bound to {node}"
+                "{}: pod {k} (uid {uid}) was bound to {first} and is now bound to {node}",
+                what()
             )),
             Some(_) => {}
             None => {
@@ -161,7 +162,8 @@ impl Invariants {
                 let used = self.used(node);
                 if let Some(r) = used.exceeds(cap) {
                     self.violations.push(format!(
-                        "{what}: binding pod {k} to {node} exceeds its allocatable {r} ({} requested of {})",
+                        "{}: binding pod {k} to {node} exceeds its allocatable {r} ({} requested of {})",
+                        what(),
                         match r {
                             "cpu" => format!("{}m", used.cpu),
                             "memory" => format!("{}", used.memory / 1000),
@@ -276,7 +278,7 @@ mod tests {
             (None, Some(p("c", "4", "n1", "100m")), 2),
         ];
         for (i, (prev, new, want)) in steps.into_iter().enumerate() {
-            inv.pod(prev.as_ref(), new.as_ref(), &format!("step {i}"));
+            inv.pod(prev.as_ref(), new.as_ref(), || format!("step {i}"));
             assert_eq!(inv.violations.len(), want, "step {i}: {:?}", inv.violations);
         }
         assert!(

@@ -585,11 +585,12 @@ impl Sim {
     }
 
     fn observe(&mut self, key: (&str, &str), a: &Applied) {
-        let what = format!("at {:.3}s", self.rel().as_secs_f64());
+        let at = self.rel().as_secs_f64();
+        let what = || format!("at {at:.3}s");
         match key {
             ("", "pods") => {
                 self.invariants
-                    .pod(a.prev.as_deref(), a.new.as_deref(), &what);
+                    .pod(a.prev.as_deref(), a.new.as_deref(), what);
                 for t in self.tallies.values_mut() {
                     t.change(a.prev.as_deref(), a.new.as_deref());
                 }

@@ -22,7 +22,12 @@ pub fn parse(s: &str) -> Option<i128> {
     }
     let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
     // value = mantissa / 10^frac_len
-    let mantissa: i128 = format!("{int_part}{frac_part}").parse().ok()?;
+    let mut mantissa: i128 = 0;
+    for b in int_part.bytes().chain(frac_part.bytes()) {
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(i128::from(b - b'0'))?;
+    }
     let frac_len = frac_part.len() as i32;
     // (multiplier numerator, power of ten) for the suffix
     let (mul, pow10): (i128, i32) = match suffix {

@@ -40,13 +40,21 @@ pub(crate) fn prepare_for_create(res: &ResourceInfo, obj: &mut Value) {
 /// `v` (the object or a part of it) as `res`'s type `T`, or the 400 upstream answers.
 /// Deserializing from a borrowed Value copies only what T keeps.
 fn decode_as<T: DeserializeOwned>(res: &ResourceInfo, v: &Value) -> Result<T, ApiError> {
-    T::deserialize(v).map_err(|e| {
-        ApiError::bad_request(format!(
-            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
-            kind = res.kind,
-            version = res.version
-        ))
-    })
+    T::deserialize(v).map_err(|e| undecodable(res, e))
+}
+
+/// The same for a value that is replaced by its typed form anyway: it is moved into the typed
+/// object (its strings are not copied). On an error the value is gone, as is the request.
+fn decode_taken<T: DeserializeOwned>(res: &ResourceInfo, v: &mut Value) -> Result<T, ApiError> {
+    T::deserialize(std::mem::take(v)).map_err(|e| undecodable(res, e))
+}
+
+fn undecodable(res: &ResourceInfo, e: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!(
+        "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+        kind = res.kind,
+        version = res.version
+    ))
 }
 
 fn to_stored<T: Serialize>(typed: &T) -> Result<Value, ApiError> {
@@ -59,7 +67,7 @@ fn typed<T: DeserializeOwned + Serialize>(
     old: Option<&Value>,
     run: impl FnOnce(&mut T, Option<T>, &mut Vec<FieldError>),
 ) -> Result<Vec<FieldError>, ApiError> {
-    let mut typed: T = decode_as(res, obj)?;
+    let mut typed: T = decode_taken(res, obj)?;
     let old = old.map(|o| decode_as(res, o)).transpose()?;
     let mut errs = Vec::new();
     run(&mut typed, old, &mut errs);
@@ -84,7 +92,7 @@ pub(crate) fn status_update(
         let Some(value) = obj.get_mut("status") else {
             return Ok(Vec::new());
         };
-        *value = to_stored(&decode_as::<T>(res, value)?)?;
+        *value = to_stored(&decode_taken::<T>(res, value)?)?;
         Ok(Vec::new())
     }
     Some(match (res.group, res.plural) {

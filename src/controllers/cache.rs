@@ -31,7 +31,13 @@ pub fn object_key(obj: &Value) -> String {
     let meta = &obj["metadata"];
     let name = meta["name"].as_str().unwrap_or("");
     match meta["namespace"].as_str().filter(|n| !n.is_empty()) {
-        Some(ns) => format!("{ns}/{name}"),
+        Some(ns) => {
+            let mut key = String::with_capacity(ns.len() + 1 + name.len());
+            key.push_str(ns);
+            key.push('/');
+            key.push_str(name);
+            key
+        }
         None => name.to_string(),
     }
 }
@@ -212,6 +218,11 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cache<T> {
     /// Every object, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
         self.objects.iter().map(|(k, o)| (k, &**o))
+    }
+
+    /// Every object, shared, in key order.
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&String, &Arc<T>)> {
+        self.objects.iter()
     }
 
     /// The objects of one namespace, in key order.

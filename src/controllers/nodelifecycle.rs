@@ -5,6 +5,7 @@
 //! k8s: pkg/controller/nodelifecycle/node_lifecycle_controller.go (reference §3.2)
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -200,31 +201,34 @@ impl NodeLifecycleController {
     /// k8s: monitorNodeHealth — one pass every 5 s.
     fn monitor(&mut self, now: Time, out: &mut Vec<Effect>) {
         // Heartbeats were timed as they arrived (`observe_node` on every change and list).
-        let names: Vec<String> = self.nodes.iter().map(|(k, _)| k.clone()).collect();
-        for name in &names {
+        // The cache does not change during a pass: one snapshot serves every step of it.
+        let nodes: Vec<(String, Arc<Node>)> = self
+            .nodes
+            .iter_shared()
+            .map(|(k, n)| (k.clone(), n.clone()))
+            .collect();
+        for (name, node) in &nodes {
             if !self.health.contains_key(name) {
                 self.observe_node(name, now);
             }
-            let node = self.nodes.get_shared(name).expect("listed");
             let h = &self.health[name];
-            let grace = if condition(&node, "Ready").is_none() {
+            let grace = if condition(node, "Ready").is_none() {
                 STARTUP_GRACE
             } else {
                 MONITOR_GRACE
             };
-            if now.since(h.probe) > grace && ready_status(&node) != "Unknown" {
+            if now.since(h.probe) > grace && ready_status(node) != "Unknown" {
                 out.push(Effect::Log {
                     v: 0,
                     message: format!("node {name} stopped posting status: Ready=Unknown"),
                 });
-                self.mark_unknown(&node, now, out);
+                self.mark_unknown(node, now, out);
                 self.marked_unknown.insert(name.clone());
             }
         }
         // Ready transitions since the last pass.
-        for name in &names {
-            let node = self.nodes.get_shared(name).expect("listed");
-            let ready = self.ready_of(&node);
+        for (name, node) in &nodes {
+            let ready = self.ready_of(node);
             let was = self
                 .health
                 .get_mut(name)
@@ -236,9 +240,9 @@ impl NodeLifecycleController {
                 });
                 self.mark_pods_not_ready(name, now, out);
             }
-            self.no_schedule_taints(&node, out);
+            self.no_schedule_taints(node, out);
         }
-        self.no_execute_taints(&names, now, out);
+        self.no_execute_taints(&nodes, now, out);
         self.marked_unknown.clear();
     }
 
@@ -314,10 +318,10 @@ impl NodeLifecycleController {
         out: &mut Vec<Effect>,
     ) {
         let managed = [TAINT_NOT_READY, TAINT_UNREACHABLE];
-        let current: Vec<k8s_openapi::api::core::v1::Taint> = node
+        let current: &[k8s_openapi::api::core::v1::Taint] = node
             .spec
             .as_ref()
-            .and_then(|s| s.taints.clone())
+            .and_then(|s| s.taints.as_deref())
             .unwrap_or_default();
         let have: BTreeSet<&str> = current
             .iter()
@@ -355,10 +359,9 @@ impl NodeLifecycleController {
         self.set_taints(node, "NoSchedule", want, Time::ZERO, out);
     }
 
-    fn zone_states(&self, names: &[String]) -> BTreeMap<String, (ZoneState, usize)> {
+    fn zone_states(&self, nodes: &[(String, Arc<Node>)]) -> BTreeMap<String, (ZoneState, usize)> {
         let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new(); // (ready, not ready)
-        for name in names {
-            let node = self.nodes.get(name).expect("listed");
+        for (_, node) in nodes {
             if node
                 .metadata
                 .labels
@@ -393,19 +396,23 @@ impl NodeLifecycleController {
     }
 
     /// k8s: processTaintBaseEviction + doNoExecuteTaintingPass with per-zone rate limits.
-    fn no_execute_taints(&mut self, names: &[String], now: Time, out: &mut Vec<Effect>) {
-        let zones = self.zone_states(names);
+    fn no_execute_taints(
+        &mut self,
+        nodes: &[(String, Arc<Node>)],
+        now: Time,
+        out: &mut Vec<Effect>,
+    ) {
+        let zones = self.zone_states(nodes);
         let all_down =
             !zones.is_empty() && zones.values().all(|(s, _)| *s == ZoneState::FullDisruption);
-        for name in names {
-            let node = self.nodes.get_shared(name).expect("listed");
-            let zone = zone_of(&node);
-            let ready = self.ready_of(&node);
+        for (name, node) in nodes {
+            let zone = zone_of(node);
+            let ready = self.ready_of(node);
             let queue = self.taint_queue.entry(zone.clone()).or_default();
             if all_down || ready == "True" {
                 // k8s: healthy nodes, or a control plane cut off from every zone: no NoExecute taints.
                 queue.retain(|(n, _)| n != name);
-                self.set_taints(&node, "NoExecute", &[], now, out);
+                self.set_taints(node, "NoExecute", &[], now, out);
                 continue;
             }
             let key = if ready == "False" {
@@ -418,10 +425,10 @@ impl NodeLifecycleController {
             } else {
                 TAINT_NOT_READY
             };
-            if has_taint(&node, other, "NoExecute") {
+            if has_taint(node, other, "NoExecute") {
                 // k8s: swapping not-ready and unreachable is immediate.
-                self.set_taints(&node, "NoExecute", &[key], now, out);
-            } else if !has_taint(&node, key, "NoExecute") && !queue.iter().any(|(n, _)| n == name) {
+                self.set_taints(node, "NoExecute", &[key], now, out);
+            } else if !has_taint(node, key, "NoExecute") && !queue.iter().any(|(n, _)| n == name) {
                 queue.push((name.clone(), key));
             }
         }
