@@ -158,7 +158,7 @@ impl FieldSelector {
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| {
             let actual = object::field_string(obj, field).unwrap_or_default();
-            (actual == *value) == *equal
+            (*actual == **value) == *equal
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Small helpers over objects as JSON values: the generic apiserver handles every registered
 //! resource the same way and only decodes into a typed object where a kind has its own rules.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -54,16 +55,17 @@ pub(crate) fn is_deleting(obj: &Value) -> bool {
     meta(obj).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|v| !v.is_null()))
 }
 
-/// The value at a dotted path (`spec.nodeName`), as a string for field selectors.
-pub(crate) fn field_string(obj: &Value, path: &str) -> Option<String> {
+/// The value at a dotted path (`spec.nodeName`), as a string for field selectors (borrowed:
+/// watch filters ask this of every change).
+pub(crate) fn field_string<'a>(obj: &'a Value, path: &str) -> Option<Cow<'a, str>> {
     let mut v = obj;
     for part in path.split('.') {
         v = v.get(part)?;
     }
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
