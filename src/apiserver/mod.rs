@@ -7,7 +7,10 @@
 //! etcd. It reads no clock and no RNG: each request brings its [`RequestContext`].
 
 pub mod cacher;
+#[cfg(feature = "server")]
+pub mod http;
 mod object;
+pub mod patch;
 mod strategy;
 mod watch;
 

@@ -1,6 +1,8 @@
 use clap::{Parser, Subcommand};
 
 #[cfg(feature = "server")]
+mod server;
+#[cfg(feature = "server")]
 mod store;
 
 /// gantry: a Kubernetes-compatible control plane, with a deterministic simulator (gantry-sim)
@@ -19,6 +21,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Serve the Kubernetes API (embedded store in a data directory by default, or etcd) and
+    /// write a kubeconfig for kubectl into the data directory.
+    #[cfg(feature = "server")]
+    Server(server::ServerArgs),
     /// Read and write the versioned store directly, like etcdctl (embedded data directory by
     /// default, or etcd with --etcd).
     #[cfg(feature = "server")]
@@ -40,6 +46,7 @@ pub fn init_logging(verbosity: u8) {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .try_init();
     }
@@ -49,6 +56,8 @@ pub fn init_logging(verbosity: u8) {
 
 pub fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        #[cfg(feature = "server")]
+        Command::Server(args) => server::run(args),
         #[cfg(feature = "server")]
         Command::Store(args) => store::run(args),
         Command::Version => {

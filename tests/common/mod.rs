@@ -93,3 +93,191 @@ impl Drop for EtcdServer {
         let _ = self.child.wait();
     }
 }
+
+/// A `gantry server` (the binary under test) on a free loopback port with its data in a
+/// temporary directory; killed on drop.
+pub struct GantryServer {
+    child: Child,
+    pub url: String,
+    pub address: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl GantryServer {
+    pub fn start() -> GantryServer {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> GantryServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gantry server");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = loop {
+            let text = std::fs::read_to_string(&kubeconfig).unwrap_or_default();
+            if let Some(url) = text.lines().find_map(|l| l.trim().strip_prefix("server: ")) {
+                break url.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gantry server did not write its kubeconfig"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let address = url.trim_start_matches("http://").to_string();
+        let server = GantryServer {
+            child,
+            url,
+            address,
+            dir,
+        };
+        while server.request("GET", "/healthz", &[], b"").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "gantry server did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Runs the real `kubectl` against this server: (exit code, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .kubectl_command(args)
+            .output()
+            .unwrap_or_else(|e| panic!("kubectl must be on PATH for this test: {e}"));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `kubectl` that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.kubectl(args);
+        assert_eq!(code, 0, "kubectl {args:?} failed: {err}{out}");
+        out
+    }
+
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.path())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kube-cache"))
+            .args(args);
+        c
+    }
+
+    /// One raw HTTP/1.1 request: (status code, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.address) else {
+            return (0, Vec::new());
+        };
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.address,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        if s.write_all(head.as_bytes())
+            .and_then(|_| s.write_all(body))
+            .is_err()
+        {
+            return (0, Vec::new());
+        }
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(&body)
+        } else {
+            body
+        };
+        (code, body)
+    }
+
+    /// A request whose answer is JSON.
+    pub fn json(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        let headers: Vec<(&str, &str)> = if content_type.is_empty() {
+            Vec::new()
+        } else {
+            vec![("Content-Type", content_type)]
+        };
+        let (code, body) = self.request(method, path, &headers, body);
+        let value = serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        (code, value)
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
+        body = body.get(start + size + 2..).unwrap_or_default();
+    }
+}
+
+impl Drop for GantryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

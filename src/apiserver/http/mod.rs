@@ -1,0 +1,176 @@
+//! The HTTP apiserver (k8s: staging/src/k8s.io/apiserver/pkg/endpoints): Kubernetes' REST paths,
+//! discovery, OpenAPI, watch streams and Status errors over the apiserver core, served by
+//! actix-web. The wire contract is ../shared/reference/kubectl-compat.md.
+
+mod discovery;
+pub mod kubeconfig;
+mod openapi;
+mod respond;
+mod rest;
+mod scale;
+mod version;
+mod watch;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{ApiServer, RequestContext};
+use crate::api::status::ApiError;
+use crate::store::backend::Backend;
+use crate::time::Time;
+
+pub use version::MINOR as KUBERNETES_MINOR;
+
+/// Limits and names a server is started with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Request bodies larger than this are refused with 413 (k8s: 3 MiB, etcd's value limit
+    /// plus headroom).
+    pub max_body_bytes: usize,
+    /// `host:port` clients reach the server at (discovery's serverAddressByClientCIDRs).
+    pub address: String,
+    /// How long a watch without `timeoutSeconds` stays open (k8s: --min-request-timeout
+    /// 1800 s).
+    pub watch_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_body_bytes: 3 * 1024 * 1024,
+            address: "127.0.0.1:6443".into(),
+            watch_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// What every request handler shares.
+pub struct State {
+    pub api: ApiServer<Backend>,
+    pub config: Config,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl State {
+    pub fn new(api: ApiServer<Backend>, config: Config) -> Arc<State> {
+        Arc::new(State {
+            api,
+            config,
+            rng: Mutex::new(ChaCha8Rng::from_seed(os_seed())),
+        })
+    }
+
+    /// A request's time and randomness (UIDs, generateName suffixes).
+    pub fn ctx(&self) -> RequestContext {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| Time(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+            .unwrap_or(Time::ZERO);
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        RequestContext::from_rng(now, &mut *rng)
+    }
+}
+
+/// 32 bytes from the OS for the UID generator (the time and the process id if it has none).
+fn os_seed() -> [u8; 32] {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
+    if from_os.is_err() {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        seed[..16].copy_from_slice(&t.to_le_bytes());
+        seed[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    seed
+}
+
+/// Every route of the API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/version", web::get().to(get_version))
+        .route("/version/", web::get().to(get_version))
+        .route("/healthz", web::get().to(ok))
+        .route("/livez", web::get().to(ok))
+        .route("/readyz", web::get().to(ok))
+        .route("/api", web::get().to(api_root))
+        .route("/api/", web::get().to(api_root))
+        .route("/apis", web::get().to(apis_root))
+        .route("/apis/", web::get().to(apis_root))
+        .route("/openapi/v3", web::get().to(openapi_index))
+        .route("/openapi/v3/{path:.*}", web::get().to(openapi_document))
+        .route("/api/{version}", web::get().to(group_version))
+        .route("/api/{version}/", web::get().to(group_version))
+        .route("/apis/{group}/{version}", web::get().to(group_version))
+        .route("/apis/{group}/{version}/", web::get().to(group_version))
+        .route("/api/{version}/{tail:.*}", web::route().to(rest::core))
+        .route(
+            "/apis/{group}/{version}/{tail:.*}",
+            web::route().to(rest::grouped),
+        )
+        .default_service(web::route().to(no_route));
+}
+
+async fn get_version() -> HttpResponse {
+    respond::json(200, &version::version_info())
+}
+
+async fn ok() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+fn accept(req: &HttpRequest) -> &str {
+    req.headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn aggregated() -> actix_web::HttpResponseBuilder {
+    let mut r = HttpResponse::Ok();
+    r.content_type(discovery::AGGREGATED_CONTENT_TYPE);
+    r
+}
+
+async fn api_root(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if discovery::wants_aggregated(accept(&req)) {
+        return aggregated().body(discovery::aggregated(true).to_string());
+    }
+    respond::json(200, &discovery::api_versions(&state.config.address))
+}
+
+async fn apis_root(req: HttpRequest) -> HttpResponse {
+    if discovery::wants_aggregated(accept(&req)) {
+        return aggregated().body(discovery::aggregated(false).to_string());
+    }
+    respond::json(200, &discovery::api_group_list())
+}
+
+async fn group_version(req: HttpRequest) -> HttpResponse {
+    let group = req.match_info().get("group").unwrap_or("");
+    let version = req.match_info().get("version").unwrap_or("");
+    match discovery::api_resource_list(group, version) {
+        Some(list) => respond::json(200, &list),
+        None => respond::error(&ApiError::no_such_path()),
+    }
+}
+
+async fn openapi_index() -> HttpResponse {
+    respond::json(200, &openapi::index())
+}
+
+async fn openapi_document(req: HttpRequest) -> HttpResponse {
+    match openapi::document(req.match_info().query("path")) {
+        Some(doc) => respond::json(200, &doc),
+        None => respond::error(&ApiError::no_such_path()),
+    }
+}
+
+async fn no_route() -> HttpResponse {
+    respond::error(&ApiError::no_such_path())
+}

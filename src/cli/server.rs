@@ -1,0 +1,110 @@
+//! `gantry server`: the HTTP apiserver over the embedded store (or etcd), writing a kubeconfig
+//! for clients into its data directory.
+
+use std::path::PathBuf;
+
+use actix_web::{web, App, HttpServer};
+use clap::Args;
+use gantry::apiserver::http::{self, kubeconfig, Config, State};
+use gantry::apiserver::ApiServer;
+use gantry::store::backend::{Backend, BackendConfig};
+use gantry::store::Store;
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Data directory: the embedded store and the kubeconfig written for clients
+    /// [default: $XDG_DATA_HOME/gantry, or ~/.local/share/gantry].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to serve on (`127.0.0.1:0` picks a free port; the kubeconfig names it).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: String,
+    /// Keep the data in etcd at this endpoint (e.g. http://127.0.0.1:2379) instead of the data
+    /// directory.
+    #[arg(long)]
+    etcd: Option<String>,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    max_body_bytes: usize,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("gantry");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/gantry"),
+        None => PathBuf::from("gantry-data"),
+    }
+}
+
+pub fn run(args: ServerArgs) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> Result<(), String> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    let backend = match &args.etcd {
+        Some(endpoint) => BackendConfig::Etcd {
+            endpoint: endpoint.clone(),
+        },
+        None => BackendConfig::Embedded {
+            data_dir: data_dir.clone(),
+        },
+    };
+    let store = Backend::open(&backend).await.map_err(|e| e.to_string())?;
+    let described = store.describe();
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?
+        .to_string();
+    let state = State::new(
+        ApiServer::new(store),
+        Config {
+            max_body_bytes: args.max_body_bytes,
+            address: address.clone(),
+            ..Config::default()
+        },
+    );
+    state
+        .api
+        .bootstrap(|| state.ctx())
+        .await
+        .map_err(|e| format!("cannot create the boot namespaces: {}", e.message))?;
+    let url = format!("http://{address}");
+    let kubeconfig_path = data_dir.join("kubeconfig");
+    std::fs::write(&kubeconfig_path, kubeconfig::render(&url))
+        .map_err(|e| format!("cannot write {}: {e}", kubeconfig_path.display()))?;
+    tracing::info!(
+        "gantry server (Kubernetes v1.{}) serving {url} on {described}",
+        http::KUBERNETES_MINOR
+    );
+    println!("gantry server listening on {url}");
+    println!(
+        "use it with: export KUBECONFIG={}; kubectl get namespaces",
+        kubeconfig_path.display()
+    );
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
+        .workers(2)
+        .disable_signals()
+        .listen(listener)
+        .map_err(|e| format!("cannot serve on {address}: {e}"))?
+        .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("interrupted: stopping");
+            handle.stop(true).await;
+        }
+    });
+    server.await.map_err(|e| format!("the server failed: {e}"))
+}

@@ -1,0 +1,446 @@
+//! End-to-end: the real `kubectl` (and raw HTTP for what kubectl cannot send) against a
+//! `gantry server` on a free loopback port with a temporary data directory
+//! (../shared/reference/kubectl-compat.md).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::GantryServer;
+use serde_json::{json, Value};
+
+const MANIFESTS: &str = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: demo, labels: {app: demo}}
+data: {a: \"1\"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: nginx, image: \"nginx:1.27\"}]
+";
+
+fn write(server: &GantryServer, name: &str, text: &str) -> String {
+    let path = server.dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn kubectl_sees_version_discovery_and_boot_namespaces() {
+    let s = GantryServer::start();
+    let version: Value = serde_json::from_str(&s.kubectl_ok(&["version", "-o", "json"])).unwrap();
+    assert_eq!(version["serverVersion"]["major"], "1");
+    assert_eq!(version["serverVersion"]["minor"], "33");
+    // The dispatcher ran the kubectl of the server's minor version.
+    assert_eq!(version["clientVersion"]["minor"], "33");
+    let resources = s.kubectl_ok(&["api-resources"]);
+    for want in ["pods", "deployments", "leases", "endpointslices"] {
+        assert!(resources.contains(want), "{want} in {resources}");
+    }
+    assert!(resources
+        .lines()
+        .any(|l| l.starts_with("pods ") && l.contains(" po ")));
+    let namespaces = s.kubectl_ok(&["get", "namespaces", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            namespaces.contains(&format!("namespace/{ns}")),
+            "{namespaces}"
+        );
+    }
+    // Both discovery forms, the aggregated one with its exact media type.
+    let (code, legacy) = s.json("GET", "/apis", "", b"");
+    assert_eq!((code, legacy["kind"].as_str()), (200, Some("APIGroupList")));
+    let (code, body) = s.request(
+        "GET",
+        "/api",
+        &[(
+            "Accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )],
+        b"",
+    );
+    let aggregated: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (code, aggregated["kind"].as_str()),
+        (200, Some("APIGroupDiscoveryList"))
+    );
+    let (code, v) = s.json("GET", "/version/", "", b"");
+    assert_eq!((code, v["minor"].as_str()), (200, Some("33")));
+}
+
+#[test]
+fn kubectl_creates_applies_scales_labels_and_deletes() {
+    let s = GantryServer::start();
+    let file = write(&s, "objects.yaml", MANIFESTS);
+    let out = s.kubectl_ok(&["create", "-f", &file]);
+    assert!(
+        out.contains("configmap/demo created") && out.contains("deployment.apps/web created"),
+        "{out}"
+    );
+    let (code, _, err) = s.kubectl(&["create", "-f", &file]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Error from server (AlreadyExists): error when creating")
+            && err.contains("configmaps \"demo\" already exists"),
+        "{err}"
+    );
+    s.kubectl_ok(&["label", "configmap", "demo", "tier=x"]);
+    let labels = s.kubectl_ok(&[
+        "get",
+        "configmap",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&labels).unwrap(),
+        json!({"app": "demo", "tier": "x"})
+    );
+    // Client-side apply: a strategic merge patch that changes the image bumps the generation.
+    s.kubectl_ok(&["apply", "-f", &file]);
+    let changed = write(
+        &s,
+        "changed.yaml",
+        &MANIFESTS.replace("nginx:1.27", "nginx:1.28"),
+    );
+    let out = s.kubectl_ok(&["apply", "-f", &changed]);
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    let out = s.kubectl_ok(&["apply", "-f", &changed]);
+    assert!(out.contains("deployment.apps/web unchanged"), "{out}");
+    let got = s.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}",
+    ]);
+    assert_eq!(got, "nginx:1.28 2");
+    // Server-side apply creates, then merges.
+    let ssa = write(
+        &s,
+        "ssa.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {k: v}\n",
+    );
+    s.kubectl_ok(&["apply", "--server-side", "-f", &ssa]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.k}"]),
+        "v"
+    );
+    // The scale subresource.
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "5"
+    );
+    let (code, scale) = s.json(
+        "GET",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        "",
+        b"",
+    );
+    assert_eq!(
+        (
+            code,
+            scale["kind"].as_str(),
+            scale["status"]["selector"].as_str()
+        ),
+        (200, Some("Scale"), Some("app=web"))
+    );
+    // Deletes, and what a missing object says.
+    let out = s.kubectl_ok(&["delete", "configmap", "demo"]);
+    assert!(out.contains("configmap \"demo\" deleted"), "{out}");
+    let (code, _, err) = s.kubectl(&["get", "configmap", "demo"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Error from server (NotFound): configmaps \"demo\" not found"),
+        "{err}"
+    );
+    let (code, _, err) = s.kubectl(&["delete", "deployment", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("deployments.apps \"nope\" not found"), "{err}");
+    assert!(s
+        .kubectl_ok(&["get", "pods", "-n", "kube-system", "-o", "name"])
+        .is_empty());
+}
+
+#[test]
+fn kubectl_watches_changes_as_they_happen() {
+    let s = GantryServer::start();
+    let mut watch = s
+        .kubectl_command(&["get", "configmaps", "--watch", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl on PATH");
+    let (tx, rx) = mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Give the list a moment so that the creations arrive as watch events.
+    std::thread::sleep(Duration::from_millis(500));
+    for name in ["one", "two"] {
+        let file = write(
+            &s,
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\n"),
+        );
+        s.kubectl_ok(&["create", "-f", &file]);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(seen, ["configmap/one", "configmap/two"]);
+}
+
+/// Method, path, Content-Type, body, and the code and reason of the answer.
+type BadRequest = (
+    &'static str,
+    String,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
+#[test]
+fn bad_requests_get_a_status_naming_the_problem() {
+    let s = GantryServer::start_with(&["--max-body-bytes", "4096"]);
+    let pods = "/api/v1/namespaces/default/pods";
+    let big = format!(
+        "{{\"metadata\":{{\"name\":\"x\"}},\"data\":{{\"k\":\"{}\"}}}}",
+        "a".repeat(5000)
+    );
+    let cases: Vec<BadRequest> = vec![
+        (
+            "POST",
+            pods.into(),
+            "application/json",
+            b"{not json".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            pods.into(),
+            "application/yaml",
+            b"a: [1".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps".into(),
+            "application/json",
+            big.into_bytes(),
+            413,
+            "RequestEntityTooLarge",
+        ),
+        (
+            "POST",
+            pods.into(),
+            "text/plain",
+            b"hello".to_vec(),
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            "POST",
+            pods.into(),
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"x"}}"#.to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps".into(),
+            "application/json",
+            br#"{"metadata":{"name":"Bad_Name"}}"#.to_vec(),
+            422,
+            "Invalid",
+        ),
+        (
+            "GET",
+            format!("{pods}?labelSelector=a%20in%20(b"),
+            "",
+            Vec::new(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            format!("{pods}?fieldSelector=spec.nope%3Dx"),
+            "",
+            Vec::new(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/widgets".into(),
+            "",
+            Vec::new(),
+            404,
+            "NotFound",
+        ),
+        ("GET", "/nowhere".into(), "", Vec::new(), 404, "NotFound"),
+        (
+            "GET",
+            format!("{pods}/missing"),
+            "",
+            Vec::new(),
+            404,
+            "NotFound",
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default".into(),
+            "application/json",
+            b"{}".to_vec(),
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default".into(),
+            "application/json-patch+json",
+            br#"[{"op":"remove","path":"/nope"}]"#.to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/x".into(),
+            "application/json",
+            br#"{"propagationPolicy":"Sideways"}"#.to_vec(),
+            400,
+            "BadRequest",
+        ),
+    ];
+    for (method, path, ct, body, code, reason) in cases {
+        let (got, status) = s.json(method, &path, ct, &body);
+        assert_eq!(
+            (got, status["kind"].as_str(), status["reason"].as_str()),
+            (code, Some("Status"), Some(reason)),
+            "{method} {path}: {status}"
+        );
+        assert!(status["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // The server is still there.
+    assert_eq!(s.request("GET", "/readyz", &[], b"").0, 200);
+}
+
+#[test]
+fn raw_rest_follows_the_api_conventions() {
+    let s = GantryServer::start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    // Created without apiVersion/kind (the Python client), with generateName.
+    let (code, created) = s.json(
+        "POST",
+        cms,
+        "",
+        br#"{"metadata":{"generateName":"gen-"},"data":{"a":"1"}}"#,
+    );
+    assert_eq!((code, created["kind"].as_str()), (201, Some("ConfigMap")));
+    let name = created["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    // A stale resourceVersion is a conflict.
+    let mut stale = created.clone();
+    stale["data"]["a"] = json!("2");
+    let path = format!("{cms}/{name}");
+    let (code, _) = s.json(
+        "PUT",
+        &path,
+        "application/json",
+        stale.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200);
+    let (code, status) = s.json(
+        "PUT",
+        &path,
+        "application/json",
+        stale.to_string().as_bytes(),
+    );
+    assert_eq!((code, status["reason"].as_str()), (409, Some("Conflict")));
+    // Lists carry kind, a resourceVersion and items (never null), and honour selectors.
+    let (code, list) = s.json("GET", "/api/v1/namespaces/kube-system/configmaps", "", b"");
+    assert_eq!(
+        (code, list["kind"].as_str(), list["items"].clone()),
+        (200, Some("ConfigMapList"), json!([]))
+    );
+    assert!(list["metadata"]["resourceVersion"].as_str().is_some());
+    let (_, list) = s.json(
+        "GET",
+        &format!("{cms}?fieldSelector=metadata.name%3D{name}"),
+        "",
+        b"",
+    );
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (_, list) = s.json(
+        "GET",
+        &format!("{cms}?fieldSelector=metadata.name%21%3D{name}"),
+        "",
+        b"",
+    );
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    // A watch from a resourceVersion replays what came after it, then ends at timeoutSeconds.
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap();
+    let (code, body) = s.request(
+        "GET",
+        &format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+        &[],
+        b"",
+    );
+    let events: Vec<Value> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(code, 200);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (
+            events[0]["type"].as_str(),
+            events[0]["object"]["data"]["a"].as_str()
+        ),
+        (Some("MODIFIED"), Some("2"))
+    );
+    // Deleting a ConfigMap answers with a Success Status naming it.
+    let (code, status) = s.json("DELETE", &path, "", b"");
+    assert_eq!(
+        (
+            code,
+            status["status"].as_str(),
+            status["details"]["name"].as_str()
+        ),
+        (200, Some("Success"), Some(name.as_str()))
+    );
+    // A resourceVersion that is not a number is refused.
+    let (code, status) = s.json(
+        "GET",
+        &format!("{cms}?watch=true&resourceVersion=abc"),
+        "",
+        b"",
+    );
+    assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+}
