@@ -69,6 +69,16 @@ fn verbs(res: &ResourceInfo) -> Vec<&'static str> {
     res.verbs.iter().map(|v| v.as_str()).collect()
 }
 
+/// Short names (`po`) and categories (`all`), where a resource has them.
+fn add_names(entry: &mut Value, res: &ResourceInfo) {
+    if !res.short_names.is_empty() {
+        entry["shortNames"] = json!(res.short_names);
+    }
+    if !res.categories.is_empty() {
+        entry["categories"] = json!(res.categories);
+    }
+}
+
 fn resources_of<'a>(
     group: &'a str,
     version: &'a str,
@@ -124,12 +134,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             "kind": res.kind,
             "verbs": verbs(res),
         });
-        if !res.short_names.is_empty() {
-            entry["shortNames"] = json!(res.short_names);
-        }
-        if !res.categories.is_empty() {
-            entry["categories"] = json!(res.categories);
-        }
+        add_names(&mut entry, res);
         resources.push(entry);
         for name in res.subresources {
             let sub = subresource(res, name);
@@ -175,12 +180,7 @@ pub fn aggregated(core: bool) -> Value {
                     "singularResource": res.singular,
                     "verbs": verbs(res),
                 });
-                if !res.short_names.is_empty() {
-                    entry["shortNames"] = json!(res.short_names);
-                }
-                if !res.categories.is_empty() {
-                    entry["categories"] = json!(res.categories);
-                }
+                add_names(&mut entry, res);
                 if !res.subresources.is_empty() {
                     entry["subresources"] = res
                         .subresources
