@@ -444,3 +444,46 @@ fn raw_rest_follows_the_api_conventions() {
     );
     assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
 }
+
+#[test]
+fn kubectl_get_prints_the_upstream_columns() {
+    let s = GantryServer::start();
+    let file = write(
+        &s,
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, labels: {app: web}}\nspec:\n  containers: [{name: c, image: busybox}]\n",
+    );
+    s.kubectl_ok(&["create", "-f", &file]);
+    let deploy = write(&s, "objects.yaml", MANIFESTS);
+    s.kubectl_ok(&["create", "-f", &deploy]);
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["get", "pods"],
+            &[
+                "NAME", "READY", "STATUS", "RESTARTS", "AGE", "web-1", "0/1", "Pending",
+            ],
+        ),
+        (
+            &["get", "pods", "-o", "wide"],
+            &["IP", "NODE", "NOMINATED NODE", "READINESS GATES", "<none>"],
+        ),
+        (
+            &["get", "deployments"],
+            &["READY", "UP-TO-DATE", "AVAILABLE", "web", "0/2"],
+        ),
+        (&["get", "namespaces"], &["STATUS", "kube-system", "Active"]),
+        (
+            &["get", "all", "-A"],
+            &["NAMESPACE", "pod/web-1", "deployment.apps/web"],
+        ),
+    ];
+    for (args, want) in cases {
+        let out = s.kubectl_ok(args);
+        for w in want {
+            assert!(
+                out.contains(w),
+                "kubectl {args:?}: {w:?} missing from\n{out}"
+            );
+        }
+    }
+}

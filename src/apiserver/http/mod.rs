@@ -8,6 +8,7 @@ mod openapi;
 mod respond;
 mod rest;
 mod scale;
+mod table;
 mod version;
 mod watch;
 
@@ -73,6 +74,14 @@ impl State {
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         RequestContext::from_rng(now, &mut *rng)
     }
+}
+
+/// Seconds since the epoch, for the ages in Tables.
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// 32 bytes from the OS for the UID generator (the time and the process id if it has none).

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{respond, scale, watch, State};
+use super::{respond, scale, table, watch, State};
 use crate::api::registry::{self, ResourceInfo, Verb};
 use crate::api::selector::Selector;
 use crate::api::status::ApiError;
@@ -217,15 +217,25 @@ async fn handle(
     match (method, name, t.sub.as_deref()) {
         ("GET", None, _) if truthy(query, "watch") => {
             needs(res, Verb::Watch)?;
-            watch::serve(state, res, ns, query, list_options(res, query)?).await
+            let tables = table::wanted(super::accept(req));
+            watch::serve(state, res, ns, query, list_options(res, query)?, tables).await
         }
         ("GET", None, _) => {
             needs(res, Verb::List)?;
             let (items, revision) = api.list(res, ns, &list_options(res, query)?).await?;
+            if table::wanted(super::accept(req)) {
+                let t = table::table(res, &items, Some(revision), super::now_seconds(), true);
+                return Ok(respond::json(200, &t));
+            }
             Ok(respond::json(200, &list_body(res, items, revision)))
         }
         ("GET", Some(name), None | Some("status")) => {
-            Ok(respond::json(200, &api.get(res, ns, name).await?))
+            let obj = api.get(res, ns, name).await?;
+            if table::wanted(super::accept(req)) {
+                let t = table::table(res, &[obj], None, super::now_seconds(), true);
+                return Ok(respond::json(200, &t));
+            }
+            Ok(respond::json(200, &obj))
         }
         ("GET", Some(name), Some("scale")) => {
             Ok(respond::json(200, &scale::of(&api.get(res, ns, name).await?)))

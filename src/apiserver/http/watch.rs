@@ -11,7 +11,7 @@ use actix_web::HttpResponse;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::State;
+use super::{table, State};
 use crate::api::registry::ResourceInfo;
 use crate::api::status::ApiError;
 use crate::apiserver::ListOptions;
@@ -36,7 +36,25 @@ pub(super) async fn serve(
     namespace: Option<&str>,
     query: &HashMap<String, String>,
     opts: ListOptions,
+    tables: bool,
 ) -> Result<HttpResponse, ApiError> {
+    // Table watches carry each object as a one-row Table, the column definitions in the
+    // first event only (as upstream).
+    let mut first = true;
+    let mut render = move |type_: &str, object: &Value| {
+        if !tables {
+            return line(type_, object);
+        }
+        let t = table::table(
+            res,
+            std::slice::from_ref(object),
+            None,
+            super::now_seconds(),
+            first,
+        );
+        first = false;
+        line(type_, &t)
+    };
     let timeout = match query.get("timeoutSeconds") {
         Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| {
             ApiError::bad_request(format!("timeoutSeconds: not a number of seconds: {t:?}"))
@@ -49,7 +67,7 @@ pub(super) async fn serve(
         .unwrap_or("");
     let (initial, after) = if rv.is_empty() || rv == "0" {
         let (items, revision) = state.api.list(res, namespace, &opts).await?;
-        let added: Vec<Bytes> = items.iter().map(|o| line("ADDED", o)).collect();
+        let added: Vec<Bytes> = items.iter().map(|o| render("ADDED", o)).collect();
         (added, revision)
     } else {
         let after = rv.parse::<u64>().map_err(|_| {
@@ -59,12 +77,12 @@ pub(super) async fn serve(
     };
     let events = match state.api.watch(res, namespace, after, opts).await {
         Ok(w) => w
-            .scan(false, |ended, item| {
+            .scan(false, move |ended, item| {
                 let out = if *ended {
                     None
                 } else {
                     Some(match item {
-                        Ok(ev) => line(ev.type_.as_str(), &ev.object),
+                        Ok(ev) => render(ev.type_.as_str(), &ev.object),
                         Err(e) => {
                             *ended = true;
                             error_line(&e)
