@@ -487,3 +487,90 @@ fn kubectl_get_prints_the_upstream_columns() {
         }
     }
 }
+
+#[test]
+fn kubectl_generator_commands_send_protobuf_and_it_is_understood() {
+    let s = GantryServer::start();
+    let commands: [&[&str]; 8] = [
+        &["create", "namespace", "demo"],
+        &[
+            "create",
+            "configmap",
+            "cm1",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s1",
+            "--from-literal=password=hunter2",
+        ],
+        &["create", "serviceaccount", "sa1"],
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=80",
+        ],
+        &["create", "service", "clusterip", "svc1", "--tcp=80:8080"],
+        &["create", "service", "nodeport", "np1", "--tcp=80:http"],
+        &[
+            "run",
+            "p1",
+            "--image=busybox",
+            "--labels=app=p",
+            "--",
+            "sleep",
+            "10",
+        ],
+    ];
+    for args in commands {
+        s.kubectl_ok(args);
+    }
+    let get = |args: &[&str]| -> Value { serde_json::from_str(&s.kubectl_ok(args)).unwrap() };
+    assert_eq!(
+        get(&["get", "cm", "cm1", "-o", "json"])["data"],
+        json!({"a": "1", "b": "2"})
+    );
+    // Secret data travels as bytes and is served base64-encoded.
+    assert_eq!(
+        get(&["get", "secret", "s1", "-o", "json"])["data"]["password"],
+        "aHVudGVyMg=="
+    );
+    let web = get(&["get", "deployment", "web", "-o", "json"]);
+    assert_eq!(web["spec"]["replicas"], 2);
+    assert_eq!(
+        web["spec"]["selector"]["matchLabels"],
+        json!({"app": "web"})
+    );
+    let container = &web["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (
+            container["image"].as_str(),
+            container["ports"][0]["containerPort"].as_i64()
+        ),
+        (Some("nginx:1.27"), Some(80))
+    );
+    let svc = get(&["get", "service", "svc1", "-o", "json"]);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    let np = get(&["get", "service", "np1", "-o", "json"]);
+    assert_eq!(
+        (
+            np["spec"]["type"].as_str(),
+            np["spec"]["ports"][0]["targetPort"].as_str()
+        ),
+        (Some("NodePort"), Some("http"))
+    );
+    let pod = get(&["get", "pod", "p1", "-o", "json"]);
+    assert_eq!(pod["spec"]["containers"][0]["args"], json!(["sleep", "10"]));
+    assert_eq!(pod["metadata"]["labels"], json!({"app": "p"}));
+    assert_eq!(
+        get(&["get", "namespace", "demo", "-o", "json"])["status"]["phase"],
+        "Active"
+    );
+}

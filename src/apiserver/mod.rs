@@ -11,6 +11,8 @@ pub mod cacher;
 pub mod http;
 mod object;
 pub mod patch;
+mod pb_schema;
+pub mod protobuf;
 mod strategy;
 mod watch;
 

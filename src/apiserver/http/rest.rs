@@ -11,7 +11,7 @@ use super::{respond, scale, table, watch, State};
 use crate::api::registry::{self, ResourceInfo, Verb};
 use crate::api::selector::Selector;
 use crate::api::status::ApiError;
-use crate::apiserver::{object, patch, DeleteOptions, FieldSelector, ListOptions, Part};
+use crate::apiserver::{object, patch, protobuf, DeleteOptions, FieldSelector, ListOptions, Part};
 
 /// What a request's path names.
 #[derive(Debug, PartialEq)]
@@ -140,7 +140,11 @@ fn content_type(req: &HttpRequest) -> String {
         .to_ascii_lowercase()
 }
 
-const BODY_TYPES: &[&str] = &["application/json", "application/yaml"];
+const BODY_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 
 /// A request body as JSON: JSON, or YAML; no Content-Type means JSON (the Python client).
 fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
@@ -152,6 +156,7 @@ fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => yaml_serde::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}"))),
+        protobuf::CONTENT_TYPE => protobuf::decode(body),
         other => Err(ApiError::unsupported_media_type(other, BODY_TYPES)),
     }
 }
@@ -520,10 +525,11 @@ mod tests {
             decode_body("application/yaml", b"a: 1\n").unwrap(),
             json!({"a": 1})
         );
-        let cases: [(&str, &[u8], u16); 4] = [
+        let cases: [(&str, &[u8], u16); 5] = [
             ("application/json", b"{not json", 400),
             ("application/yaml", b"a: [1", 400),
             ("application/vnd.kubernetes.protobuf", b"k8s\0", 415),
+            ("text/plain", b"hello", 415),
             ("application/json", b"  ", 400),
         ];
         for (ct, body, code) in cases {
