@@ -574,3 +574,80 @@ fn kubectl_generator_commands_send_protobuf_and_it_is_understood() {
         "Active"
     );
 }
+
+#[test]
+fn kubectl_patches_describes_and_reports_invalid_objects() {
+    let s = GantryServer::start();
+    s.kubectl_ok(&["run", "p1", "--image=busybox"]);
+    for (kind, patch) in [
+        ("merge", r#"{"metadata":{"labels":{"a":"b"}}}"#),
+        (
+            "json",
+            r#"[{"op":"add","path":"/metadata/labels/c","value":"d"}]"#,
+        ),
+        ("strategic", r#"{"metadata":{"labels":{"e":"f"}}}"#),
+    ] {
+        let out = s.kubectl_ok(&["patch", "pod", "p1", "--type", kind, "-p", patch]);
+        assert!(out.contains("pod/p1 patched"), "{kind}: {out}");
+    }
+    let yaml = s.kubectl_ok(&["get", "pod", "p1", "-o", "yaml"]);
+    for line in [
+        "kind: Pod",
+        "    a: b",
+        "    c: d",
+        "    e: f",
+        "    run: p1",
+    ] {
+        assert!(yaml.contains(line), "{line:?} in {yaml}");
+    }
+    let described = s.kubectl_ok(&["describe", "pod", "p1"]);
+    assert!(
+        described.contains("Status:           Pending") && described.contains("Labels:"),
+        "{described}"
+    );
+    let info = s.kubectl_ok(&["cluster-info"]);
+    assert!(
+        info.contains(&format!("Kubernetes control plane is running at {}", s.url)),
+        "{info}"
+    );
+    assert!(s.kubectl_ok(&["get", "nodes", "-o", "name"]).is_empty());
+    // 422 and 409, as kubectl prints them.
+    let bad = write(
+        &s,
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n",
+    );
+    let (code, _, err) = s.kubectl(&["create", "-f", &bad]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        ),
+        "{err}"
+    );
+    let (_, pod) = s.json("GET", "/api/v1/namespaces/default/pods/p1", "", b"");
+    let mut stale = pod.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    let stale_file = write(&s, "stale.json", &stale.to_string());
+    let (code, _, err) = s.kubectl(&["replace", "-f", &stale_file]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Error from server (Conflict)")
+            && err.contains("the object has been modified"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_restarted_server_keeps_every_object_and_resource_version() {
+    let s = GantryServer::start();
+    let file = write(&s, "objects.yaml", MANIFESTS);
+    s.kubectl_ok(&["create", "-f", &file]);
+    let before = s.kubectl_ok(&["get", "cm,deploy", "-o", "json"]);
+    // A second server on the same data directory, after the first is gone.
+    let again = GantryServer::start_in(s.stop_keeping_data());
+    let after = again.kubectl_ok(&["get", "cm,deploy", "-o", "json"]);
+    let items = |text: &str| serde_json::from_str::<Value>(text).unwrap()["items"].clone();
+    assert_eq!(items(&after), items(&before));
+    assert_eq!(items(&after).as_array().unwrap().len(), 2);
+}

@@ -109,7 +109,26 @@ impl GantryServer {
     }
 
     pub fn start_with(extra: &[&str]) -> GantryServer {
-        let dir = tempfile::tempdir().expect("temporary directory");
+        Self::launch(tempfile::tempdir().expect("temporary directory"), extra)
+    }
+
+    /// A server on an existing data directory (a restart).
+    pub fn start_in(dir: tempfile::TempDir) -> GantryServer {
+        Self::launch(dir, &[])
+    }
+
+    /// Kills the server and hands over its data directory (for a restart).
+    pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(
+            &mut self.dir,
+            tempfile::tempdir().expect("temporary directory"),
+        )
+    }
+
+    fn launch(dir: tempfile::TempDir, extra: &[&str]) -> GantryServer {
+        let _ = std::fs::remove_file(dir.path().join("kubeconfig"));
         let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
