@@ -651,3 +651,57 @@ fn a_restarted_server_keeps_every_object_and_resource_version() {
     assert_eq!(items(&after), items(&before));
     assert_eq!(items(&after).as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn server_side_dry_runs_check_everything_and_store_nothing() {
+    let s = GantryServer::start();
+    let file = write(&s, "objects.yaml", MANIFESTS);
+    let out = s.kubectl_ok(&["create", "-f", &file, "--dry-run=server"]);
+    assert!(
+        out.contains("configmap/demo created (server dry run)"),
+        "{out}"
+    );
+    let (code, _, err) = s.kubectl(&["get", "configmap", "demo"]);
+    assert_eq!(code, 1, "nothing was stored: {err}");
+    s.kubectl_ok(&["create", "-f", &file]);
+    // An invalid object is refused in a dry run too, and an existing name is a conflict.
+    let bad = write(
+        &s,
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n",
+    );
+    let (code, _, err) = s.kubectl(&["create", "-f", &bad, "--dry-run=server"]);
+    assert!(code == 1 && err.contains("is invalid"), "{err}");
+    let (code, _, err) = s.kubectl(&["create", "-f", &file, "--dry-run=server"]);
+    assert!(code == 1 && err.contains("already exists"), "{err}");
+    // An update and a delete in a dry run change nothing.
+    let changed = write(
+        &s,
+        "changed.yaml",
+        &MANIFESTS.replace("nginx:1.27", "nginx:1.28"),
+    );
+    s.kubectl_ok(&["apply", "-f", &changed, "--server-side", "--dry-run=server"]);
+    s.kubectl_ok(&["delete", "configmap", "demo", "--dry-run=server"]);
+    let image = s.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:1.27");
+    s.kubectl_ok(&["get", "configmap", "demo"]);
+    // kubectl diff is a dry-run apply: it shows the change and exits 1.
+    let (code, out, _) = s.kubectl(&["diff", "-f", &changed]);
+    assert!(
+        code == 1 && out.contains("+      - image: nginx:1.28"),
+        "{code}: {out}"
+    );
+    let (code, status) = s.json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps?dryRun=Some",
+        "application/json",
+        br#"{"metadata":{"name":"x"}}"#,
+    );
+    assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+}

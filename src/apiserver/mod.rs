@@ -55,6 +55,8 @@ pub struct RequestContext {
     uid: Uid,
     /// Picks the suffix of a `generateName`.
     pub random: u64,
+    /// `dryRun=All`: every check runs, nothing is stored.
+    pub dry_run: bool,
 }
 
 /// A UID as given, or as random bits formatted only when a create needs it (most requests
@@ -72,6 +74,7 @@ impl RequestContext {
             now,
             uid: Uid::Given(uid.into()),
             random,
+            dry_run: false,
         }
     }
 
@@ -99,6 +102,7 @@ impl RequestContext {
                 .unwrap_or(Timestamp::UNIX_EPOCH),
             uid: Uid::Random(a, b),
             random: rng.next_u64(),
+            dry_run: false,
         }
     }
 }
@@ -687,6 +691,15 @@ impl<S: Store> ApiServer<S> {
             self.admit_namespace(res, n, &name).await?;
         }
         let key = key(res, ns, &name)?;
+        if ctx.dry_run {
+            // k8s: a dry run goes through every check, the name's uniqueness included, and
+            // stores nothing.
+            return match self.store.get(&key).await {
+                Ok(Some(_)) => Err(ApiError::already_exists(res, &name)),
+                Ok(None) => Ok(Arc::new(obj)),
+                Err(e) => Err(ApiError::from_store(res, &name, e)),
+            };
+        }
         let rev = self
             .store
             .create(&key, encode(&obj))
@@ -762,6 +775,11 @@ impl<S: Store> ApiServer<S> {
             // bytes stand for `old`.)
             if bytes == kv.value {
                 return Ok(old);
+            }
+            if ctx.dry_run {
+                object::meta_mut(&mut new)
+                    .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+                return Ok(Arc::new(new));
             }
             // k8s: removing the last finalizer of a deleting object deletes it.
             if object::is_deleting(&new)
@@ -978,6 +996,9 @@ impl<S: Store> ApiServer<S> {
                 || !finalizers.is_empty()
                 || (is_namespace && !spec_finalizers(&obj).is_empty());
             if !stays {
+                if ctx.dry_run {
+                    return Ok(Arc::new(obj));
+                }
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok(d) => {
                         self.forget(&key);
@@ -1019,7 +1040,7 @@ impl<S: Store> ApiServer<S> {
                 }
             }
             meta.remove("resourceVersion");
-            if encode(&obj) == kv.value.as_ref() {
+            if ctx.dry_run || encode(&obj) == kv.value.as_ref() {
                 object::meta_mut(&mut obj)
                     .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                 return Ok(Arc::new(obj));
@@ -1119,6 +1140,9 @@ impl<S: Store> ApiServer<S> {
                     "lastProbeTime": null,
                     "lastTransitionTime": object::timestamp(ctx.now),
                 }));
+            }
+            if ctx.dry_run {
+                return Ok(Arc::new(pod));
             }
             object::meta_mut(&mut pod).remove("resourceVersion");
             match self

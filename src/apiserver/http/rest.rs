@@ -11,7 +11,9 @@ use super::{respond, scale, table, watch, State};
 use crate::api::registry::{self, ResourceInfo, Verb};
 use crate::api::selector::Selector;
 use crate::api::status::ApiError;
-use crate::apiserver::{object, patch, protobuf, DeleteOptions, FieldSelector, ListOptions, Part};
+use crate::apiserver::{
+    object, patch, protobuf, DeleteOptions, FieldSelector, ListOptions, Part, RequestContext,
+};
 
 /// What a request's path names.
 #[derive(Debug, PartialEq)]
@@ -207,11 +209,20 @@ async fn handle(
     let api = &state.api;
     let res = t.res;
     let ns = t.namespace.as_deref();
-    if query.get("dryRun").is_some_and(|d| !d.is_empty()) {
-        return Err(ApiError::bad_request(
-            "dryRun is not supported by this server yet",
-        ));
-    }
+    let dry_run = match query.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+            )))
+        }
+    };
+    let ctx = || {
+        let mut c = state.ctx();
+        c.dry_run = dry_run;
+        c
+    };
     if let Some(sub) = t.sub.as_deref() {
         if !res.has_subresource(sub) {
             return Err(ApiError::no_such_path());
@@ -248,7 +259,7 @@ async fn handle(
         ("PUT", Some(name), Some("scale")) => {
             let wanted = decode_body(&content_type(req), body)?;
             let obj = scale::apply(api.get(res, ns, name).await?, &wanted)?;
-            let updated = api.update(res, ns, name, obj, Part::Main, &state.ctx()).await?;
+            let updated = api.update(res, ns, name, obj, Part::Main, &ctx()).await?;
             Ok(respond::json(200, &scale::of(&updated)))
         }
         ("PATCH", Some(name), Some("scale")) => {
@@ -258,7 +269,7 @@ async fn handle(
                 let current = api.get(res, ns, name).await?;
                 let wanted = patch::apply(kind, scale::of(&current), &doc, res)?;
                 let obj = scale::apply(current, &wanted)?;
-                match api.update(res, ns, name, obj, Part::Main, &state.ctx()).await {
+                match api.update(res, ns, name, obj, Part::Main, &ctx()).await {
                     Ok(updated) => return Ok(respond::json(200, &scale::of(&updated))),
                     Err(e) if e.reason == "Conflict" => continue,
                     Err(e) => return Err(e),
@@ -272,19 +283,19 @@ async fn handle(
         ("POST", None, None) => {
             needs(res, Verb::Create)?;
             let obj = decode_body(&content_type(req), body)?;
-            let created = api.create(res, ns, obj, &state.ctx()).await?;
+            let created = api.create(res, ns, obj, &ctx()).await?;
             Ok(respond::json(201, &*created))
         }
         ("POST", Some(name), Some("binding")) => {
             let binding = decode_body(&content_type(req), body)?;
             let node = binding["target"]["name"].as_str().unwrap_or("");
-            api.bind(ns.unwrap_or(""), name, node, &state.ctx()).await?;
+            api.bind(ns.unwrap_or(""), name, node, &ctx()).await?;
             Ok(respond::json(201, &respond::success()))
         }
         ("POST", Some(name), Some("eviction")) => {
             let eviction = decode_body(&content_type(req), body)?;
             let opts = delete_options(&eviction["deleteOptions"], query)?;
-            api.delete(res, ns, name, &opts, &state.ctx()).await?;
+            api.delete(res, ns, name, &opts, &ctx()).await?;
             Ok(respond::json(201, &respond::success()))
         }
         ("PUT", Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
@@ -295,7 +306,7 @@ async fn handle(
                 _ => Part::Main,
             };
             let obj = decode_body(&content_type(req), body)?;
-            let updated = api.update(res, ns, name, obj, part, &state.ctx()).await?;
+            let updated = api.update(res, ns, name, obj, part, &ctx()).await?;
             Ok(respond::json(200, &*updated))
         }
         ("PATCH", Some(name), sub @ (None | Some("status"))) => {
@@ -310,7 +321,7 @@ async fn handle(
                 patch::Kind::Apply => decode_body("application/yaml", body)?,
                 _ => decode_body("application/json", body)?,
             };
-            let (obj, created) = patch_object(state, res, ns, name, part, kind, &doc).await?;
+            let (obj, created) = patch_object(state, res, ns, name, (part, kind), &doc, &ctx).await?;
             Ok(respond::json(if created { 201 } else { 200 }, &*obj))
         }
         ("DELETE", Some(name), None) => {
@@ -321,7 +332,12 @@ async fn handle(
                 decode_body(&content_type(req), body)?
             };
             let opts = delete_options(&options, query)?;
-            let obj = api.delete(res, ns, name, &opts, &state.ctx()).await?;
+            // kubectl puts a delete's dryRun in its DeleteOptions body.
+            let mut c = ctx();
+            c.dry_run |= options["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+            let obj = api.delete(res, ns, name, &opts, &c).await?;
             Ok(deleted(res, &obj))
         }
         ("DELETE", None, None) => {
@@ -331,7 +347,7 @@ async fn handle(
             let mut gone = Vec::new();
             for item in items {
                 let (ns, name) = (object::meta_str(&item, "namespace"), object::name(&item));
-                match api.delete(res, ns, name, &opts, &state.ctx()).await {
+                match api.delete(res, ns, name, &opts, &ctx()).await {
                     Ok(obj) => gone.push((*obj).clone()),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
@@ -414,9 +430,9 @@ async fn patch_object(
     res: &'static ResourceInfo,
     ns: Option<&str>,
     name: &str,
-    part: Part,
-    kind: patch::Kind,
+    (part, kind): (Part, patch::Kind),
     doc: &Value,
+    ctx: &impl Fn() -> RequestContext,
 ) -> Result<(std::sync::Arc<Value>, bool), ApiError> {
     let api = &state.api;
     for _ in 0..5 {
@@ -428,7 +444,7 @@ async fn patch_object(
                     return Err(ApiError::bad_request("an apply patch must be an object"));
                 }
                 object::meta_mut(&mut obj).insert("name".into(), json!(name));
-                return Ok((api.create(res, ns, obj, &state.ctx()).await?, true));
+                return Ok((api.create(res, ns, obj, &ctx()).await?, true));
             }
             Err(e) => return Err(e),
         };
@@ -440,7 +456,7 @@ async fn patch_object(
                 object::meta_mut(&mut patched).insert("resourceVersion".into(), json!(rv));
             }
         }
-        match api.update(res, ns, name, patched, part, &state.ctx()).await {
+        match api.update(res, ns, name, patched, part, &ctx()).await {
             Ok(obj) => return Ok((obj, false)),
             Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
