@@ -705,3 +705,51 @@ fn server_side_dry_runs_check_everything_and_store_nothing() {
     );
     assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
 }
+
+#[test]
+fn unknown_fields_are_refused_warned_or_ignored_as_asked() {
+    let s = GantryServer::start();
+    let deployment = MANIFESTS.split("---\n").nth(1).unwrap();
+    let typo = write(
+        &s,
+        "typo.yaml",
+        &deployment.replace("  replicas: 2", "  replicas: 2\n  replica: 3"),
+    );
+    // kubectl's default --validate=strict leaves it to the server (the OpenAPI says it can).
+    let (code, _, err) = s.kubectl(&["create", "-f", &typo]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Error from server (BadRequest)")
+            && err.contains("strict decoding error: unknown field \"spec.replica\""),
+        "{err}"
+    );
+    let (code, _, err) = s.kubectl(&["create", "-f", &typo, "--validate=warn"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("Warning: unknown field \"spec.replica\""),
+        "{err}"
+    );
+    s.kubectl_ok(&["delete", "-f", &typo]);
+    let (code, _, err) = s.kubectl(&["create", "-f", &typo, "--validate=false"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("Warning"), "{err}");
+    // Patches are checked after they are applied.
+    let (code, _, err) = s.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"paused":true,"pause":true}}"#,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("unknown field \"spec.pause\""), "{err}");
+    let (code, status) = s.json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Loose",
+        "application/json",
+        br#"{"metadata":{"name":"x"}}"#,
+    );
+    assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+}

@@ -191,3 +191,108 @@ fn selector_immutable<T: PartialEq>(errs: &mut Vec<FieldError>, new: Option<&T>,
         }
     }
 }
+
+/// The fields of `obj` its kind does not have (`spec.foo`, `spec.containers[0].imagePull`):
+/// what `fieldValidation=Strict` refuses and `Warn` reports. Found by a round trip through the
+/// typed object, which keeps every field it knows; null values count as absent.
+pub(crate) fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Result<Vec<String>, ApiError> {
+    use k8s_openapi::api::discovery::v1 as discovery;
+    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+    fn check<T: DeserializeOwned + Serialize>(
+        res: &ResourceInfo,
+        obj: &Value,
+    ) -> Result<Vec<String>, ApiError> {
+        let back = to_stored(&decode_as::<T>(res, obj)?)?;
+        let mut unknown = Vec::new();
+        missing_from("", obj, &back, &mut unknown);
+        Ok(unknown)
+    }
+    match (res.group, res.plural) {
+        ("", "namespaces") => check::<core::Namespace>(res, obj),
+        ("", "pods") => check::<core::Pod>(res, obj),
+        ("", "nodes") => check::<core::Node>(res, obj),
+        ("", "services") => check::<core::Service>(res, obj),
+        ("", "endpoints") => check::<core::Endpoints>(res, obj),
+        ("", "events") => check::<core::Event>(res, obj),
+        ("", "configmaps") => check::<core::ConfigMap>(res, obj),
+        ("", "secrets") => check::<core::Secret>(res, obj),
+        ("", "serviceaccounts") => check::<core::ServiceAccount>(res, obj),
+        ("", "replicationcontrollers") => check::<core::ReplicationController>(res, obj),
+        ("apps", "replicasets") => check::<apps::ReplicaSet>(res, obj),
+        ("apps", "deployments") => check::<apps::Deployment>(res, obj),
+        ("discovery.k8s.io", "endpointslices") => check::<discovery::EndpointSlice>(res, obj),
+        ("coordination.k8s.io", "leases") => check::<coordination::Lease>(res, obj),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn missing_from(path: &str, input: &Value, typed: &Value, out: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a.iter().filter(|(_, v)| !v.is_null()) {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    Some(t) => missing_from(&p, v, t, out),
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                missing_from(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod unknown_field_tests {
+    use super::*;
+    use crate::api::registry::by_plural;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_named_by_path() {
+        let deploys = by_plural("apps", "deployments").unwrap();
+        let cases = [
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "creationTimestamp": null},
+                    "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {"containers": [{"name": "c", "image": "i", "resources": {}}]}}}}),
+                Vec::<&str>::new(),
+            ),
+            (
+                json!({"metadata": {"name": "d", "nmae": "x"}, "spec": {"replicas": 1, "replica": 2,
+                    "template": {"spec": {"containers": [{"name": "c", "imagePull": "Always"}]}}}}),
+                vec![
+                    "metadata.nmae",
+                    "spec.replica",
+                    "spec.template.spec.containers[0].imagePull",
+                ],
+            ),
+        ];
+        for (obj, want) in cases {
+            let mut got = unknown_fields(deploys, &obj).unwrap();
+            got.sort();
+            assert_eq!(got, want);
+        }
+        let cms = by_plural("", "configmaps").unwrap();
+        assert_eq!(
+            unknown_fields(
+                cms,
+                &json!({"metadata": {"name": "c"}, "data": {"k": "v"}, "date": {}})
+            )
+            .unwrap(),
+            ["date"]
+        );
+        // A wrong type is not an unknown field but a decoding error.
+        assert_eq!(
+            unknown_fields(cms, &json!({"data": 5})).unwrap_err().code,
+            400
+        );
+    }
+}

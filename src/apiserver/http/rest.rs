@@ -12,7 +12,8 @@ use crate::api::registry::{self, ResourceInfo, Verb};
 use crate::api::selector::Selector;
 use crate::api::status::ApiError;
 use crate::apiserver::{
-    object, patch, protobuf, DeleteOptions, FieldSelector, ListOptions, Part, RequestContext,
+    object, patch, protobuf, strategy, DeleteOptions, FieldSelector, ListOptions, Part,
+    RequestContext,
 };
 
 /// What a request's path names.
@@ -182,6 +183,61 @@ fn list_options(
     })
 }
 
+/// `?fieldValidation=`: what unknown fields in a body do (k8s: Strict refuses them, Warn, the
+/// default, answers with a Warning header each, Ignore drops them silently).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    fn from_query(query: &HashMap<String, String>) -> Result<Self, ApiError> {
+        match query.get("fieldValidation").map(String::as_str) {
+            Some("Strict") => Ok(Self::Strict),
+            None | Some("") | Some("Warn") => Ok(Self::Warn),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+            ))),
+        }
+    }
+
+    /// The warnings `obj` earns, or the 400 a strict request gets.
+    fn check(self, res: &ResourceInfo, obj: &Value) -> Result<Vec<String>, ApiError> {
+        if self == Self::Ignore {
+            return Ok(Vec::new());
+        }
+        let unknown: Vec<String> = strategy::unknown_fields(res, obj)?
+            .into_iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        if self == Self::Strict && !unknown.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                unknown.join(", "),
+                kind = res.kind,
+                version = res.version
+            )));
+        }
+        Ok(unknown)
+    }
+}
+
+/// `Warning: 299 - "..."` headers, as upstream sends them.
+fn with_warnings(mut response: HttpResponse, warnings: &[String]) -> HttpResponse {
+    for w in warnings {
+        let value = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .append(actix_web::http::header::WARNING, v);
+        }
+    }
+    response
+}
+
 fn truthy(query: &HashMap<String, String>, key: &str) -> bool {
     query
         .get(key)
@@ -230,6 +286,7 @@ async fn handle(
     }
     let method = req.method().as_str();
     let name = t.name.as_deref();
+    let validation = FieldValidation::from_query(query)?;
     match (method, name, t.sub.as_deref()) {
         ("GET", None, _) if truthy(query, "watch") => {
             needs(res, Verb::Watch)?;
@@ -283,8 +340,9 @@ async fn handle(
         ("POST", None, None) => {
             needs(res, Verb::Create)?;
             let obj = decode_body(&content_type(req), body)?;
+            let warnings = validation.check(res, &obj)?;
             let created = api.create(res, ns, obj, &ctx()).await?;
-            Ok(respond::json(201, &*created))
+            Ok(with_warnings(respond::json(201, &*created), &warnings))
         }
         ("POST", Some(name), Some("binding")) => {
             let binding = decode_body(&content_type(req), body)?;
@@ -306,8 +364,9 @@ async fn handle(
                 _ => Part::Main,
             };
             let obj = decode_body(&content_type(req), body)?;
+            let warnings = validation.check(res, &obj)?;
             let updated = api.update(res, ns, name, obj, part, &ctx()).await?;
-            Ok(respond::json(200, &*updated))
+            Ok(with_warnings(respond::json(200, &*updated), &warnings))
         }
         ("PATCH", Some(name), sub @ (None | Some("status"))) => {
             needs(res, Verb::Patch)?;
@@ -321,8 +380,10 @@ async fn handle(
                 patch::Kind::Apply => decode_body("application/yaml", body)?,
                 _ => decode_body("application/json", body)?,
             };
-            let (obj, created) = patch_object(state, res, ns, name, (part, kind), &doc, &ctx).await?;
-            Ok(respond::json(if created { 201 } else { 200 }, &*obj))
+            let (obj, created, warnings) =
+                patch_object(state, res, ns, name, (part, kind, validation), &doc, &ctx).await?;
+            let code = if created { 201 } else { 200 };
+            Ok(with_warnings(respond::json(code, &*obj), &warnings))
         }
         ("DELETE", Some(name), None) => {
             needs(res, Verb::Delete)?;
@@ -430,10 +491,10 @@ async fn patch_object(
     res: &'static ResourceInfo,
     ns: Option<&str>,
     name: &str,
-    (part, kind): (Part, patch::Kind),
+    (part, kind, validation): (Part, patch::Kind, FieldValidation),
     doc: &Value,
     ctx: &impl Fn() -> RequestContext,
-) -> Result<(std::sync::Arc<Value>, bool), ApiError> {
+) -> Result<(std::sync::Arc<Value>, bool, Vec<String>), ApiError> {
     let api = &state.api;
     for _ in 0..5 {
         let current = match api.get(res, ns, name).await {
@@ -444,12 +505,14 @@ async fn patch_object(
                     return Err(ApiError::bad_request("an apply patch must be an object"));
                 }
                 object::meta_mut(&mut obj).insert("name".into(), json!(name));
-                return Ok((api.create(res, ns, obj, &ctx()).await?, true));
+                let warnings = validation.check(res, &obj)?;
+                return Ok((api.create(res, ns, obj, &ctx()).await?, true, warnings));
             }
             Err(e) => return Err(e),
         };
         let rv = object::meta_str(&current, "resourceVersion").map(String::from);
         let mut patched = patch::apply(kind, current, doc, res)?;
+        let warnings = validation.check(res, &patched)?;
         // The version read is the precondition, unless the patch names its own.
         if object::meta_str(&patched, "resourceVersion").is_none_or(str::is_empty) {
             if let Some(rv) = &rv {
@@ -457,7 +520,7 @@ async fn patch_object(
             }
         }
         match api.update(res, ns, name, patched, part, &ctx()).await {
-            Ok(obj) => return Ok((obj, false)),
+            Ok(obj) => return Ok((obj, false, warnings)),
             Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
         }
