@@ -50,6 +50,21 @@ fn kubectl_sees_version_discovery_and_boot_namespaces() {
     assert!(resources
         .lines()
         .any(|l| l.starts_with("pods ") && l.contains(" po ")));
+    let boot = s.kubectl_ok(&[
+        "get",
+        "services,endpoints,serviceaccounts",
+        "-A",
+        "-o",
+        "name",
+    ]);
+    for want in [
+        "service/kubernetes",
+        "endpoints/kubernetes",
+        "serviceaccount/default",
+    ] {
+        assert!(boot.contains(want), "{want} in {boot}");
+    }
+    assert_eq!(boot.matches("serviceaccount/default").count(), 4, "{boot}");
     let namespaces = s.kubectl_ok(&["get", "namespaces", "-o", "name"]);
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(
@@ -647,6 +662,21 @@ fn a_restarted_server_keeps_every_object_and_resource_version() {
     // A second server on the same data directory, after the first is gone.
     let again = GantryServer::start_in(s.stop_keeping_data());
     let after = again.kubectl_ok(&["get", "cm,deploy", "-o", "json"]);
+    // The kubernetes Endpoints follow the server to its new port.
+    let (_, ep) = again.json(
+        "GET",
+        "/api/v1/namespaces/default/endpoints/kubernetes",
+        "",
+        b"",
+    );
+    let port = again
+        .address
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse::<i64>()
+        .unwrap();
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], port);
     let items = |text: &str| serde_json::from_str::<Value>(text).unwrap()["items"].clone();
     assert_eq!(items(&after), items(&before));
     assert_eq!(items(&after).as_array().unwrap().len(), 2);

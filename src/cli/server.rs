@@ -79,6 +79,9 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         .bootstrap(|| state.ctx())
         .await
         .map_err(|e| format!("cannot create the boot namespaces: {}", e.message))?;
+    http::boot_objects(&state)
+        .await
+        .map_err(|e| format!("cannot create the boot objects: {}", e.message))?;
     let url = format!("http://{address}");
     let kubeconfig_path = data_dir.join("kubeconfig");
     std::fs::write(&kubeconfig_path, kubeconfig::render(&url))

@@ -76,6 +76,81 @@ impl State {
     }
 }
 
+/// What a fresh API holds besides the boot namespaces (kubectl-compat.md §4): the
+/// `default/kubernetes` Service and its Endpoints pointing at this server, and a `default`
+/// ServiceAccount in each boot namespace. Existing objects are left as they are.
+pub async fn boot_objects(state: &State) -> Result<(), ApiError> {
+    use crate::api::registry::by_plural;
+    use serde_json::json;
+    let (host, port) = state
+        .config
+        .address
+        .rsplit_once(':')
+        .map(|(h, p)| {
+            (
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse::<u16>().unwrap_or(6443),
+            )
+        })
+        .unwrap_or_else(|| ("127.0.0.1".into(), 6443));
+    let res = |group: &str, plural: &str| by_plural(group, plural).expect("registered");
+    let mut objects = vec![
+        (
+            res("", "services"),
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "kubernetes", "namespace": "default",
+                                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                   // k8s: the first address of the service CIDR (10.96.0.0/12 by default).
+                   "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                            "sessionAffinity": "None"}}),
+        ),
+        (
+            res("", "endpoints"),
+            json!({"apiVersion": "v1", "kind": "Endpoints",
+                   "metadata": {"name": "kubernetes", "namespace": "default",
+                                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                   "subsets": [{"addresses": [{"ip": host}],
+                                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
+        ),
+    ];
+    for ns in super::BOOT_NAMESPACES {
+        objects.push((
+            res("", "serviceaccounts"),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": "default", "namespace": ns}}),
+        ));
+    }
+    for (res, obj) in objects {
+        let ns = obj["metadata"]["namespace"].as_str().map(String::from);
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let subsets = obj["subsets"].clone();
+        match state
+            .api
+            .create(res, ns.as_deref(), obj, &state.ctx())
+            .await
+        {
+            Ok(_) => {}
+            // k8s: the apiserver keeps the kubernetes Endpoints pointing at itself (its
+            // address may differ from the last run's).
+            Err(e) if e.reason == "AlreadyExists" && res.plural == "endpoints" => {
+                let mut current = state.api.get(res, ns.as_deref(), &name).await?;
+                if current["subsets"] != subsets {
+                    current["subsets"] = subsets;
+                    let part = super::Part::Main;
+                    state
+                        .api
+                        .update(res, ns.as_deref(), &name, current, part, &state.ctx())
+                        .await?;
+                }
+            }
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Seconds since the epoch, for the ages in Tables.
 fn now_seconds() -> i64 {
     SystemTime::now()
