@@ -783,3 +783,94 @@ fn unknown_fields_are_refused_warned_or_ignored_as_asked() {
     );
     assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
 }
+
+/// The events of a raw watch that ends at its timeoutSeconds.
+fn watch_events(address: &str, path: &str) -> Vec<Value> {
+    let (code, body) = common::request_to(address, "GET", path, &[], b"");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn watches_follow_selectors_resume_bookmark_and_expire() {
+    let s = GantryServer::start_with(&["--watch-history", "5", "--watch-bookmark-seconds", "1"]);
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (_, list) = s.json("GET", cms, "", b"");
+    let start = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Objects entering and leaving a label selector are ADDED and DELETED for the watcher.
+    let watcher = {
+        let address = s.address.clone();
+        let path = format!(
+            "{cms}?watch=true&labelSelector=app%3Dx&resourceVersion={start}&timeoutSeconds=3"
+        );
+        std::thread::spawn(move || watch_events(&address, &path))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let labelled =
+        |app: &str| format!(r#"{{"metadata":{{"name":"w","labels":{{"app":"{app}"}}}}}}"#);
+    s.json("POST", cms, "application/json", labelled("x").as_bytes());
+    for app in ["y", "x"] {
+        s.json(
+            "PATCH",
+            &format!("{cms}/w"),
+            "application/merge-patch+json",
+            labelled(app).as_bytes(),
+        );
+    }
+    s.json("DELETE", &format!("{cms}/w"), "", b"");
+    let events = watcher.join().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["ADDED", "DELETED", "ADDED", "DELETED"],
+        "{events:?}"
+    );
+    // Bookmarks, when allowed, say how far the (silent) stream is complete.
+    let (_, list) = s.json("GET", cms, "", b"");
+    let now = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    let events = watch_events(
+        &s.address,
+        &format!(
+            "{cms}?watch=true&allowWatchBookmarks=true&resourceVersion={now}&timeoutSeconds=3"
+        ),
+    );
+    assert!(events.len() >= 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e["type"], "BOOKMARK");
+        assert_eq!(e["object"]["kind"], "ConfigMap");
+        let rv: u64 = e["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(rv >= now);
+    }
+    // A version that has left the history (5 changes) is a 410 ERROR event.
+    for i in 0..3 {
+        let body = format!(r#"{{"metadata":{{"name":"filler-{i}"}}}}"#);
+        s.json("POST", cms, "application/json", body.as_bytes());
+        s.json("DELETE", &format!("{cms}/filler-{i}"), "", b"");
+    }
+    let events = watch_events(
+        &s.address,
+        &format!("{cms}?watch=true&resourceVersion={start}&timeoutSeconds=3"),
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (
+            events[0]["type"].as_str(),
+            events[0]["object"]["code"].as_i64()
+        ),
+        (Some("ERROR"), Some(410))
+    );
+}

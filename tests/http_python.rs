@@ -5,8 +5,8 @@ mod common;
 
 use common::GantryServer;
 
-#[test]
-fn the_python_client_works_unchanged() {
+/// Runs one of tests/python/*.py against `s`; it prints "ok" when every check held.
+fn run_script(s: &GantryServer, script: &str) {
     let python = std::env::var("GANTRY_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = std::process::Command::new(&python)
         .args(["-c", "import kubernetes"])
@@ -16,17 +16,29 @@ fn the_python_client_works_unchanged() {
         probe.status.success(),
         "the Python client is missing: run scripts/setup (pip install kubernetes==37.0.2)"
     );
-    let s = GantryServer::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client_e2e.py");
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(&python)
-        .arg(script)
+        .arg(path)
         .arg(s.kubeconfig())
         .output()
         .expect("run the client script");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.trim_end().ends_with("ok"),
-        "the Python client failed:\n{stdout}\n{}",
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_python_client_works_unchanged() {
+    run_script(&GantryServer::start(), "client_e2e.py");
+}
+
+#[test]
+fn the_python_watch_learns_of_an_expired_version_by_410() {
+    run_script(
+        &GantryServer::start_with(&["--watch-history", "3"]),
+        "watch_expired.py",
     );
 }

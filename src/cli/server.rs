@@ -26,6 +26,13 @@ pub struct ServerArgs {
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Changes each resource's watch cache keeps for watches that resume; a watch from an
+    /// older resourceVersion gets 410 Expired and relists.
+    #[arg(long, default_value_t = 10_000)]
+    watch_history: usize,
+    /// Seconds between the bookmarks of watches that allow them (tests shorten it).
+    #[arg(long, default_value_t = 60)]
+    watch_bookmark_seconds: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -71,6 +78,8 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         Config {
             max_body_bytes: args.max_body_bytes,
             address: address.clone(),
+            watch_history: args.watch_history,
+            bookmark_interval: std::time::Duration::from_secs(args.watch_bookmark_seconds.max(1)),
             ..Config::default()
         },
     );
@@ -82,6 +91,9 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
     http::boot_objects(&state)
         .await
         .map_err(|e| format!("cannot create the boot objects: {}", e.message))?;
+    http::start_watch_caches(&state)
+        .await
+        .map_err(|e| format!("cannot start the watch caches: {}", e.message))?;
     let url = format!("http://{address}");
     let kubeconfig_path = data_dir.join("kubeconfig");
     std::fs::write(&kubeconfig_path, kubeconfig::render(&url))

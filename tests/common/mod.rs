@@ -209,48 +209,7 @@ impl GantryServer {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<u8>) {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(&self.address) else {
-            return (0, Vec::new());
-        };
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.address,
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        if s.write_all(head.as_bytes())
-            .and_then(|_| s.write_all(body))
-            .is_err()
-        {
-            return (0, Vec::new());
-        }
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(raw.len());
-        let head = String::from_utf8_lossy(&raw[..split]).to_string();
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = raw.get(split + 4..).unwrap_or_default().to_vec();
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(&body)
-        } else {
-            body
-        };
-        (code, body)
+        request_to(&self.address, method, path, headers, body)
     }
 
     /// A request whose answer is JSON.
@@ -275,6 +234,58 @@ impl GantryServer {
         });
         (code, value)
     }
+}
+
+/// One raw HTTP/1.1 request to the server at `address`: (status code, body).
+pub fn request_to(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(address) else {
+        return (0, Vec::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        address,
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    if s.write_all(head.as_bytes())
+        .and_then(|_| s.write_all(body))
+        .is_err()
+    {
+        return (0, Vec::new());
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (code, body)
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

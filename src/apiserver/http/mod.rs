@@ -3,6 +3,7 @@
 //! actix-web. The wire contract is ../shared/reference/kubectl-compat.md.
 
 mod discovery;
+mod hub;
 pub mod kubeconfig;
 mod openapi;
 mod respond;
@@ -37,6 +38,11 @@ pub struct Config {
     /// How long a watch without `timeoutSeconds` stays open (k8s: --min-request-timeout
     /// 1800 s).
     pub watch_timeout: Duration,
+    /// How often a watch that allows bookmarks gets one (k8s: about every minute).
+    pub bookmark_interval: Duration,
+    /// Changes each resource's watch cache keeps for watches that resume; older versions get
+    /// 410 Expired.
+    pub watch_history: usize,
 }
 
 impl Default for Config {
@@ -45,21 +51,25 @@ impl Default for Config {
             max_body_bytes: 3 * 1024 * 1024,
             address: "127.0.0.1:6443".into(),
             watch_timeout: Duration::from_secs(1800),
+            bookmark_interval: Duration::from_secs(60),
+            watch_history: 10_000,
         }
     }
 }
 
 /// What every request handler shares.
 pub struct State {
-    pub api: ApiServer<Backend>,
+    pub api: Arc<ApiServer<Backend>>,
     pub config: Config,
+    hub: hub::Hub,
     rng: Mutex<ChaCha8Rng>,
 }
 
 impl State {
     pub fn new(api: ApiServer<Backend>, config: Config) -> Arc<State> {
         Arc::new(State {
-            api,
+            api: Arc::new(api),
+            hub: hub::Hub::new(config.watch_history),
             config,
             rng: Mutex::new(ChaCha8Rng::from_seed(os_seed())),
         })
@@ -149,6 +159,11 @@ pub async fn boot_objects(state: &State) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Starts the watch caches (after the boot objects, which they then hold).
+pub async fn start_watch_caches(state: &State) -> Result<(), ApiError> {
+    state.hub.start(&state.api).await
 }
 
 /// Seconds since the epoch, for the ages in Tables.
