@@ -2,8 +2,12 @@
 //!
 //! k8s: the same mapping the apiserver's etcd3 storage uses: create is a Txn guarded by
 //! `create_revision == 0`, update and delete are Txns guarded by `mod_revision == precondition`,
-//! list is a Range with its header revision, watch is a Watch from `revision + 1` with prev_kv,
-//! and a compacted start is etcd's `compact_revision` cancellation, reported as `Expired`.
+//! list is a Range with its header revision, watch is a Watch with prev_kv, and a compacted start
+//! is etcd's `compact_revision` cancellation, reported as `Expired`. `compact(r)` is etcd's
+//! compact(r), and a watch from a past `after` starts at etcd revision `after` (not `after + 1`)
+//! and skips the events at `after`: an etcd without the fix for etcd-io/etcd#18089 (Debian's
+//! 3.4.23) drops a tombstone at exactly its compaction revision, so its history is complete only
+//! *after* that revision (docs/decisions.md).
 //! Needs a tokio runtime (etcd-client is tonic).
 
 use std::time::Duration;
@@ -282,24 +286,41 @@ impl Store for EtcdStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
         // etcd confirms a watch before it checks the start against compaction (the cancellation
-        // follows asynchronously), so ask first: a read at `after + 1` fails exactly when that
-        // revision is compacted.
+        // follows asynchronously), so ask first: a read at `after` fails exactly when `after` is
+        // below etcd's compaction revision, i.e. when the watch is `Expired`. Revision 1 is etcd's
+        // empty initial state (and a read or watch at 0 would mean "now").
+        let floor = after.max(1) as i64;
         let mut kv = self.client.kv_client();
-        let probe = GetOptions::new()
-            .with_revision(after as i64 + 1)
-            .with_count_only();
-        let start_compacted = match kv.get(prefix, Some(probe)).await {
-            Ok(_) => false,
-            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("compacted") => true,
+        let probe = GetOptions::new().with_revision(floor).with_count_only();
+        let (start_compacted, current) = match kv.get(prefix, Some(probe)).await {
+            Ok(resp) => (false, rev(resp.header().map_or(0, |h| h.revision()))),
+            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("compacted") => {
+                (true, 0)
+            }
             Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("future revision") => {
-                false
+                (false, after)
             }
             Err(e) => return Err(self.error(e)),
+        };
+        // A watch that must catch up from etcd's history starts at `after` itself, one revision
+        // early (its events at `after` are skipped below): etcd cancels a catching-up watcher
+        // whose next revision is below the compaction revision, and with that start it does so
+        // exactly when the watch is `Expired`, also when a compaction lands before the watcher
+        // has caught up. At `after + 1` a watcher exactly at the compaction point would go on
+        // reading history, and an etcd without the fix for etcd-io/etcd#18089 has dropped a
+        // tombstone at its compaction revision: the deletion would be silently missing.
+        // A watch from the current revision starts at `after + 1`, so etcd treats it as live
+        // and delivers the next write at once (a start at or below the current revision waits
+        // for etcd's next history sync, up to 100 ms).
+        let start = if start_compacted || after < current {
+            floor
+        } else {
+            after as i64 + 1
         };
         let mut client = self.client.watch_client();
         let options = WatchOptions::new()
             .with_prefix()
-            .with_start_revision(after as i64 + 1)
+            .with_start_revision(start)
             .with_prev_key();
         let mut stream = client
             .watch(prefix, Some(options))
@@ -315,9 +336,10 @@ impl Store for EtcdStore {
                 endpoint: self.describe(),
                 message: "watch stream closed before it was created".into(),
             })?;
+        // `compact(r)` is etcd's compact(r), so etcd's compact revision is ours.
         let expired = move |compact_revision: i64, current: Revision| StoreError::Expired {
             requested: after,
-            compacted: rev(compact_revision - 1),
+            compacted: rev(compact_revision),
             current,
         };
         let mut first = first;
@@ -367,6 +389,10 @@ impl Store for EtcdStore {
                     },
                 };
                 for ev in resp.events() {
+                    // A catching-up watch starts one revision early (see above).
+                    if ev.kv().is_some_and(|kv| rev(kv.mod_revision()) <= after) {
+                        continue;
+                    }
                     match to_event(ev) {
                         Some(event) => {
                             if !tx.send(std::sync::Arc::new(event)) {
@@ -412,13 +438,13 @@ impl Store for EtcdStore {
                 "cannot compact at revision {revision}: the current revision is {current}"
             )));
         }
-        // etcd's compact(C) keeps watches from C on, i.e. our `after >= C - 1`; etcd cannot
-        // compact past its current revision, so compacting at the current revision keeps one
-        // revision more than asked (see docs/decisions.md).
-        let at = (revision + 1).min(current);
+        // etcd's compact(r) keeps every change after r: our compaction point is etcd's. (etcd
+        // also keeps the state at r, but without the fix for etcd-io/etcd#18089 not a tombstone
+        // at r, so a watch starting at r could miss that deletion; see `watch`.)
+        let at = revision as i64;
         let mut kv = self.client.kv_client();
         match kv
-            .compact(at as i64, Some(CompactionOptions::new().with_physical()))
+            .compact(at, Some(CompactionOptions::new().with_physical()))
             .await
         {
             Ok(_) => Ok(()),
