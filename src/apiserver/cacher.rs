@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::watch::{ApiEvent, Decoded, EventType};
+use super::watch::{ApiEvent, Decoded, Encoded, EventType};
 use super::{decode, object, ListOptions};
 use crate::api::registry::ResourceInfo;
 use crate::api::status::ApiError;
@@ -71,6 +71,7 @@ struct Change {
     new: Option<Arc<Value>>,
     object: Arc<Value>,
     decoded: Decoded,
+    encoded: Encoded,
 }
 
 impl Change {
@@ -91,6 +92,7 @@ impl Change {
             new,
             object,
             decoded: Decoded::default(),
+            encoded: Encoded::default(),
         }
     }
 
@@ -101,6 +103,7 @@ impl Change {
             object: self.object.clone(),
             revision: self.revision,
             decoded: self.decoded.clone(),
+            encoded: self.encoded.clone(),
         })
     }
 }

@@ -42,6 +42,8 @@ pub struct ApiEvent {
     /// The object decoded into a typed form, also shared: the first informer that decodes it
     /// saves the others the work.
     pub decoded: Decoded,
+    /// The object as JSON, likewise: encoded once for every HTTP watcher that is sent it.
+    pub encoded: Encoded,
 }
 
 impl ApiEvent {
@@ -51,6 +53,7 @@ impl ApiEvent {
             object: Arc::new(object),
             revision,
             decoded: Decoded::default(),
+            encoded: Encoded::default(),
         }
     }
 }
@@ -76,6 +79,30 @@ impl Decoded {
         let t = Arc::new(T::deserialize(obj)?);
         let _ = self.0.set(t.clone());
         Ok(t)
+    }
+}
+
+/// A once-filled cell for an event's object encoded as JSON (a cache, like [`Decoded`]).
+#[derive(Clone, Default)]
+pub struct Encoded(Arc<OnceLock<bytes::Bytes>>);
+
+impl Encoded {
+    pub fn get_or_encode(&self, obj: &Value) -> bytes::Bytes {
+        self.0
+            .get_or_init(|| bytes::Bytes::from(serde_json::to_vec(obj).unwrap_or_default()))
+            .clone()
+    }
+}
+
+impl PartialEq for Encoded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Encoded")
     }
 }
 

@@ -19,7 +19,7 @@ use super::{table, State};
 use crate::api::registry::ResourceInfo;
 use crate::api::status::ApiError;
 use crate::apiserver::cacher::Filter;
-use crate::apiserver::ListOptions;
+use crate::apiserver::{ApiEvent, ListOptions};
 
 fn line(type_: &str, object: &Value) -> Bytes {
     let mut out = serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
@@ -94,9 +94,18 @@ struct Render {
 }
 
 impl Render {
-    fn event(&mut self, type_: &str, object: &Value) -> Bytes {
+    fn event(&mut self, ev: &ApiEvent) -> Bytes {
+        let (type_, object) = (ev.type_.as_str(), &*ev.object);
         if !self.tables {
-            return line(type_, object);
+            // The object is encoded once for all the watchers that get this event.
+            let encoded = ev.encoded.get_or_encode(object);
+            let mut out = Vec::with_capacity(encoded.len() + 32);
+            out.extend_from_slice(b"{\"type\":\"");
+            out.extend_from_slice(type_.as_bytes());
+            out.extend_from_slice(b"\",\"object\":");
+            out.extend_from_slice(&encoded);
+            out.extend_from_slice(b"}\n");
+            return Bytes::from(out);
         }
         let now = super::now_seconds();
         let t = table::table(
@@ -124,9 +133,7 @@ fn events(
         first: true,
     };
     let Some(every) = bookmarks else {
-        return registration
-            .map(move |ev| render.event(ev.type_.as_str(), &ev.object))
-            .boxed_local();
+        return registration.map(move |ev| render.event(&ev)).boxed_local();
     };
     let start = actix_web::rt::time::Instant::now() + every;
     let mut interval = actix_web::rt::time::interval_at(start, every);
@@ -137,7 +144,7 @@ fn events(
             loop {
                 match futures::future::select(reg.next(), ticks.next()).await {
                     Either::Left((Some(ev), _)) => {
-                        let out = render.event(ev.type_.as_str(), &ev.object);
+                        let out = render.event(&ev);
                         return Some((out, (reg, ticks, render)));
                     }
                     Either::Left((None, _)) => return None,

@@ -1,0 +1,289 @@
+//! The HTTP apiserver under load (issue 4): `gantry server` (the release binary, embedded store
+//! in a temporary directory) with
+//!   1. 32 clients on keep-alive connections creating pods: creates/s, p50/p99 latency;
+//!   2. the same 32 clients reading pods: GET p99;
+//!   3. 1,000 open watches on pods receiving every change while one client creates pods at a
+//!      paced rate: delay from each create's acknowledgement to its delivery at every watcher.
+//!
+//! cargo bench --bench http_api        (GANTRY_BENCH_SECONDS=N per measurement, default 5)
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{machine, ms, quantile, runtime, seconds};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const CLIENTS: usize = 32;
+const WATCHERS: usize = 1000;
+/// Creates per second while the watchers listen.
+const WATCH_RATE: u64 = 200;
+
+struct Server {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Server {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["-v", "0", "server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gantry server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let address = loop {
+        let text = std::fs::read_to_string(dir.path().join("kubeconfig")).unwrap_or_default();
+        if let Some(url) = text.lines().find_map(|l| l.trim().strip_prefix("server: ")) {
+            break url.trim_start_matches("http://").to_string();
+        }
+        assert!(Instant::now() < deadline, "gantry server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Server {
+        child,
+        address,
+        _dir: dir,
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    stream: BufReader<TcpStream>,
+    address: String,
+}
+
+impl Conn {
+    async fn open(address: &str) -> Conn {
+        let stream = TcpStream::connect(address).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            stream: BufReader::new(stream),
+            address: address.to_string(),
+        }
+    }
+
+    /// Sends a request and reads the whole answer: (status, body).
+    async fn call(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.address,
+            body.len()
+        );
+        let s = self.stream.get_mut();
+        s.write_all(head.as_bytes()).await.expect("write");
+        s.write_all(body).await.expect("write");
+        let (code, headers) = self.head().await;
+        let len = headers
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut out = vec![0; len];
+        self.stream.read_exact(&mut out).await.expect("body");
+        (code, out)
+    }
+
+    async fn head(&mut self) -> (u16, HashMap<String, String>) {
+        let mut status = String::new();
+        self.stream
+            .read_line(&mut status)
+            .await
+            .expect("status line");
+        let code = status
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await.expect("header");
+            let line = line.trim_end();
+            if line.is_empty() {
+                return (code, headers);
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+    }
+}
+
+fn pod(name: &str) -> Vec<u8> {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"busybox","resources":{{"requests":{{"cpu":"100m","memory":"64Mi"}}}}}}]}}}}"#
+    )
+    .into_bytes()
+}
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+/// `CLIENTS` connections doing `op` for `run`: (count, latencies).
+async fn load<F>(address: &str, run: Duration, op: F) -> (usize, Vec<Duration>)
+where
+    F: Fn(usize, usize) -> (String, String, Vec<u8>) + Send + Sync + Copy + 'static,
+{
+    let stop = Instant::now() + run;
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let address = address.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&address).await;
+            let mut latencies = Vec::new();
+            let mut i = 0;
+            while Instant::now() < stop {
+                let (method, path, body) = op(client, i);
+                let t = Instant::now();
+                let (code, answer) = conn.call(&method, &path, &body).await;
+                assert!(
+                    code < 300,
+                    "{method} {path}: {code} {}",
+                    String::from_utf8_lossy(&answer)
+                );
+                latencies.push(t.elapsed());
+                i += 1;
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    (all.len(), all)
+}
+
+fn report(name: &str, run: Duration, count: usize, mut latencies: Vec<Duration>) {
+    let p50 = quantile(&mut latencies, 0.5);
+    let p99 = quantile(&mut latencies, 0.99);
+    println!(
+        "| {name} | {CLIENTS} | {count} | {:.0} | {} | {} |",
+        count as f64 / run.as_secs_f64(),
+        ms(p50),
+        ms(p99)
+    );
+}
+
+async fn watch_fanout(address: &str, run: Duration) {
+    // Every watcher reads its stream and records when each pod arrives.
+    let arrivals: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut ready = Vec::new();
+    for _ in 0..WATCHERS {
+        let mut conn = Conn::open(address).await;
+        let head = format!(
+            "GET {PODS}?watch=true&resourceVersion=0&labelSelector=app%3Dwatched HTTP/1.1\r\nHost: {address}\r\n\r\n"
+        );
+        conn.stream
+            .get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .expect("watch");
+        let (code, _) = conn.head().await;
+        assert_eq!(code, 200);
+        ready.push(conn);
+    }
+    let mut readers = Vec::new();
+    for mut conn in ready {
+        let arrivals = arrivals.clone();
+        readers.push(tokio::spawn(async move {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                // Chunked: a size line, then the event line (one event per chunk), then CRLF.
+                if conn.stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let text = line.trim();
+                if let Some(i) = text.find("\"name\":\"w-") {
+                    let rest = &text[i + 10..];
+                    let n: usize = rest
+                        .split('"')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(usize::MAX);
+                    arrivals.lock().unwrap().push((n, Instant::now()));
+                }
+            }
+        }));
+    }
+    let mut writer = Conn::open(address).await;
+    let mut acked = Vec::new();
+    let period = Duration::from_micros(1_000_000 / WATCH_RATE);
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < run {
+        let due = start + period * n as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let body = String::from_utf8(pod(&format!("w-{n}")))
+            .unwrap()
+            .replace("\"app\":\"bench\"", "\"app\":\"watched\"");
+        let (code, _) = writer.call("POST", PODS, body.as_bytes()).await;
+        assert_eq!(code, 201);
+        acked.push(Instant::now());
+        n += 1;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for r in readers {
+        r.abort();
+    }
+    let arrivals = arrivals.lock().unwrap();
+    let mut delays: Vec<Duration> = arrivals
+        .iter()
+        .filter(|(i, _)| *i < acked.len())
+        .map(|(i, at)| at.saturating_duration_since(acked[*i]))
+        .collect();
+    let expected = n * WATCHERS;
+    let got = delays.len();
+    let p50 = quantile(&mut delays, 0.5);
+    let p99 = quantile(&mut delays, 0.99);
+    println!(
+        "| watch | {WATCHERS} watchers | {n} creates at {WATCH_RATE}/s | {got} of {expected} deliveries | ack -> delivery p50 {} ms | p99 {} ms |",
+        ms(p50),
+        ms(p99)
+    );
+}
+
+fn main() {
+    let run = seconds(5);
+    let server = start_server();
+    println!(
+        "http_api: gantry server (embedded store), {} s per measurement",
+        run.as_secs()
+    );
+    println!("machine: {}", machine());
+    println!("| measurement | clients | requests | per second | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let rt = runtime();
+    let address = server.address.clone();
+    rt.block_on(async {
+        let (count, latencies) = load(&address, run, |client, i| {
+            ("POST".into(), PODS.into(), pod(&format!("p-{client}-{i}")))
+        })
+        .await;
+        report("create pod", run, count, latencies);
+        let (count, latencies) = load(&address, run, |client, i| {
+            (
+                "GET".into(),
+                format!("{PODS}/p-{client}-{}", i % 50),
+                Vec::new(),
+            )
+        })
+        .await;
+        report("get pod", run, count, latencies);
+        watch_fanout(&address, run).await;
+    });
+}
