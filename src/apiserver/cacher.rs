@@ -185,12 +185,26 @@ impl Cacher {
 
     /// The objects passing `filter`, and the revision they are current at.
     pub fn list(&self, filter: &Filter) -> (Vec<Value>, Revision) {
-        let items = self
-            .objects
-            .values()
-            .filter(|o| filter.matches(o))
-            .map(|o| (**o).clone())
-            .collect();
+        let matching = |o: &&Arc<Value>| filter.matches(o);
+        let items = match filter.namespace.as_deref().filter(|_| self.res.namespaced) {
+            // Keys are `namespace/name`: one namespace is one range of them.
+            Some(ns) => {
+                let prefix = format!("{ns}/");
+                self.objects
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, o)| o)
+                    .filter(matching)
+                    .map(|o| (**o).clone())
+                    .collect()
+            }
+            None => self
+                .objects
+                .values()
+                .filter(matching)
+                .map(|o| (**o).clone())
+                .collect(),
+        };
         (items, self.revision)
     }
 
