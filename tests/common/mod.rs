@@ -117,6 +117,11 @@ impl GantryServer {
         Self::launch(dir, &[])
     }
 
+    /// A server on a given loopback port (a restart that clients reach at the same URL).
+    pub fn start_at(dir: tempfile::TempDir, port: u16) -> GantryServer {
+        Self::launch(dir, &["--listen", &format!("127.0.0.1:{port}")])
+    }
+
     /// Kills the server and hands over its data directory (for a restart).
     pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
@@ -129,10 +134,18 @@ impl GantryServer {
 
     fn launch(dir: tempfile::TempDir, extra: &[&str]) -> GantryServer {
         let _ = std::fs::remove_file(dir.path().join("kubeconfig"));
+        let listen = match extra.iter().position(|a| *a == "--listen") {
+            Some(i) => extra[i + 1].to_string(),
+            None => "127.0.0.1:0".to_string(),
+        };
+        let extra: Vec<&str> = match extra.iter().position(|a| *a == "--listen") {
+            Some(i) => [&extra[..i], &extra[i + 2..]].concat(),
+            None => extra.to_vec(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", &listen, "--data-dir"])
             .arg(dir.path())
-            .args(extra)
+            .args(&extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
