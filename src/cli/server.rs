@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use actix_web::dev::Service;
 use actix_web::{web, App, HttpServer};
 use clap::Args;
 use gantry::apiserver::http::{self, kubeconfig, Config, State};
@@ -108,12 +109,26 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         kubeconfig_path.display()
     );
     let data = web::Data::from(state);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
-        .workers(2)
-        .disable_signals()
-        .listen(listener)
-        .map_err(|e| format!("cannot serve on {address}: {e}"))?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            // -v=4: every request with its answer's code.
+            .wrap_fn(|req, srv| {
+                let (method, path) = (req.method().clone(), req.path().to_string());
+                let answer = srv.call(req);
+                async move {
+                    let res = answer.await?;
+                    tracing::debug!("{method} {path} {}", res.status().as_u16());
+                    Ok(res)
+                }
+            })
+            .configure(http::routes)
+    })
+    .workers(2)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|e| format!("cannot serve on {address}: {e}"))?
+    .run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -85,6 +85,39 @@ events = [
 ]
 assert events == [("ADDED", "py2")], events
 
+# Namespaces and services: create, list, replace, patch, delete.
+ns = core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="py-ns")))
+assert ns.status.phase == "Active", ns.status
+assert "py-ns" in [n.metadata.name for n in core.list_namespace().items]
+ns.metadata.labels = {"team": "a"}
+ns = core.replace_namespace("py-ns", ns)
+core.patch_namespace("py-ns", {"metadata": {"labels": {"tier": "b"}}})
+assert core.read_namespace("py-ns").metadata.labels == {"team": "a", "tier": "b"}
+svc = core.create_namespaced_service(
+    "py-ns",
+    client.V1Service(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1ServiceSpec(selector={"app": "web"}, ports=[client.V1ServicePort(port=80, target_port=8080)]),
+    ),
+)
+assert svc.spec.ports[0].protocol == "TCP" and svc.spec.type == "ClusterIP", svc.spec
+svc.spec.selector = {"app": "web2"}
+core.replace_namespaced_service("web", "py-ns", svc)
+core.patch_namespaced_service("web", "py-ns", {"spec": {"ports": [{"port": 80, "target_port": 9090}]}})
+svc = core.read_namespaced_service("web", "py-ns")
+assert svc.spec.selector == {"app": "web2"}, svc.spec
+assert [s.metadata.name for s in core.list_namespaced_service("py-ns").items] == ["web"]
+core.delete_namespaced_service("web", "py-ns")
+assert core.list_namespaced_service("py-ns").items == []
+core.delete_namespace("py-ns")
+
+# Pods: replace and patch through the strict models too.
+p = core.read_namespaced_pod("p", "default")
+p.metadata.labels = {"x": "1"}
+p = core.replace_namespaced_pod("p", "default", p)
+core.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"y": "2"}}})
+assert core.read_namespaced_pod("p", "default").metadata.labels == {"x": "1", "y": "2"}
+
 # Errors are Status objects.
 try:
     core.read_namespaced_config_map("nope", "default")

@@ -435,10 +435,11 @@ fn list_body(res: &ResourceInfo, items: Vec<Value>, revision: u64) -> Value {
     })
 }
 
-/// k8s: pods answer a delete with the object; other kinds with a Success Status once gone,
-/// or with the object (202) while finalizers hold it.
+/// k8s: pods, services and service accounts answer a delete with the object (their
+/// registries' ReturnDeletedObject; the clients' models expect it); other kinds with a Success
+/// Status once gone, or with the object (202) while finalizers hold it.
 fn deleted(res: &ResourceInfo, obj: &Value) -> HttpResponse {
-    if res.plural == "pods" && res.group.is_empty() {
+    if res.group.is_empty() && ["pods", "services", "serviceaccounts"].contains(&res.plural) {
         return respond::json(200, obj);
     }
     if object::is_deleting(obj) && !object::finalizers(obj).is_empty() {
