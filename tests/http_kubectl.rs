@@ -775,6 +775,28 @@ fn unknown_fields_are_refused_warned_or_ignored_as_asked() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("unknown field \"spec.pause\""), "{err}");
+    // A field given twice: refused under Strict, a warning otherwise.
+    let twice = br#"{"metadata":{"name":"twice","name":"again"}}"#;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, status) = s.json(
+        "POST",
+        &format!("{cms}?fieldValidation=Strict"),
+        "application/json",
+        twice,
+    );
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field \"metadata.name\""),
+        "{status}"
+    );
+    let (code, _) = s.request("POST", cms, &[("Content-Type", "application/json")], twice);
+    assert_eq!(code, 201);
+    // A list from a version the store has not reached.
+    let (code, status) = s.json("GET", &format!("{cms}?resourceVersion=999999"), "", b"");
+    assert_eq!((code, status["reason"].as_str()), (504, Some("Timeout")));
     let (code, status) = s.json(
         "POST",
         "/api/v1/namespaces/default/configmaps?fieldValidation=Loose",

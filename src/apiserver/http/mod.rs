@@ -3,6 +3,7 @@
 //! actix-web. The wire contract is ../shared/reference/kubectl-compat.md.
 
 mod discovery;
+mod duplicates;
 mod hub;
 pub mod kubeconfig;
 mod openapi;

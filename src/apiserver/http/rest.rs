@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{respond, scale, table, watch, State};
+use super::{duplicates, respond, scale, table, watch, State};
 use crate::api::registry::{self, ResourceInfo, Verb};
 use crate::api::selector::Selector;
 use crate::api::status::ApiError;
@@ -206,13 +206,33 @@ impl FieldValidation {
 
     /// The warnings `obj` earns, or the 400 a strict request gets.
     fn check(self, res: &ResourceInfo, obj: &Value) -> Result<Vec<String>, ApiError> {
+        self.check_body(res, obj, "", b"")
+    }
+
+    /// The same, counting the fields a JSON body repeats (`body` as it came).
+    fn check_body(
+        self,
+        res: &ResourceInfo,
+        obj: &Value,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Vec<String>, ApiError> {
         if self == Self::Ignore {
             return Ok(Vec::new());
         }
-        let unknown: Vec<String> = strategy::unknown_fields(res, obj)?
-            .into_iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect();
+        let mut unknown: Vec<String> = Vec::new();
+        if matches!(content_type, "" | "application/json" | "*/*") && !body.is_empty() {
+            unknown.extend(
+                duplicates::duplicate_fields(body)
+                    .into_iter()
+                    .map(|f| format!("duplicate field \"{f}\"")),
+            );
+        }
+        unknown.extend(
+            strategy::unknown_fields(res, obj)?
+                .into_iter()
+                .map(|f| format!("unknown field \"{f}\"")),
+        );
         if self == Self::Strict && !unknown.is_empty() {
             return Err(ApiError::bad_request(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
@@ -296,6 +316,21 @@ async fn handle(
         ("GET", None, _) => {
             needs(res, Verb::List)?;
             let (items, revision) = api.list(res, ns, &list_options(res, query)?).await?;
+            // k8s: a list "not older than" a version the store has not reached is refused
+            // (upstream waits up to 3 s for its cache first; this store is never behind).
+            if let Some(want) = query
+                .get("resourceVersion")
+                .filter(|v| !v.is_empty() && *v != "0")
+            {
+                let want = want.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("resourceVersion: not a valid version: {want:?}"))
+                })?;
+                if want > revision {
+                    return Err(ApiError::timeout(format!(
+                        "Too large resource version: {want}, current: {revision}"
+                    )));
+                }
+            }
             if table::wanted(super::accept(req)) {
                 let t = table::table(res, &items, Some(revision), super::now_seconds(), true);
                 return Ok(respond::json(200, &t));
@@ -340,7 +375,7 @@ async fn handle(
         ("POST", None, None) => {
             needs(res, Verb::Create)?;
             let obj = decode_body(&content_type(req), body)?;
-            let warnings = validation.check(res, &obj)?;
+            let warnings = validation.check_body(res, &obj, &content_type(req), body)?;
             let created = api.create(res, ns, obj, &ctx()).await?;
             Ok(with_warnings(respond::json(201, &*created), &warnings))
         }
@@ -364,7 +399,7 @@ async fn handle(
                 _ => Part::Main,
             };
             let obj = decode_body(&content_type(req), body)?;
-            let warnings = validation.check(res, &obj)?;
+            let warnings = validation.check_body(res, &obj, &content_type(req), body)?;
             let updated = api.update(res, ns, name, obj, part, &ctx()).await?;
             Ok(with_warnings(respond::json(200, &*updated), &warnings))
         }
