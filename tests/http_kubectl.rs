@@ -65,6 +65,13 @@ fn kubectl_sees_version_discovery_and_boot_namespaces() {
         assert!(boot.contains(want), "{want} in {boot}");
     }
     assert_eq!(boot.matches("serviceaccount/default").count(), 4, "{boot}");
+    // A namespace made later gets its default ServiceAccount too.
+    s.kubectl_ok(&["create", "namespace", "later"]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "serviceaccounts", "-n", "later", "-o", "name"])
+            .trim(),
+        "serviceaccount/default"
+    );
     let namespaces = s.kubectl_ok(&["get", "namespaces", "-o", "name"]);
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(
@@ -894,5 +901,32 @@ fn watches_follow_selectors_resume_bookmark_and_expire() {
             events[0]["object"]["code"].as_i64()
         ),
         (Some("ERROR"), Some(410))
+    );
+}
+
+#[test]
+fn the_server_runs_on_etcd_too() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let etcd = runtime.block_on(common::EtcdServer::start());
+    let s = GantryServer::start_with(&["--etcd", &etcd.endpoint]);
+    let file = write(&s, "objects.yaml", MANIFESTS);
+    s.kubectl_ok(&["create", "-f", &file]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "cm", "demo", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=4"]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
+    );
+    // The data is in etcd: a second server on it (and another data directory) sees it.
+    let again = GantryServer::start_with(&["--etcd", &etcd.endpoint]);
+    assert_eq!(
+        again.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
     );
 }

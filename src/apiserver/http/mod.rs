@@ -105,7 +105,7 @@ pub async fn boot_objects(state: &State) -> Result<(), ApiError> {
         })
         .unwrap_or_else(|| ("127.0.0.1".into(), 6443));
     let res = |group: &str, plural: &str| by_plural(group, plural).expect("registered");
-    let mut objects = vec![
+    let objects = vec![
         (
             res("", "services"),
             json!({"apiVersion": "v1", "kind": "Service",
@@ -125,13 +125,6 @@ pub async fn boot_objects(state: &State) -> Result<(), ApiError> {
                                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
         ),
     ];
-    for ns in super::BOOT_NAMESPACES {
-        objects.push((
-            res("", "serviceaccounts"),
-            json!({"apiVersion": "v1", "kind": "ServiceAccount",
-                   "metadata": {"name": "default", "namespace": ns}}),
-        ));
-    }
     for (res, obj) in objects {
         let ns = obj["metadata"]["namespace"].as_str().map(String::from);
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
@@ -159,7 +152,43 @@ pub async fn boot_objects(state: &State) -> Result<(), ApiError> {
             Err(e) => return Err(e),
         }
     }
+    // Namespaces made before (by an earlier run, or the boot ones) get theirs too.
+    let namespaces = res("", "namespaces");
+    let (all, _) = state
+        .api
+        .list(namespaces, None, &Default::default())
+        .await?;
+    for ns in all {
+        if !crate::apiserver::object::is_deleting(&ns) {
+            default_service_account(state, ns["metadata"]["name"].as_str().unwrap_or("")).await?;
+        }
+    }
     Ok(())
+}
+
+/// What follows a create: a new namespace gets its `default` ServiceAccount (k8s: the
+/// service account controller does this shortly after; here it is done before the answer).
+async fn created(
+    state: &State,
+    res: &crate::api::registry::ResourceInfo,
+    obj: &serde_json::Value,
+) -> Result<(), ApiError> {
+    if !(res.group.is_empty() && res.plural == "namespaces") {
+        return Ok(());
+    }
+    let ns = obj["metadata"]["name"].as_str().unwrap_or("");
+    default_service_account(state, ns).await
+}
+
+async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError> {
+    let sa = crate::api::registry::by_plural("", "serviceaccounts").expect("registered");
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                                  "metadata": {"name": "default", "namespace": ns}});
+    match state.api.create(sa, Some(ns), body, &state.ctx()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Starts the watch caches (after the boot objects, which they then hold).

@@ -376,7 +376,11 @@ async fn handle(
             needs(res, Verb::Create)?;
             let obj = decode_body(&content_type(req), body)?;
             let warnings = validation.check_body(res, &obj, &content_type(req), body)?;
-            let created = api.create(res, ns, obj, &ctx()).await?;
+            let c = ctx();
+            let created = api.create(res, ns, obj, &c).await?;
+            if !c.dry_run {
+                super::created(state, res, &created).await?;
+            }
             Ok(with_warnings(respond::json(201, &*created), &warnings))
         }
         ("POST", Some(name), Some("binding")) => {
@@ -542,7 +546,12 @@ async fn patch_object(
                 }
                 object::meta_mut(&mut obj).insert("name".into(), json!(name));
                 let warnings = validation.check(res, &obj)?;
-                return Ok((api.create(res, ns, obj, &ctx()).await?, true, warnings));
+                let c = ctx();
+                let created = api.create(res, ns, obj, &c).await?;
+                if !c.dry_run {
+                    super::created(state, res, &created).await?;
+                }
+                return Ok((created, true, warnings));
             }
             Err(e) => return Err(e),
         };
