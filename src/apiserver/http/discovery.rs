@@ -13,10 +13,10 @@ pub const AGGREGATED_CONTENT_TYPE: &str =
 
 /// Whether the Accept header asks for aggregated discovery (v2, or v2beta1 answered as v2).
 pub fn wants_aggregated(accept: &str) -> bool {
-    accept.split(',').any(|part| {
-        let p = part.replace(' ', "");
-        p.contains("g=apidiscovery.k8s.io") && p.contains("as=APIGroupDiscoveryList")
-    })
+    super::accepts(
+        accept,
+        &["g=apidiscovery.k8s.io", "as=APIGroupDiscoveryList"],
+    )
 }
 
 /// A subresource as discovery describes it: the kind it answers with and its verbs.

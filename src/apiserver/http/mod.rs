@@ -260,6 +260,14 @@ fn accept(req: &HttpRequest) -> &str {
         .unwrap_or("")
 }
 
+/// Whether one media range of an Accept header has all of `parameters` (`as=Table`, ...).
+fn accepts(accept: &str, parameters: &[&str]) -> bool {
+    accept.split(',').any(|range| {
+        let range = range.replace(' ', "");
+        parameters.iter().all(|p| range.contains(p))
+    })
+}
+
 fn aggregated() -> actix_web::HttpResponseBuilder {
     let mut r = HttpResponse::Ok();
     r.content_type(discovery::AGGREGATED_CONTENT_TYPE);

@@ -8,10 +8,7 @@ use crate::api::registry::ResourceInfo;
 
 /// Whether the Accept header asks for a Table.
 pub fn wanted(accept: &str) -> bool {
-    accept.split(',').any(|part| {
-        let p = part.replace(' ', "");
-        p.contains("as=Table") && p.contains("g=meta.k8s.io")
-    })
+    super::accepts(accept, &["as=Table", "g=meta.k8s.io"])
 }
 
 struct Column {
