@@ -930,3 +930,61 @@ fn the_server_runs_on_etcd_too() {
         "4"
     );
 }
+
+#[test]
+fn a_watcher_that_stops_reading_is_closed_and_holds_up_no_one() {
+    use std::io::{Read, Write};
+    let s = GantryServer::start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (_, list) = s.json("GET", cms, "", b"");
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A watcher that sends its request and then reads nothing for a while.
+    let mut slow = std::net::TcpStream::connect(&s.address).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let request = format!(
+        "GET {cms}?watch=true&resourceVersion={rv}&timeoutSeconds=60 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        s.address
+    );
+    slow.write_all(request.as_bytes()).unwrap();
+    // A watcher that keeps up, in another thread.
+    let keeping_up = {
+        let (address, path) = (
+            s.address.clone(),
+            format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=20"),
+        );
+        std::thread::spawn(move || watch_events(&address, &path))
+    };
+    // Far more than fits in the slow watcher's socket buffers and queue (1,024 events).
+    let value = "x".repeat(32 * 1024);
+    let total = 1500;
+    for i in 0..total {
+        let body = json!({"metadata": {"name": format!("big-{i}")}, "data": {"v": value}});
+        let (code, _) = s.request(
+            "POST",
+            cms,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(code, 201);
+    }
+    let events = keeping_up.join().unwrap();
+    assert_eq!(
+        events.len(),
+        total,
+        "the watcher that keeps up got every event"
+    );
+    // The slow one was cut off: its stream ends early.
+    let mut raw = Vec::new();
+    let _ = slow.read_to_end(&mut raw);
+    let got = String::from_utf8_lossy(&raw)
+        .matches("\"type\":\"ADDED\"")
+        .count();
+    assert!(
+        got < total,
+        "the slow watcher was closed after {got} of {total} events"
+    );
+}
