@@ -988,3 +988,77 @@ fn a_watcher_that_stops_reading_is_closed_and_holds_up_no_one() {
         "the slow watcher was closed after {got} of {total} events"
     );
 }
+
+/// Polls `check` every 100 ms for up to 20 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_controllers_and_the_scheduler_run_inside_the_server() {
+    let s = GantryServer::start();
+    let rs = write(
+        &s,
+        "rs.yaml",
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: busybox, resources: {requests: {cpu: 100m}}}]\n",
+    );
+    s.kubectl_ok(&["create", "-f", &rs]);
+    let pods = |s: &GantryServer| -> Vec<Value> {
+        let (_, list) = s.json(
+            "GET",
+            "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb",
+            "",
+            b"",
+        );
+        list["items"].as_array().unwrap().clone()
+    };
+    // The ReplicaSet controller creates the pods, owned by the ReplicaSet.
+    eventually("3 pods", || pods(&s).len() == 3);
+    for p in pods(&s) {
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+    eventually("status.replicas 3", || {
+        s.kubectl_ok(&["get", "rs", "web", "-o", "jsonpath={.status.replicas}"]) == "3"
+    });
+    // A node appears (as a node agent would register it): the scheduler binds the pods to it.
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+        "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                   "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True"}]}});
+    let (code, created) = s.json(
+        "POST",
+        "/api/v1/nodes",
+        "application/json",
+        node.to_string().as_bytes(),
+    );
+    assert_eq!(code, 201, "{created}");
+    let mut status = created.clone();
+    status["status"] = node["status"].clone();
+    let (code, _) = s.json(
+        "PUT",
+        "/api/v1/nodes/n1/status",
+        "application/json",
+        status.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200);
+    eventually("every pod bound to n1", || {
+        pods(&s).iter().all(|p| p["spec"]["nodeName"] == "n1")
+    });
+    // Scaling down: the controller deletes two.
+    s.kubectl_ok(&["scale", "rs", "web", "--replicas=1"]);
+    eventually("one pod left", || {
+        pods(&s)
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .count()
+            == 1
+    });
+}

@@ -4,6 +4,7 @@
 
 mod discovery;
 mod duplicates;
+mod host;
 mod hub;
 pub mod kubeconfig;
 mod openapi;
@@ -189,6 +190,21 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Starts the control plane's cores inside the server: the scheduler and the ReplicaSet, node
+/// lifecycle, taint eviction and pod garbage collection controllers, each driven against this
+/// server's API as the simulator drives them.
+pub fn start_controllers(state: &Arc<State>) {
+    use crate::controllers::{
+        nodelifecycle::NodeLifecycleController, podgc::PodGc, replicaset::ReplicaSetController,
+        tainteviction::TaintEvictionController,
+    };
+    host::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
+    host::spawn(state.clone(), Box::new(ReplicaSetController::new()));
+    host::spawn(state.clone(), Box::new(NodeLifecycleController::new()));
+    host::spawn(state.clone(), Box::new(TaintEvictionController::new()));
+    host::spawn(state.clone(), Box::new(PodGc::default()));
 }
 
 /// Starts the watch caches (after the boot objects, which they then hold).
