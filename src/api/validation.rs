@@ -30,6 +30,7 @@ pub fn labels(errs: &mut Errors, field: &str, labels: Option<&BTreeMap<String, S
 /// Labels and annotation keys of any object.
 pub fn object_meta(errs: &mut Errors, meta: &ObjectMeta) {
     labels(errs, "metadata.labels", meta.labels.as_ref());
+    owner_references(errs, meta);
     for k in meta.annotations.iter().flatten().map(|(k, _)| k) {
         each(errs, "metadata.annotations", k, names::qualified_name(k));
     }
@@ -46,6 +47,49 @@ pub fn object_meta(errs: &mut Errors, meta: &ObjectMeta) {
             kind: "FieldValueTooLong",
             message: format!("Too long: may not be more than 262144 bytes (got {size})"),
         });
+    }
+}
+
+/// k8s: apimachinery/pkg/api/validation/objectmeta.go ValidateOwnerReferences: apiVersion
+/// (with a version), kind, name and uid are required, and one reference at most is the
+/// controller.
+fn owner_references(errs: &mut Errors, meta: &ObjectMeta) {
+    let field = "metadata.ownerReferences";
+    let mut controller: Option<String> = None;
+    for r in meta.owner_references.iter().flatten() {
+        let version = r.api_version.rsplit('/').next().unwrap_or("");
+        for (child, value, empty) in [
+            ("apiVersion", &r.api_version, version.is_empty()),
+            ("kind", &r.kind, r.kind.is_empty()),
+            ("name", &r.name, r.name.is_empty()),
+            ("uid", &r.uid, r.uid.is_empty()),
+        ] {
+            if empty {
+                let what = if child == "apiVersion" {
+                    "version"
+                } else {
+                    child
+                };
+                errs.push(FieldError::invalid(
+                    format!("{field}.{child}"),
+                    value,
+                    format!("{what} must not be empty"),
+                ));
+            }
+        }
+        if r.controller == Some(true) {
+            let this = format!("{}/{}", r.kind, r.name);
+            match &controller {
+                Some(first) => errs.push(FieldError {
+                    field: field.into(),
+                    kind: "FieldValueInvalid",
+                    message: format!(
+                        "Invalid value: \"\": Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}"
+                    ),
+                }),
+                None => controller = Some(this),
+            }
+        }
     }
 }
 

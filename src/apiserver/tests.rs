@@ -786,3 +786,36 @@ fn metadata_is_checked_on_update_unless_it_is_the_stored_metadata() {
     only_version["metadata"]["resourceVersion"] = json!("999");
     assert!(same_metadata(&only_version, &created));
 }
+
+#[test]
+fn owner_references_need_their_identity_and_one_controller_at_most() {
+    let mut h = Harness::new();
+    let owner = |kind: &str, name: &str, uid: &str, controller: bool| json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": controller});
+    let cm = |refs: Value| json!({"metadata": {"name": "c", "ownerReferences": refs}});
+    // k8s: ValidateOwnerReferences, field by field.
+    let cases = [
+        (json!([owner("ReplicaSet", "a", "u1", true)]), None),
+        (json!([owner("ReplicaSet", "a", "", false)]), Some("metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty")),
+        (json!([owner("", "a", "u1", false)]), Some("metadata.ownerReferences.kind: Invalid value: \"\": kind must not be empty")),
+        (json!([owner("ReplicaSet", "", "u1", false)]), Some("metadata.ownerReferences.name: Invalid value: \"\": name must not be empty")),
+        (json!([{"apiVersion": "apps/", "kind": "ReplicaSet", "name": "a", "uid": "u"}]),
+         Some("metadata.ownerReferences.apiVersion: Invalid value: \"apps/\": version must not be empty")),
+        (json!([owner("ReplicaSet", "a", "u1", true), owner("Deployment", "b", "u2", true)]),
+         Some("Only one reference can have Controller set to true. Found \"true\" in references for ReplicaSet/a and Deployment/b")),
+    ];
+    for (refs, want) in cases {
+        let got = h.create("configmaps", Some("default"), cm(refs.clone()));
+        match want {
+            None => {
+                got.unwrap_or_else(|e| panic!("{refs}: {}", e.message));
+                h.delete("configmaps", Some("default"), "c", DeleteOptions::default())
+                    .unwrap();
+            }
+            Some(w) => {
+                let e = got.unwrap_err();
+                assert_eq!(e.code, 422, "{refs}");
+                assert!(e.message.contains(w), "{refs}: {}", e.message);
+            }
+        }
+    }
+}
