@@ -95,7 +95,7 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
     http::start_watch_caches(&state)
         .await
         .map_err(|e| format!("cannot start the watch caches: {}", e.message))?;
-    http::start_controllers(&state);
+    let controllers = http::start_controllers(&state);
     let url = format!("http://{address}");
     let kubeconfig_path = data_dir.join("kubeconfig");
     std::fs::write(&kubeconfig_path, kubeconfig::render(&url))
@@ -137,5 +137,7 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
             handle.stop(true).await;
         }
     });
-    server.await.map_err(|e| format!("the server failed: {e}"))
+    let served = server.await.map_err(|e| format!("the server failed: {e}"));
+    controllers.stop();
+    served
 }

@@ -195,16 +195,25 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
 /// Starts the control plane's cores inside the server: the scheduler and the ReplicaSet, node
 /// lifecycle, taint eviction and pod garbage collection controllers, each driven against this
 /// server's API as the simulator drives them.
-pub fn start_controllers(state: &Arc<State>) {
+/// They run on a thread of their own (an actix arbiter), so that a busy controller never
+/// holds up the watch caches' delivery to HTTP clients. Returns the arbiter (stopping it stops
+/// them).
+pub fn start_controllers(state: &Arc<State>) -> actix::Arbiter {
     use crate::controllers::{
         nodelifecycle::NodeLifecycleController, podgc::PodGc, replicaset::ReplicaSetController,
         tainteviction::TaintEvictionController,
     };
-    host::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
-    host::spawn(state.clone(), Box::new(ReplicaSetController::new()));
-    host::spawn(state.clone(), Box::new(NodeLifecycleController::new()));
-    host::spawn(state.clone(), Box::new(TaintEvictionController::new()));
-    host::spawn(state.clone(), Box::new(PodGc::default()));
+    let arbiter = actix::Arbiter::new();
+    let state = state.clone();
+    // The cores are built on the arbiter's thread: they need not be Send.
+    arbiter.spawn_fn(move || {
+        host::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
+        host::spawn(state.clone(), Box::new(ReplicaSetController::new()));
+        host::spawn(state.clone(), Box::new(NodeLifecycleController::new()));
+        host::spawn(state.clone(), Box::new(TaintEvictionController::new()));
+        host::spawn(state, Box::new(PodGc::default()));
+    });
+    arbiter
 }
 
 /// Starts the watch caches (after the boot objects, which they then hold).
