@@ -111,10 +111,18 @@ core.delete_namespaced_service("web", "py-ns")
 assert core.list_namespaced_service("py-ns").items == []
 core.delete_namespace("py-ns")
 
-# Pods: replace and patch through the strict models too.
-p = core.read_namespaced_pod("p", "default")
-p.metadata.labels = {"x": "1"}
-p = core.replace_namespaced_pod("p", "default", p)
+# Pods: replace and patch through the strict models too. The scheduler inside the server
+# writes the pod's status meanwhile (no node fits), so a replace may meet a newer version and
+# is retried on 409, as clients do.
+for attempt in range(10):
+    p = core.read_namespaced_pod("p", "default")
+    p.metadata.labels = {"x": "1"}
+    try:
+        p = core.replace_namespaced_pod("p", "default", p)
+        break
+    except ApiException as e:
+        if e.status != 409 or attempt == 9:
+            raise
 core.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"y": "2"}}})
 assert core.read_namespaced_pod("p", "default").metadata.labels == {"x": "1", "y": "2"}
 
