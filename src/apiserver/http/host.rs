@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::stream::{LocalBoxStream, SelectAll};
 use futures::StreamExt;
@@ -24,13 +24,6 @@ use crate::time::Time;
 /// Starts `component` on the current actix runtime; it runs as long as the server.
 pub fn spawn(state: Arc<State>, component: Box<dyn Component>) {
     actix_web::rt::spawn(run(state, component));
-}
-
-fn now() -> Time {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| Time(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
-        .unwrap_or(Time::ZERO)
 }
 
 /// One watch's events, then `None` when it ends.
@@ -94,7 +87,7 @@ async fn run(state: Arc<State>, mut component: Box<dyn Component>) {
         }
         while let Some(input) = inbox.pop_front() {
             let mut out = Vec::new();
-            component.step(now(), input, &mut rng, &mut out);
+            component.step(super::wall_clock(), input, &mut rng, &mut out);
             for effect in out {
                 match effect {
                     Effect::Api { id, op } => {
@@ -126,7 +119,7 @@ async fn run(state: Arc<State>, mut component: Box<dyn Component>) {
         // A failed list is tried again after a second.
         let wait = match next {
             _ if !reopen.is_empty() => Duration::from_secs(1),
-            Some((_, at)) => Duration::from_nanos(at.0.saturating_sub(now().0)),
+            Some((_, at)) => Duration::from_nanos(at.0.saturating_sub(super::wall_clock().0)),
             None => Duration::from_secs(3600),
         };
         let sleep = actix_web::rt::time::sleep(wait);
@@ -145,7 +138,7 @@ async fn run(state: Arc<State>, mut component: Box<dyn Component>) {
             }
             futures::future::Either::Right(_) => {
                 if let Some((id, at)) = next {
-                    if at <= now() {
+                    if at <= super::wall_clock() {
                         timers.remove(&id);
                         inbox.push_back(Input::Timer { id });
                     }

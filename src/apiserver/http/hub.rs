@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -26,7 +27,7 @@ pub struct Hub {
     /// Changes each resource's cache keeps for watches that resume.
     history: usize,
     caches: Mutex<HashMap<(&'static str, &'static str), Arc<Shared>>>,
-    next_id: Mutex<u64>,
+    next_id: AtomicU64,
 }
 
 struct Shared {
@@ -60,7 +61,7 @@ impl Hub {
         Hub {
             history: history.max(1),
             caches: Mutex::new(HashMap::new()),
-            next_id: Mutex::new(1),
+            next_id: AtomicU64::new(1),
         }
     }
 
@@ -73,11 +74,7 @@ impl Hub {
         from: From,
     ) -> Result<Registration, ApiError> {
         let shared = self.cache(api, res).await?;
-        let id = {
-            let mut next = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
-            *next += 1;
-            *next
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = shared.lock();
         if state.rebuilding {
             return Err(ApiError::unavailable(

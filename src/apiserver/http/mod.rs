@@ -79,12 +79,8 @@ impl State {
 
     /// A request's time and randomness (UIDs, generateName suffixes).
     pub fn ctx(&self) -> RequestContext {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| Time(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
-            .unwrap_or(Time::ZERO);
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        RequestContext::from_rng(now, &mut *rng)
+        RequestContext::from_rng(wall_clock(), &mut *rng)
     }
 }
 
@@ -221,12 +217,17 @@ pub async fn start_watch_caches(state: &State) -> Result<(), ApiError> {
     state.hub.start(&state.api).await
 }
 
-/// Seconds since the epoch, for the ages in Tables.
-fn now_seconds() -> i64 {
+/// The host's clock in the cores' frame (the cores themselves never read one).
+fn wall_clock() -> Time {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+        .map(|d| Time(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        .unwrap_or(Time::ZERO)
+}
+
+/// Seconds since the epoch, for the ages in Tables.
+fn now_seconds() -> i64 {
+    i64::try_from(wall_clock().as_nanos() / 1_000_000_000).unwrap_or(i64::MAX)
 }
 
 /// 32 bytes from the OS for the UID generator (the time and the process id if it has none).

@@ -20,12 +20,18 @@ pub fn json<T: Serialize + ?Sized>(code: u16, body: &T) -> HttpResponse {
     }
 }
 
-pub fn error(e: &ApiError) -> HttpResponse {
+/// The Status object of an error, as a body or a watch's ERROR event carries it.
+pub fn status(e: &ApiError) -> Value {
     let mut status = serde_json::to_value(e.to_status()).unwrap_or_else(|_| json!({}));
     // k8s: a Status always names its kind and carries (empty) metadata.
     status["kind"] = json!("Status");
     status["apiVersion"] = json!("v1");
     status["metadata"] = json!({});
+    status
+}
+
+pub fn error(e: &ApiError) -> HttpResponse {
+    let status = status(e);
     let mut response = HttpResponse::build(status_code(e.code));
     if e.code == 429 {
         response.insert_header(("Retry-After", "1"));

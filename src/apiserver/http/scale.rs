@@ -44,8 +44,8 @@ pub fn apply(mut obj: Value, scale: &Value) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
-/// A LabelSelector (or a ReplicationController's plain map) as `a=b,c in (d,e)`.
-fn selector_string(sel: &Value) -> String {
+/// A LabelSelector (or a ReplicationController's or Service's plain map) as `a=b,c in (d,e)`.
+pub(super) fn selector_string(sel: &Value) -> String {
     let labels = sel.get("matchLabels").unwrap_or(sel);
     let mut parts: Vec<String> = labels
         .as_object()

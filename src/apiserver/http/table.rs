@@ -254,15 +254,7 @@ fn containers_and_images(template_spec: &Value) -> (String, String) {
 }
 
 fn selector(sel: &Value) -> String {
-    let labels = sel.get("matchLabels").unwrap_or(sel);
-    let parts: Vec<String> = labels
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| k.as_str() != "matchExpressions" && k.as_str() != "matchLabels")
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
-    or_none(parts.join(","))
+    or_none(super::scale::selector_string(sel))
 }
 
 fn cells(res: &ResourceInfo, o: &Value, now: i64) -> Vec<Value> {

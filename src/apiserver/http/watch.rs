@@ -28,11 +28,7 @@ fn line(type_: &str, object: &Value) -> Bytes {
 }
 
 fn error_line(e: &ApiError) -> Bytes {
-    let mut status = serde_json::to_value(e.to_status()).unwrap_or_else(|_| json!({}));
-    status["kind"] = json!("Status");
-    status["apiVersion"] = json!("v1");
-    status["metadata"] = json!({});
-    line("ERROR", &status)
+    line("ERROR", &super::respond::status(e))
 }
 
 pub(super) async fn serve(
