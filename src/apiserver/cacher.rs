@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::watch::{ApiEvent, Decoded, Encoded, EventType};
+use super::watch::{ApiEvent, Decoded, EventType};
 use super::{decode, object, ListOptions};
 use crate::api::registry::ResourceInfo;
 use crate::api::status::ApiError;
@@ -71,7 +71,6 @@ struct Change {
     new: Option<Arc<Value>>,
     object: Arc<Value>,
     decoded: Decoded,
-    encoded: Encoded,
 }
 
 impl Change {
@@ -92,7 +91,6 @@ impl Change {
             new,
             object,
             decoded: Decoded::default(),
-            encoded: Encoded::default(),
         }
     }
 
@@ -103,7 +101,6 @@ impl Change {
             object: self.object.clone(),
             revision: self.revision,
             decoded: self.decoded.clone(),
-            encoded: self.encoded.clone(),
         })
     }
 }

@@ -39,11 +39,10 @@ pub struct ApiEvent {
     /// Shared by every watcher that gets this change.
     pub object: Arc<Value>,
     pub revision: Revision,
-    /// The object decoded into a typed form, also shared: the first informer that decodes it
-    /// saves the others the work.
+    /// The object decoded into a typed form, and encoded as JSON, both shared: the first
+    /// informer that decodes it (the first HTTP watcher that encodes it) saves the others the
+    /// work.
     pub decoded: Decoded,
-    /// The object as JSON, likewise: encoded once for every HTTP watcher that is sent it.
-    pub encoded: Encoded,
 }
 
 impl ApiEvent {
@@ -53,15 +52,20 @@ impl ApiEvent {
             object: Arc::new(object),
             revision,
             decoded: Decoded::default(),
-            encoded: Encoded::default(),
         }
     }
 }
 
-/// A once-filled cell for an event's typed object (a cache: it never changes what the event
-/// says, so it takes no part in equality).
+/// Once-filled cells for an event's typed object and its JSON (a cache: it never changes what
+/// the event says, so it takes no part in equality). One allocation serves both.
 #[derive(Clone, Default)]
-pub struct Decoded(Arc<OnceLock<Arc<dyn Any + Send + Sync>>>);
+pub struct Decoded(Arc<Cells>);
+
+#[derive(Default)]
+struct Cells {
+    typed: OnceLock<Arc<dyn Any + Send + Sync>>,
+    json: OnceLock<bytes::Bytes>,
+}
 
 impl Decoded {
     /// The object as a `T`, decoded at most once per type.
@@ -71,38 +75,23 @@ impl Decoded {
     ) -> Result<Arc<T>, serde_json::Error> {
         if let Some(t) = self
             .0
+            .typed
             .get()
             .and_then(|any| any.clone().downcast::<T>().ok())
         {
             return Ok(t);
         }
         let t = Arc::new(T::deserialize(obj)?);
-        let _ = self.0.set(t.clone());
+        let _ = self.0.typed.set(t.clone());
         Ok(t)
     }
-}
 
-/// A once-filled cell for an event's object encoded as JSON (a cache, like [`Decoded`]).
-#[derive(Clone, Default)]
-pub struct Encoded(Arc<OnceLock<bytes::Bytes>>);
-
-impl Encoded {
+    /// The object as JSON, encoded at most once.
     pub fn get_or_encode(&self, obj: &Value) -> bytes::Bytes {
         self.0
+            .json
             .get_or_init(|| bytes::Bytes::from(serde_json::to_vec(obj).unwrap_or_default()))
             .clone()
-    }
-}
-
-impl PartialEq for Encoded {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for Encoded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Encoded")
     }
 }
 
@@ -114,7 +103,7 @@ impl PartialEq for Decoded {
 
 impl std::fmt::Debug for Decoded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
+        f.write_str(if self.0.typed.get().is_some() {
             "Decoded(filled)"
         } else {
             "Decoded(empty)"

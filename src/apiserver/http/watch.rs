@@ -94,7 +94,7 @@ impl Render {
         let (type_, object) = (ev.type_.as_str(), &*ev.object);
         if !self.tables {
             // The object is encoded once for all the watchers that get this event.
-            let encoded = ev.encoded.get_or_encode(object);
+            let encoded = ev.decoded.get_or_encode(object);
             let mut out = Vec::with_capacity(encoded.len() + 32);
             out.extend_from_slice(b"{\"type\":\"");
             out.extend_from_slice(type_.as_bytes());
