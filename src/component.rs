@@ -160,7 +160,13 @@ pub enum RuntimeOp {
         /// runtime picks a behavior by them.
         pod_labels: std::collections::BTreeMap<String, String>,
         container: Box<k8s_openapi::api::core::v1::Container>,
+        /// The whole pod as the kubelet has it: the real runtimes resolve the downward API,
+        /// volumes and env sources from it.
+        pod_object: std::sync::Arc<k8s_openapi::api::core::v1::Pod>,
     },
+    /// The pod is gone from the API (or finished terminating): kill whatever of it still runs
+    /// and release what it held (its IP, its volumes). k8s: kubelet HandlePodRemoves, killPod
+    RemovePod { pod_uid: String },
     /// SIGTERM, then SIGKILL after `grace_seconds`.
     Stop {
         container_id: String,
@@ -178,6 +184,9 @@ pub enum RuntimeOp {
 pub enum RuntimeResult {
     Started {
         container_id: String,
+        /// The pod's IP, from its sandbox (k8s: the CNI result); `None` where the runtime
+        /// gives pods no address of their own (the simulator's).
+        pod_ip: Option<String>,
     },
     /// The container could not start: a waiting reason (`ErrImagePull`, `CreateContainerError`).
     StartFailed {

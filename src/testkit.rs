@@ -171,6 +171,10 @@ impl Driver {
                         self.timers.retain(|&(_, c, i), _| !(c == idx && i == id));
                         self.timers.insert((at, idx, id), ());
                     }
+                    Effect::Runtime {
+                        op: crate::component::RuntimeOp::RemovePod { .. },
+                        ..
+                    } => {}
                     Effect::Runtime { id, op } => {
                         let what = match &op {
                             crate::component::RuntimeOp::Start {
@@ -187,6 +191,9 @@ impl Driver {
                             crate::component::RuntimeOp::Probe {
                                 kind, container_id, ..
                             } => format!("probe {kind} {container_id}"),
+                            crate::component::RuntimeOp::RemovePod { pod_uid } => {
+                                format!("remove pod {pod_uid}")
+                            }
                         };
                         self.runtime_log.push((self.now, what));
                         let outcome = self.runtime.run(&op, self.now);

@@ -656,6 +656,11 @@ impl Sim {
                         );
                     }
                 }
+                // The scripted runtime's containers are forgotten with their pods' scripts.
+                Effect::Runtime {
+                    op: RuntimeOp::RemovePod { .. },
+                    ..
+                } => {}
                 Effect::Runtime { id, op } => {
                     let what = match &op {
                         RuntimeOp::Start {
@@ -667,13 +672,13 @@ impl Sim {
                         RuntimeOp::Stop { container_id, .. } => {
                             Some(format!("stop {container_id}"))
                         }
-                        RuntimeOp::Probe { .. } => None,
+                        RuntimeOp::Probe { .. } | RuntimeOp::RemovePod { .. } => None,
                     };
                     if let Some(w) = what {
                         self.trace.line(self.now, &name, "runtime", json!(w));
                     }
                     let outcome = self.runtime.run(&op, self.now);
-                    if let gantry::component::RuntimeResult::Started { container_id } =
+                    if let gantry::component::RuntimeResult::Started { container_id, .. } =
                         &outcome.result
                     {
                         self.owner.insert(container_id.clone(), idx);

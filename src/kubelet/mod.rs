@@ -5,6 +5,8 @@
 
 pub mod backoff;
 pub mod probe;
+#[cfg(feature = "server")]
+pub mod runtime;
 pub mod scripted;
 pub mod status;
 
@@ -123,6 +125,8 @@ struct PodState {
     status_sent_typed: Option<k8s_openapi::api::core::v1::PodStatus>,
     /// The informer's copy last found to agree with `status_sent`.
     verified: Option<Arc<Pod>>,
+    /// The address the runtime gave the pod's sandbox.
+    pod_ip: Option<String>,
 }
 
 #[derive(Debug)]
@@ -398,7 +402,7 @@ impl Kubelet {
 
     // --- pods ---
 
-    fn on_pod(&mut self, change: Change<Pod>) {
+    fn on_pod(&mut self, change: Change<Pod>, out: &mut Vec<Effect>) {
         match &change.new {
             Some(pod) => {
                 let state = self
@@ -429,6 +433,7 @@ impl Kubelet {
                         status_sent: None,
                         status_sent_typed: None,
                         verified: None,
+                        pod_ip: None,
                     });
                 // k8s: only images may change in a running pod's spec.
                 if let Some(spec) = &pod.spec {
@@ -441,6 +446,11 @@ impl Kubelet {
                 // The pod is gone from the API: stop whatever still runs.
                 if let Some(old) = &change.old {
                     self.backoff.forget(&uid(old));
+                    let id = self.id();
+                    out.push(Effect::Runtime {
+                        id,
+                        op: RuntimeOp::RemovePod { pod_uid: uid(old) },
+                    });
                 }
                 self.states.remove(&change.key);
             }
@@ -555,6 +565,7 @@ impl Kubelet {
                             pod_uid: pod_uid.clone(),
                             pod_labels: pod.metadata.labels.clone().unwrap_or_default(),
                             container: Box::new(c.spec.clone()),
+                            pod_object: pod.clone(),
                         },
                     ));
                 }
@@ -731,6 +742,9 @@ impl Kubelet {
                 ("startTime", start_time),
             ]
             .into_iter()
+            .chain(state.pod_ip.iter().flat_map(|ip| {
+                [("podIP", json!(ip)), ("podIPs", json!([{ "ip": ip }]))]
+            }))
             .chain(qos.map(|q| ("qosClass", json!(q)))),
         );
         if state.status_sent.as_ref() != Some(&status) {
@@ -801,7 +815,16 @@ impl Kubelet {
             return;
         };
         match (purpose, result) {
-            (Purpose::Start { c, .. }, RuntimeResult::Started { container_id }) => {
+            (
+                Purpose::Start { c, .. },
+                RuntimeResult::Started {
+                    container_id,
+                    pod_ip,
+                },
+            ) => {
+                if pod_ip.is_some() {
+                    state.pod_ip = pod_ip;
+                }
                 let cs = &mut state.containers[c];
                 cs.run = Run::Running {
                     id: container_id,
@@ -1101,7 +1124,7 @@ impl Component for Kubelet {
                 for c in self.pods.replace(&items, revision).unwrap_or_default() {
                     self.unverified.insert(c.key.clone());
                     touched.push(c.key.clone());
-                    self.on_pod(c);
+                    self.on_pod(c, out);
                 }
             }
             Input::Watched { event, .. } => {
@@ -1109,7 +1132,7 @@ impl Component for Kubelet {
                     self.unverified.insert(c.key.clone());
                     if !only_status_changed(&c) {
                         touched.push(c.key.clone());
-                        self.on_pod(c);
+                        self.on_pod(c, out);
                     }
                 }
             }

@@ -101,6 +101,7 @@ impl ScriptedRuntime {
                 pod_uid,
                 pod_labels,
                 container,
+                ..
             } => {
                 let image = container.image.clone().unwrap_or_default();
                 let b = self.behavior(pod_labels, &container.name, &image);
@@ -132,7 +133,10 @@ impl ScriptedRuntime {
                     },
                 );
                 Outcome {
-                    result: RuntimeResult::Started { container_id: id },
+                    result: RuntimeResult::Started {
+                        container_id: id,
+                        pod_ip: None,
+                    },
                     exit,
                 }
             }
@@ -146,6 +150,11 @@ impl ScriptedRuntime {
                     exit: None,
                 }
             }
+            // Its containers stay as scripted; the hosts do not pass this on.
+            RuntimeOp::RemovePod { .. } => Outcome {
+                result: RuntimeResult::Stopped { exit_code: 0 },
+                exit: None,
+            },
             RuntimeOp::Probe {
                 container_id, kind, ..
             } => {
@@ -223,6 +232,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             container: Box::new(c),
+            pod_object: Default::default(),
         }
     }
 

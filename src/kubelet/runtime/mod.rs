@@ -1,0 +1,146 @@
+//! Container runtimes the node agent drives (k8s: the CRI): `process` runs each container as a
+//! supervised host process, `docker` through the Docker Engine API. The kubelet core asks for
+//! starts, stops and probes (`RuntimeOp`); the node host (src/host/node.rs) resolves what a
+//! container needs from the API (env sources, volume contents) into a `ContainerConfig` and
+//! hands it to a runtime here.
+
+pub mod cri_log;
+pub mod docker;
+pub mod process;
+pub mod shim;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::Container;
+
+use crate::component::RuntimeResult;
+
+/// A pod as a runtime knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A directory of the host made visible to a container at `container_path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub volume: String,
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// Everything a runtime needs to start one container, already resolved.
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    pub pod: PodRef,
+    pub spec: Container,
+    /// The container's environment in order (k8s: later entries win, `$(VAR)` expanded).
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+}
+
+/// Why a container could not start: a waiting reason (`ErrImagePull`, `RunContainerError`,
+/// `CreateContainerConfigError`) and a message for `kubectl describe`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartError {
+    pub reason: String,
+    pub message: String,
+}
+
+impl StartError {
+    pub fn new(reason: &str, message: impl Into<String>) -> Self {
+        StartError {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn into_result(self) -> RuntimeResult {
+        RuntimeResult::StartFailed {
+            reason: self.reason,
+            message: self.message,
+        }
+    }
+}
+
+/// pods/log options (k8s: PodLogOptions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+    pub tail_lines: Option<i64>,
+    pub since_seconds: Option<i64>,
+    pub limit_bytes: Option<i64>,
+}
+
+/// A container that stopped on its own (or was stopped): its id and exit code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    pub container_id: String,
+    pub exit_code: i32,
+}
+
+/// The result of running a command in a container (exec probes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecOutcome {
+    Exited { code: i32, output: String },
+    TimedOut,
+    Failed(String),
+}
+
+pub type Logs = BoxStream<'static, Bytes>;
+
+pub trait ContainerRuntime: Send + Sync {
+    /// `process` or `docker`.
+    fn name(&self) -> &'static str;
+
+    /// The node's nodeInfo.containerRuntimeVersion (`docker://20.10.24`).
+    fn version(&self) -> BoxFuture<'static, String>;
+
+    /// Makes the pod's sandbox if it has none yet and returns its IP.
+    fn sandbox(&self, pod: PodRef) -> BoxFuture<'static, Result<String, StartError>>;
+
+    /// Starts a container in the pod's sandbox: `Started` (with the sandbox's IP) or
+    /// `StartFailed` with a Kubernetes waiting reason. A container of this pod and name that
+    /// still runs from before an agent restart is adopted, not started twice.
+    fn start(&self, config: ContainerConfig) -> BoxFuture<'static, RuntimeResult>;
+
+    /// SIGTERM, then SIGKILL after `grace`; resolves with the exit code once it stopped.
+    fn stop(&self, container_id: String, grace: Duration) -> BoxFuture<'static, i32>;
+
+    /// Runs a command in the container's context (exec probes).
+    fn exec(
+        &self,
+        container_id: String,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, ExecOutcome>;
+
+    /// Kills what is left of the pod and releases its sandbox.
+    fn remove_pod(&self, pod_uid: String) -> BoxFuture<'static, ()>;
+
+    /// Containers that exit, on their own or stopped; taken once by the node host.
+    fn exits(&self) -> Option<BoxStream<'static, Exit>>;
+
+    /// A container's log (the current one, or the one before with `previous`).
+    fn logs(
+        &self,
+        pod_uid: String,
+        container: String,
+        options: LogOptions,
+    ) -> BoxFuture<'static, Result<Logs, String>>;
+
+    /// The uids of the pods that have containers or a sandbox here (after an agent restart:
+    /// what the last run left).
+    fn pods(&self) -> BoxFuture<'static, Vec<String>>;
+}
