@@ -29,6 +29,10 @@ pub enum Command {
     /// default, or etcd with --etcd).
     #[cfg(feature = "server")]
     Store(store::StoreArgs),
+    /// The process runtime's per-container supervisor (started by node agents, not by hand).
+    #[cfg(feature = "server")]
+    #[command(hide = true)]
+    Shim(gantry::kubelet::runtime::shim::ShimArgs),
     /// Print the version.
     Version,
 }
@@ -60,6 +64,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Server(args) => server::run(args),
         #[cfg(feature = "server")]
         Command::Store(args) => store::run(args),
+        #[cfg(feature = "server")]
+        Command::Shim(args) => std::process::exit(gantry::kubelet::runtime::shim::run(args)),
         Command::Version => {
             println!("gantry {}", env!("CARGO_PKG_VERSION"));
             Ok(())
