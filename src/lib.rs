@@ -6,6 +6,8 @@ pub mod api;
 pub mod apiserver;
 pub mod component;
 pub mod controllers;
+#[cfg(feature = "server")]
+pub mod host;
 pub mod kubelet;
 pub mod scheduler;
 pub mod store;

@@ -4,8 +4,8 @@
 
 mod discovery;
 mod duplicates;
-mod host;
 mod hub;
+pub mod inprocess;
 pub mod kubeconfig;
 mod openapi;
 mod respond;
@@ -203,11 +203,11 @@ pub fn start_controllers(state: &Arc<State>) -> actix::Arbiter {
     let state = state.clone();
     // The cores are built on the arbiter's thread: they need not be Send.
     arbiter.spawn_fn(move || {
-        host::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
-        host::spawn(state.clone(), Box::new(ReplicaSetController::new()));
-        host::spawn(state.clone(), Box::new(NodeLifecycleController::new()));
-        host::spawn(state.clone(), Box::new(TaintEvictionController::new()));
-        host::spawn(state, Box::new(PodGc::default()));
+        inprocess::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
+        inprocess::spawn(state.clone(), Box::new(ReplicaSetController::new()));
+        inprocess::spawn(state.clone(), Box::new(NodeLifecycleController::new()));
+        inprocess::spawn(state.clone(), Box::new(TaintEvictionController::new()));
+        inprocess::spawn(state, Box::new(PodGc::default()));
     });
     arbiter
 }
@@ -219,10 +219,7 @@ pub async fn start_watch_caches(state: &State) -> Result<(), ApiError> {
 
 /// The host's clock in the cores' frame (the cores themselves never read one).
 fn wall_clock() -> Time {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| Time(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
-        .unwrap_or(Time::ZERO)
+    crate::host::wall_clock()
 }
 
 /// Seconds since the epoch, for the ages in Tables.
