@@ -131,13 +131,13 @@ async fn start_failures_have_kubernetes_reasons() {
     no_command.spec.command = None;
     let mut missing = config("u2", "d", "");
     missing.spec.command = Some(vec!["/no/such/program".into()]);
-    for (cfg, want) in [
-        (no_command, "has no command"),
-        (missing, "executable file not found"),
+    for (cfg, want_reason, want) in [
+        (no_command, "CreateContainerError", "has no command"),
+        (missing, "RunContainerError", "executable file not found"),
     ] {
         match rt.start(cfg).await {
             RuntimeResult::StartFailed { reason, message } => {
-                assert_eq!(reason, "RunContainerError");
+                assert_eq!(reason, want_reason);
                 assert!(message.contains(want), "{message}");
             }
             other => panic!("{other:?}"),

@@ -1,6 +1,8 @@
 //! Mutating admission that is pure object logic (namespace lifecycle needs the store and lives
 //! in the apiserver core).
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use k8s_openapi::api::core::v1::{PodSpec, Toleration};
 
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -8,11 +10,24 @@ pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// k8s: --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds = 300
 pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
+/// The server's --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds
+/// (one process serves one API, so a process-wide setting; the simulator never changes it).
+static TOLERATION_SECONDS: [AtomicI64; 2] = [
+    AtomicI64::new(DEFAULT_TOLERATION_SECONDS),
+    AtomicI64::new(DEFAULT_TOLERATION_SECONDS),
+];
+
+/// Sets the seconds the default not-ready and unreachable tolerations allow.
+pub fn set_default_toleration_seconds(not_ready: i64, unreachable: i64) {
+    TOLERATION_SECONDS[0].store(not_ready, Ordering::Relaxed);
+    TOLERATION_SECONDS[1].store(unreachable, Ordering::Relaxed);
+}
+
 /// k8s: DefaultTolerationSeconds — unless the pod already tolerates them, tolerate the
 /// not-ready and unreachable NoExecute taints for 300 s (plugin/pkg/admission/defaulttolerationseconds).
 pub fn default_toleration_seconds(spec: &mut PodSpec) {
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-    for key in [TAINT_NOT_READY, TAINT_UNREACHABLE] {
+    for (i, key) in [TAINT_NOT_READY, TAINT_UNREACHABLE].into_iter().enumerate() {
         let tolerated = tolerations.iter().any(|t| {
             let key_matches =
                 t.key.as_deref().is_none_or(str::is_empty) || t.key.as_deref() == Some(key);
@@ -29,7 +44,7 @@ pub fn default_toleration_seconds(spec: &mut PodSpec) {
                 key: Some(key.into()),
                 operator: Some("Exists".into()),
                 effect: Some("NoExecute".into()),
-                toleration_seconds: Some(DEFAULT_TOLERATION_SECONDS),
+                toleration_seconds: Some(TOLERATION_SECONDS[i].load(Ordering::Relaxed)),
                 value: None,
             });
         }

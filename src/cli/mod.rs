@@ -1,6 +1,10 @@
 use clap::{Parser, Subcommand};
 
 #[cfg(feature = "server")]
+mod agent;
+#[cfg(feature = "server")]
+mod node_args;
+#[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
 mod store;
@@ -25,6 +29,10 @@ pub enum Command {
     /// write a kubeconfig for kubectl into the data directory.
     #[cfg(feature = "server")]
     Server(server::ServerArgs),
+    /// Run a node agent (kubelet) that joins a gantry server over HTTP and runs the pods bound
+    /// to its node.
+    #[cfg(feature = "server")]
+    Agent(agent::AgentArgs),
     /// Read and write the versioned store directly, like etcdctl (embedded data directory by
     /// default, or etcd with --etcd).
     #[cfg(feature = "server")]
@@ -62,6 +70,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         #[cfg(feature = "server")]
         Command::Server(args) => server::run(args),
+        #[cfg(feature = "server")]
+        Command::Agent(args) => agent::run(args),
         #[cfg(feature = "server")]
         Command::Store(args) => store::run(args),
         #[cfg(feature = "server")]

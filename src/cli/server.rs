@@ -2,14 +2,18 @@
 //! for clients into its data directory.
 
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use actix_web::dev::Service;
 use actix_web::{web, App, HttpServer};
 use clap::Args;
 use gantry::apiserver::http::{self, kubeconfig, Config, State};
 use gantry::apiserver::ApiServer;
+use gantry::host::ApiClient;
 use gantry::store::backend::{Backend, BackendConfig};
 use gantry::store::Store;
+
+use super::node_args::NodeArgs;
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -34,6 +38,23 @@ pub struct ServerArgs {
     /// Seconds between the bookmarks of watches that allow them (tests shorten it).
     #[arg(long, default_value_t = 60)]
     watch_bookmark_seconds: u64,
+    /// Run no node agent for this machine (nodes join with `gantry agent`).
+    #[arg(long)]
+    no_node: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Seconds without a heartbeat before a node is marked Unknown (k8s:
+    /// --node-monitor-grace-period 50s).
+    #[arg(long, default_value_t = 50)]
+    node_monitor_grace_seconds: u64,
+    /// Seconds pods tolerate a NotReady node before eviction, unless they say otherwise (k8s:
+    /// --default-not-ready-toleration-seconds).
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate an unreachable node before eviction, unless they say otherwise
+    /// (k8s: --default-unreachable-toleration-seconds).
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -43,6 +64,14 @@ fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => PathBuf::from(home).join(".local/share/gantry"),
         None => PathBuf::from("gantry-data"),
+    }
+}
+
+/// The IP part of `host:port`; an unspecified address means loopback.
+fn listener_ip(address: &str) -> String {
+    match address.parse::<std::net::SocketAddr>() {
+        Ok(a) if !a.ip().is_unspecified() => a.ip().to_string(),
+        _ => "127.0.0.1".into(),
     }
 }
 
@@ -95,7 +124,30 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
     http::start_watch_caches(&state)
         .await
         .map_err(|e| format!("cannot start the watch caches: {}", e.message))?;
-    let controllers = http::start_controllers(&state);
+    gantry::api::admission::set_default_toleration_seconds(
+        args.default_not_ready_toleration_seconds,
+        args.default_unreachable_toleration_seconds,
+    );
+    let controllers = http::start_controllers(
+        &state,
+        std::time::Duration::from_secs(args.node_monitor_grace_seconds.max(1)),
+    );
+    let node = if args.no_node {
+        None
+    } else {
+        // The node is reached where the server is (loopback unless it listens elsewhere).
+        let ip = listener_ip(&address);
+        let opts = args.node.options(&data_dir, ip)?;
+        let state = state.clone();
+        let seed = state.ctx().random;
+        let agent = gantry::host::node::start(
+            opts,
+            move || Rc::new(http::inprocess::InProcessApi(state)) as Rc<dyn ApiClient>,
+            seed,
+        )
+        .await?;
+        Some(agent)
+    };
     let url = format!("http://{address}");
     let kubeconfig_path = data_dir.join("kubeconfig");
     std::fs::write(&kubeconfig_path, kubeconfig::render(&url))
@@ -127,6 +179,8 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
     })
     .workers(2)
     .disable_signals()
+    // k8s: watches end at shutdown (clients resume elsewhere); requests get a moment to finish.
+    .shutdown_timeout(3)
     .listen(listener)
     .map_err(|e| format!("cannot serve on {address}: {e}"))?
     .run();
@@ -139,5 +193,8 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
     });
     let served = server.await.map_err(|e| format!("the server failed: {e}"));
     controllers.stop();
+    if let Some(node) = node {
+        node.stop().await;
+    }
     served
 }

@@ -59,6 +59,9 @@ struct Health {
 }
 
 pub struct NodeLifecycleController {
+    /// How long a node may go without a heartbeat before it is Unknown (MONITOR_GRACE unless
+    /// an operator shortens it).
+    monitor_grace: Duration,
     nodes: Cache<Node>,
     leases: Cache<Lease>,
     pods: Cache<Pod>,
@@ -115,6 +118,7 @@ fn has_taint(node: &Node, key: &str, effect: &str) -> bool {
 impl NodeLifecycleController {
     pub fn new() -> Self {
         NodeLifecycleController {
+            monitor_grace: MONITOR_GRACE,
             nodes: Cache::new(),
             leases: Cache::new(),
             pods: Cache::new(),
@@ -124,6 +128,14 @@ impl NodeLifecycleController {
             marked_unknown: BTreeSet::new(),
             next_id: 1,
             armed: false,
+        }
+    }
+
+    /// With another --node-monitor-grace-period (the startup grace stays at least as long).
+    pub fn with_monitor_grace(grace: Duration) -> Self {
+        NodeLifecycleController {
+            monitor_grace: grace,
+            ..Self::new()
         }
     }
 
@@ -213,9 +225,9 @@ impl NodeLifecycleController {
             }
             let h = &self.health[name];
             let grace = if condition(node, "Ready").is_none() {
-                STARTUP_GRACE
+                STARTUP_GRACE.max(self.monitor_grace)
             } else {
-                MONITOR_GRACE
+                self.monitor_grace
             };
             if now.since(h.probe) > grace && ready_status(node) != "Unknown" {
                 out.push(Effect::Log {

@@ -6,6 +6,13 @@
 //! (node.rs).
 
 pub mod component;
+pub mod env;
+pub mod http_get;
+pub mod kubelet_server;
+pub mod machine;
+pub mod node;
+pub mod remote;
+pub mod volumes;
 
 use std::sync::Arc;
 

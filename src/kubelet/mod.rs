@@ -58,6 +58,37 @@ pub struct NodeConfig {
     /// Taints the node registers with (JSON taint objects).
     pub taints: Vec<Value>,
     pub address: String,
+    /// Where the node agent serves container logs (k8s: the kubelet's port, 10250).
+    pub kubelet_port: u16,
+    pub info: NodeInfo,
+    /// k8s: nodeLeaseDurationSeconds (40); the lease is renewed every quarter of it.
+    pub lease_duration_seconds: i64,
+}
+
+/// The node's nodeInfo: what the machine and runtime are (the simulator's nodes are `gantry`).
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub machine_id: String,
+    pub system_uuid: String,
+    pub boot_id: String,
+    pub kernel_version: String,
+    pub os_image: String,
+    pub container_runtime_version: String,
+    pub architecture: String,
+}
+
+impl NodeInfo {
+    fn simulated(name: &str) -> Self {
+        NodeInfo {
+            machine_id: name.into(),
+            system_uuid: name.into(),
+            boot_id: name.into(),
+            kernel_version: "gantry".into(),
+            os_image: "gantry".into(),
+            container_runtime_version: "gantry://0.1.0".into(),
+            architecture: "amd64".into(),
+        }
+    }
 }
 
 impl NodeConfig {
@@ -70,6 +101,9 @@ impl NodeConfig {
             labels: BTreeMap::new(),
             taints: Vec::new(),
             address: "10.0.0.1".into(),
+            kubelet_port: 10250,
+            info: NodeInfo::simulated(name),
+            lease_duration_seconds: LEASE_DURATION_SECONDS,
         }
     }
 }
@@ -79,6 +113,8 @@ struct Terminated {
     id: String,
     exit_code: i32,
     reason: String,
+    /// Why a container could not start (reason StartError).
+    message: Option<String>,
     started_at: Time,
     finished_at: Time,
 }
@@ -112,6 +148,9 @@ struct ContainerState {
     started: bool,
     /// Killed by a failed liveness or startup probe (restart after the stop).
     killed: bool,
+    /// When the last attempt to create it failed (ErrImagePull, CreateContainerConfigError):
+    /// it waits with that reason and is tried again under the back-off.
+    failed_start: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -203,9 +242,11 @@ impl Kubelet {
 
     fn node_object(&self, now: Time) -> Value {
         let c = &self.config;
+        let i = &c.info;
+        let arch = &i.architecture;
         let mut labels = json!({
-            "kubernetes.io/hostname": c.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64",
+            "kubernetes.io/hostname": c.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
+            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": arch,
         });
         for (k, v) in &c.labels {
             labels[k] = json!(v);
@@ -229,12 +270,13 @@ impl Kubelet {
                     cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
                 ],
                 "addresses": [{"type": "InternalIP", "address": c.address}, {"type": "Hostname", "address": c.name}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": c.kubelet_port}},
                 "nodeInfo": {
-                    "machineID": c.name, "systemUUID": c.name, "bootID": c.name,
-                    "kernelVersion": "gantry", "osImage": "gantry", "containerRuntimeVersion": "gantry://0.1.0",
+                    "machineID": i.machine_id, "systemUUID": i.system_uuid, "bootID": i.boot_id,
+                    "kernelVersion": i.kernel_version, "osImage": i.os_image,
+                    "containerRuntimeVersion": i.container_runtime_version,
                     "kubeletVersion": "v1.33.0", "kubeProxyVersion": "v1.33.0",
-                    "operatingSystem": "linux", "architecture": "amd64",
+                    "operatingSystem": "linux", "architecture": arch,
                 },
             },
         })
@@ -244,7 +286,7 @@ impl Kubelet {
         let mut lease = self.lease.as_deref().cloned().unwrap_or_else(|| {
             json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                    "metadata": {"name": self.config.name, "namespace": "kube-node-lease"},
-                   "spec": {"holderIdentity": self.config.name, "leaseDurationSeconds": LEASE_DURATION_SECONDS}})
+                   "spec": {"holderIdentity": self.config.name, "leaseDurationSeconds": self.config.lease_duration_seconds}})
         });
         lease["spec"]["renewTime"] = micro_time(now);
         lease
@@ -374,9 +416,12 @@ impl Kubelet {
             ("lease", Ok(lease)) => {
                 self.lease = Some(lease);
                 self.lease_failures = 0;
+                // k8s: renewed every 0.25 × the lease's duration.
+                let renew =
+                    Duration::from_millis((self.config.lease_duration_seconds.max(1) as u64) * 250);
                 out.push(Effect::Timer {
                     id: LEASE_TIMER,
-                    at: now + LEASE_RENEW,
+                    at: now + renew,
                 });
             }
             ("lease", Err(e)) => {
@@ -426,6 +471,7 @@ impl Kubelet {
                                 probes: Vec::new(),
                                 started: false,
                                 killed: false,
+                                failed_start: None,
                             })
                             .collect(),
                         terminal: None,
@@ -509,6 +555,26 @@ impl Kubelet {
         } else if state.terminal.is_none() {
             for (i, c) in state.containers.iter_mut().enumerate() {
                 let restart = match &c.run {
+                    Run::Waiting { reason, .. } if c.failed_start.is_some() => {
+                        let failed = c.failed_start.expect("checked");
+                        let backoff_key = format!("{pod_uid}/{}", c.spec.name);
+                        if self.backoff.in_backoff(&backoff_key, failed, now) {
+                            // k8s: ErrImagePull turns into ImagePullBackOff while it waits.
+                            if reason == "ErrImagePull" {
+                                c.run = Run::Waiting {
+                                    reason: "ImagePullBackOff".into(),
+                                    message: Some(format!(
+                                        "Back-off pulling image \"{}\"",
+                                        c.spec.image.as_deref().unwrap_or("")
+                                    )),
+                                };
+                            }
+                            false
+                        } else {
+                            self.backoff.next(&backoff_key, now);
+                            true
+                        }
+                    }
                     Run::Waiting { .. } if c.last.is_none() => true,
                     Run::Waiting { .. } | Run::Terminated(_) => {
                         let t = match &c.run {
@@ -742,9 +808,12 @@ impl Kubelet {
                 ("startTime", start_time),
             ]
             .into_iter()
-            .chain(state.pod_ip.iter().flat_map(|ip| {
-                [("podIP", json!(ip)), ("podIPs", json!([{ "ip": ip }]))]
-            }))
+            .chain(
+                state
+                    .pod_ip
+                    .iter()
+                    .flat_map(|ip| [("podIP", json!(ip)), ("podIPs", json!([{ "ip": ip }]))]),
+            )
             .chain(qos.map(|q| ("qosClass", json!(q)))),
         );
         if state.status_sent.as_ref() != Some(&status) {
@@ -826,6 +895,7 @@ impl Kubelet {
                     state.pod_ip = pod_ip;
                 }
                 let cs = &mut state.containers[c];
+                cs.failed_start = None;
                 cs.run = Run::Running {
                     id: container_id,
                     started_at: now,
@@ -853,19 +923,27 @@ impl Kubelet {
             }
             (Purpose::Start { c, .. }, RuntimeResult::StartFailed { reason, message }) => {
                 let cs = &mut state.containers[c];
-                cs.run = Run::Waiting {
-                    reason,
-                    message: Some(message),
-                };
-                // Retried like a crash, under the same backoff.
-                cs.last.get_or_insert(Terminated {
-                    id: String::new(),
-                    exit_code: 128,
-                    reason: "StartError".into(),
-                    started_at: now,
-                    finished_at: now,
-                });
-                cs.run = Run::Terminated(cs.last.clone().expect("set"));
+                if reason == "RunContainerError" {
+                    // k8s (containerd): the container was made but its process could not
+                    // run: it exited with 128, reason StartError, and restarts under the
+                    // crash back-off.
+                    cs.run = Run::Terminated(Terminated {
+                        id: String::new(),
+                        exit_code: 128,
+                        reason: "StartError".into(),
+                        message: Some(message),
+                        started_at: now,
+                        finished_at: now,
+                    });
+                } else {
+                    // Nothing ran (no image, a missing ConfigMap): it waits with the reason
+                    // and is tried again under the back-off, without counting a restart.
+                    cs.run = Run::Waiting {
+                        reason,
+                        message: Some(message),
+                    };
+                    cs.failed_start = Some(now);
+                }
             }
             (Purpose::Stop { c, .. }, RuntimeResult::Stopped { exit_code }) => {
                 exited(&mut state.containers[c], exit_code, now)
@@ -953,6 +1031,16 @@ impl Kubelet {
         for (key, state) in &self.states {
             for c in &state.containers {
                 match &c.run {
+                    Run::Waiting { .. } if c.failed_start.is_some() => {
+                        let uid = self.pods.get(key).map(uid).unwrap_or_default();
+                        let failed = c.failed_start.expect("checked");
+                        if let Some(t) = self
+                            .backoff
+                            .until(&format!("{uid}/{}", c.spec.name), failed)
+                        {
+                            consider(t);
+                        }
+                    }
                     Run::Waiting { reason, .. } if reason == "CrashLoopBackOff" => {
                         let uid = self.pods.get(key).map(uid).unwrap_or_default();
                         if let Some(t) = c.last.as_ref().and_then(|l| {
@@ -1002,6 +1090,7 @@ fn exited(c: &mut ContainerState, exit_code: i32, now: Time) {
         id,
         exit_code,
         reason: reason.into(),
+        message: None,
         started_at,
         finished_at: now,
     });
@@ -1009,8 +1098,12 @@ fn exited(c: &mut ContainerState, exit_code: i32, now: Time) {
 }
 
 fn terminated_json(t: &Terminated) -> Value {
-    json!({"exitCode": t.exit_code, "reason": t.reason, "startedAt": format_time(t.started_at),
-           "finishedAt": format_time(t.finished_at), "containerID": t.id})
+    let mut v = json!({"exitCode": t.exit_code, "reason": t.reason, "startedAt": format_time(t.started_at),
+           "finishedAt": format_time(t.finished_at), "containerID": t.id});
+    if let Some(m) = &t.message {
+        v["message"] = json!(m);
+    }
+    v
 }
 
 fn container_status(c: &ContainerState, ready: bool) -> Value {

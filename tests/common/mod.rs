@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod docker_image;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -101,6 +102,7 @@ pub struct GantryServer {
     pub url: String,
     pub address: String,
     pub dir: tempfile::TempDir,
+    keep_containers: bool,
 }
 
 impl GantryServer {
@@ -108,24 +110,62 @@ impl GantryServer {
         Self::start_with(&[])
     }
 
+    /// A server without a node of its own (the API and controllers only).
     pub fn start_with(extra: &[&str]) -> GantryServer {
-        Self::launch(tempfile::tempdir().expect("temporary directory"), extra)
+        let mut args = vec!["--no-node"];
+        args.extend_from_slice(extra);
+        Self::launch(tempfile::tempdir().expect("temporary directory"), &args)
+    }
+
+    /// A server with its own node agent, named `node`, whose pods are real processes.
+    pub fn start_with_node(node: &str, extra: &[&str]) -> GantryServer {
+        let mut args = vec!["--node-name", node, "--kubelet-port", "0"];
+        args.extend_from_slice(extra);
+        Self::launch(tempfile::tempdir().expect("temporary directory"), &args)
     }
 
     /// A server on an existing data directory (a restart).
     pub fn start_in(dir: tempfile::TempDir) -> GantryServer {
-        Self::launch(dir, &[])
+        Self::launch(dir, &["--no-node"])
+    }
+
+    /// The same, with its node agent again (a restart of the whole machine's agent).
+    pub fn start_in_with_node(dir: tempfile::TempDir, node: &str, extra: &[&str]) -> GantryServer {
+        let mut args = vec!["--node-name", node, "--kubelet-port", "0"];
+        args.extend_from_slice(extra);
+        Self::launch(dir, &args)
     }
 
     /// A server on a given loopback port (a restart that clients reach at the same URL).
     pub fn start_at(dir: tempfile::TempDir, port: u16) -> GantryServer {
-        Self::launch(dir, &["--listen", &format!("127.0.0.1:{port}")])
+        Self::launch(
+            dir,
+            &["--no-node", "--listen", &format!("127.0.0.1:{port}")],
+        )
     }
 
-    /// Kills the server and hands over its data directory (for a restart).
+    /// Interrupts the server as Ctrl-C does; its exit status once it stopped (within `wait`).
+    pub fn interrupt(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Kills the server and hands over its data directory (for a restart); its node's
+    /// containers keep running, as a kubelet's do.
     pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.keep_containers = true;
         std::mem::replace(
             &mut self.dir,
             tempfile::tempdir().expect("temporary directory"),
@@ -169,6 +209,7 @@ impl GantryServer {
             url,
             address,
             dir,
+            keep_containers: false,
         };
         while server.request("GET", "/healthz", &[], b"").0 != 200 {
             assert!(
@@ -322,5 +363,107 @@ impl Drop for GantryServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.keep_containers {
+            kill_containers(self.dir.path());
+        }
+    }
+}
+
+/// The process groups of the containers node agents ran under `dir`, still running.
+pub fn container_pids(dir: &std::path::Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let Ok(nodes) = std::fs::read_dir(dir.join("nodes")) else {
+        return pids;
+    };
+    for node in nodes.flatten() {
+        let Ok(containers) = std::fs::read_dir(node.path().join("process/containers")) else {
+            continue;
+        };
+        for c in containers.flatten() {
+            let running = !c.path().join("exit").exists();
+            let pid = std::fs::read_to_string(c.path().join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            // SAFETY: signal 0 only checks that the process exists.
+            if let Some(pid) = pid.filter(|p| running && unsafe { libc::kill(*p, 0) } == 0) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Kills what node agents left running under `dir` (tests end; agents leave containers running
+/// by design).
+pub fn kill_containers(dir: &std::path::Path) {
+    for pid in container_pids(dir) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// A `gantry agent` joining `server` as node `name`; killed (with its containers) on drop.
+pub struct GantryAgent {
+    child: Child,
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl GantryAgent {
+    pub fn start(server: &GantryServer, name: &str, extra: &[&str]) -> GantryAgent {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["agent", "--kubeconfig"])
+            .arg(server.kubeconfig())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--node-name", name, "--kubelet-port", "0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("agent.log")).expect("log file"),
+            ))
+            .spawn()
+            .expect("start gantry agent");
+        GantryAgent {
+            child,
+            name: name.into(),
+            dir,
+        }
+    }
+
+    /// `kill -9`: the agent dies at once; its containers stay (as a crashed kubelet's do).
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for GantryAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        kill_containers(self.dir.path());
+    }
+}
+
+/// Polls `check` until it gives a value or `timeout` passes (then panics with `what`).
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -7,6 +7,7 @@ mod duplicates;
 mod hub;
 pub mod inprocess;
 pub mod kubeconfig;
+mod logs;
 mod openapi;
 mod respond;
 mod rest;
@@ -194,7 +195,7 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
 /// They run on a thread of their own (an actix arbiter), so that a busy controller never
 /// holds up the watch caches' delivery to HTTP clients. Returns the arbiter (stopping it stops
 /// them).
-pub fn start_controllers(state: &Arc<State>) -> actix::Arbiter {
+pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> actix::Arbiter {
     use crate::controllers::{
         nodelifecycle::NodeLifecycleController, podgc::PodGc, replicaset::ReplicaSetController,
         tainteviction::TaintEvictionController,
@@ -205,7 +206,12 @@ pub fn start_controllers(state: &Arc<State>) -> actix::Arbiter {
     arbiter.spawn_fn(move || {
         inprocess::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
         inprocess::spawn(state.clone(), Box::new(ReplicaSetController::new()));
-        inprocess::spawn(state.clone(), Box::new(NodeLifecycleController::new()));
+        inprocess::spawn(
+            state.clone(),
+            Box::new(NodeLifecycleController::with_monitor_grace(
+                node_monitor_grace,
+            )),
+        );
         inprocess::spawn(state.clone(), Box::new(TaintEvictionController::new()));
         inprocess::spawn(state, Box::new(PodGc::default()));
     });

@@ -345,9 +345,10 @@ async fn handle(
             }
             Ok(respond::json(200, &obj))
         }
-        ("GET", Some(name), Some("scale")) => {
-            Ok(respond::json(200, &scale::of(&api.get(res, ns, name).await?)))
-        }
+        ("GET", Some(name), Some("scale")) => Ok(respond::json(
+            200,
+            &scale::of(&api.get(res, ns, name).await?),
+        )),
         ("PUT", Some(name), Some("scale")) => {
             let wanted = decode_body(&content_type(req), body)?;
             let obj = scale::apply(api.get(res, ns, name).await?, &wanted)?;
@@ -367,11 +368,13 @@ async fn handle(
                     Err(e) => return Err(e),
                 }
             }
-            Err(ApiError::conflict(res, name, "the object keeps changing; try again"))
+            Err(ApiError::conflict(
+                res,
+                name,
+                "the object keeps changing; try again",
+            ))
         }
-        ("GET", Some(_), Some("log")) => Err(ApiError::bad_request(
-            "container logs come from the node's container runtime, and no node agent serves them on this server yet",
-        )),
+        ("GET", Some(name), Some("log")) => super::logs::serve(api, ns, name, query).await,
         ("POST", None, None) => {
             needs(res, Verb::Create)?;
             let obj = decode_body(&content_type(req), body)?;

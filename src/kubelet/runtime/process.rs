@@ -470,7 +470,7 @@ impl ProcessRuntime {
             .collect();
         if spec.command.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(StartError::new(
-                "RunContainerError",
+                "CreateContainerError",
                 format!(
                     "container {:?} has no command: the process runtime records the image {:?} \
                      but does not pull or unpack it, so there is no entrypoint to run; set \
