@@ -435,3 +435,92 @@ fn pods_of_a_killed_agent_are_replaced_on_the_other_node() {
     });
     assert!(b.log().contains("node agent-b: "), "{}", b.log());
 }
+
+/// Removes the containers a Docker-runtime node left (on drop: tests end, agents keep
+/// containers running by design).
+struct DockerNode(String);
+
+impl Drop for DockerNode {
+    fn drop(&mut self) {
+        let filter = format!("label=io.gantry.node={}", self.0);
+        let (_, ids, _) = common::docker_image::docker(&["ps", "-aq", "--filter", &filter]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            common::docker_image::docker(&[&["rm", "-f"][..], &ids].concat());
+        }
+    }
+}
+
+#[test]
+fn a_replicaset_of_docker_containers_runs_logs_is_replaced_and_scales_to_nothing() {
+    // No registry here: the test imports its own busybox image (tests/common/docker_image.rs).
+    let image = common::docker_image::busybox_image();
+    let node = format!("docker-{}", std::process::id());
+    let cleanup = DockerNode(node.clone());
+    let s = GantryServer::start_with_node(&node, &["--runtime", "docker"]);
+    let info: Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "node", &node, "-o", "json"])).unwrap();
+    assert!(
+        info["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("docker://")),
+        "{info}"
+    );
+    apply(
+        &s,
+        s.dir.path(),
+        "rs.yaml",
+        &REPLICASET
+            .replace("image: busybox", &format!("image: {image}"))
+            .replace("sleep 0.2", "sleep 1"),
+    );
+    let ready = wait_for(Duration::from_secs(60), "3 running containers", || {
+        let ps = pods(&s, "app=web");
+        (ps.len() == 3 && ps.iter().all(running)).then_some(ps)
+    });
+    let ips: std::collections::BTreeSet<&str> = ready
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str())
+        .collect();
+    assert_eq!(
+        ips.len(),
+        3,
+        "each pod has its container network's IP: {ips:?}"
+    );
+    let victim = name(&ready[0]);
+    let ip = ready[0]["status"]["podIP"].as_str().unwrap();
+    let logs = wait_for(Duration::from_secs(10), "the container's log", || {
+        let out = s.kubectl_ok(&["logs", &victim]);
+        (!out.is_empty()).then_some(out)
+    });
+    assert_eq!(logs, format!("started {victim} at {ip} on {node}\n"));
+    let count = |filter: &str| {
+        let (_, out, _) = common::docker_image::docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.gantry.node={node}"),
+            "--filter",
+            filter,
+        ]);
+        out.split_whitespace().count()
+    };
+    assert_eq!(count("label=io.kubernetes.docker.type=container"), 3);
+
+    // Graceful delete: the trap answers SIGTERM, the ReplicaSet replaces the pod.
+    s.kubectl_ok(&["delete", "pod", &victim]);
+    wait_for(Duration::from_secs(60), "a replacement", || {
+        let ps = pods(&s, "app=web");
+        (ps.len() == 3 && ps.iter().all(running) && ps.iter().all(|p| name(p) != victim))
+            .then_some(())
+    });
+    s.kubectl_ok(&["scale", "rs", "web", "--replicas=0"]);
+    wait_for(Duration::from_secs(60), "no pods", || {
+        pods(&s, "app=web").is_empty().then_some(())
+    });
+    wait_for(Duration::from_secs(30), "no containers", || {
+        (count("status=running") == 0).then_some(())
+    });
+    drop(s);
+    drop(cleanup);
+}
