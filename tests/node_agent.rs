@@ -352,7 +352,7 @@ fn a_restarted_server_adopts_its_running_containers_and_ctrl_c_is_clean() {
     let after = pods(&s, "app=web");
     assert_eq!(after.len(), 3);
     for (a, b) in before.iter().zip(&after) {
-        assert_eq!(name(a), name(b));
+        assert_eq!(name(a), name(b), "{}", s.log());
         assert!(running(b), "{b}");
         assert_eq!(
             b["status"]["containerStatuses"][0]["restartCount"], 0,

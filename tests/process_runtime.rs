@@ -14,13 +14,11 @@ use gantry::kubelet::runtime::{
 use k8s_openapi::api::core::v1::Container;
 
 fn runtime(root: &Path) -> ProcessRuntime {
-    ProcessRuntime::open(
-        root,
-        env!("CARGO_BIN_EXE_gantry").into(),
-        [127, 77],
-        Cgroups::None("test".into()),
-    )
-    .expect("opens")
+    runtime_with(root, env!("CARGO_BIN_EXE_gantry-shim"))
+}
+
+fn runtime_with(root: &Path, shim: &str) -> ProcessRuntime {
+    ProcessRuntime::open(root, shim.into(), [127, 77], Cgroups::None("test".into())).expect("opens")
 }
 
 fn pod(uid: &str) -> PodRef {
@@ -121,6 +119,27 @@ async fn runs_logs_and_exit_codes() {
         .logs("u1".into(), "c".into(), LogOptions::default())
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn the_gantry_binary_is_a_shim_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_with(dir.path(), env!("CARGO_BIN_EXE_gantry"));
+    let mut exits = rt.exits().expect("exits");
+    started(
+        rt.start(config("u5", "c", "echo via gantry shim; exit 4"))
+            .await,
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(10), exits.next())
+        .await
+        .expect("in time")
+        .expect("an exit");
+    assert_eq!(exit.exit_code, 4);
+    assert_eq!(
+        logs(&rt, "u5", "c", LogOptions::default()).await,
+        "via gantry shim\n"
+    );
+    rt.remove_pod("u5".into()).await;
 }
 
 #[tokio::test]

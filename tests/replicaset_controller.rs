@@ -468,3 +468,64 @@ fn the_controller_is_a_component() {
     let watched: Vec<&str> = c.watches().iter().map(|w| w.resource.plural).collect();
     assert_eq!(watched, vec!["replicasets", "pods"]);
 }
+
+#[test]
+fn nothing_is_synced_before_every_informer_has_listed() {
+    // k8s: WaitForCacheSync. A restarted controller that got its ReplicaSets listed before
+    // their pods must not take the ReplicaSet for empty and create its pods a second time.
+    let rs = {
+        let mut v = rs_body("web", 2);
+        v["metadata"]["uid"] = json!("rs-uid");
+        v["metadata"]["resourceVersion"] = json!("5");
+        v
+    };
+    let pod = |n: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": n, "namespace": "default", "uid": format!("uid-{n}"),
+                            "resourceVersion": "6", "labels": {"app": "web"},
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                "name": "web", "uid": "rs-uid", "controller": true}]},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+               "status": {"phase": "Running"}})
+    };
+    let mut c = ReplicaSetController::new();
+    let mut rng = rand::rngs::mock::StepRng::new(0, 1);
+    let creates = |out: &[Effect]| {
+        out.iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Effect::Api {
+                        op: ApiOp::Create { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let now = gantry::time::Time::from_secs(100);
+    let mut out = Vec::new();
+    c.step(
+        now,
+        Input::Listed {
+            resource: by_plural("apps", "replicasets").unwrap(),
+            items: vec![rs],
+            revision: 6,
+        },
+        &mut rng,
+        &mut out,
+    );
+    assert_eq!(creates(&out), 0, "pods not listed yet: {out:?}");
+    out.clear();
+    c.step(
+        now,
+        Input::Listed {
+            resource: by_plural("", "pods").unwrap(),
+            items: vec![pod("web-a"), pod("web-b")],
+            revision: 6,
+        },
+        &mut rng,
+        &mut out,
+    );
+    assert_eq!(creates(&out), 0, "both pods exist: {out:?}");
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::time::Duration;
 
 /// The q-quantile (0..=1) of `samples` (modifies their order).

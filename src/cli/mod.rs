@@ -37,10 +37,14 @@ pub enum Command {
     /// default, or etcd with --etcd).
     #[cfg(feature = "server")]
     Store(store::StoreArgs),
-    /// The process runtime's per-container supervisor (started by node agents, not by hand).
+    /// The process runtime's per-container supervisor (started by node agents, not by hand;
+    /// the `gantry-shim` binary is the same, smaller and faster to start).
     #[cfg(feature = "server")]
     #[command(hide = true)]
-    Shim(gantry::kubelet::runtime::shim::ShimArgs),
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -75,7 +79,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
         #[cfg(feature = "server")]
         Command::Store(args) => store::run(args),
         #[cfg(feature = "server")]
-        Command::Shim(args) => std::process::exit(gantry::kubelet::runtime::shim::run(args)),
+        Command::Shim { args } => {
+            let args = gantry::kubelet::runtime::shim::ShimArgs::parse(args)?;
+            std::process::exit(gantry::kubelet::runtime::shim::run(args))
+        }
         Command::Version => {
             println!("gantry {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -58,6 +58,15 @@ fn pod_range(cidr: &str) -> Result<[u8; 2], String> {
     Ok([o[0], o[1]])
 }
 
+/// `gantry-shim` beside this binary (installed with it), or else this binary's `shim`
+/// subcommand.
+fn shim_binary() -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the gantry binary for the shim: {e}"))?;
+    let small = exe.with_file_name("gantry-shim");
+    Ok(if small.is_file() { small } else { exe })
+}
+
 impl NodeArgs {
     /// The agent's options, its state under `dir`, reporting `node_ip`.
     pub fn options(&self, dir: &Path, default_ip: String) -> Result<NodeOptions, String> {
@@ -78,8 +87,7 @@ impl NodeArgs {
             pod_range: pod_range(&self.pod_cidr)?,
             labels,
             lease_duration_seconds: self.node_lease_duration_seconds.max(1),
-            shim: std::env::current_exe()
-                .map_err(|e| format!("cannot find the gantry binary for the shim: {e}"))?,
+            shim: shim_binary()?,
         })
     }
 }

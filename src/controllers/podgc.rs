@@ -117,6 +117,10 @@ impl PodGc {
     }
 
     fn gc(&mut self, now: Time, out: &mut Vec<Effect>) {
+        // k8s: WaitForCacheSync — with the nodes not yet listed every pod's node looks missing.
+        if !(self.nodes.synced() && self.pods.synced()) {
+            return;
+        }
         // Decide first, from the cache; clone only the pods to delete.
         let mut doomed: Vec<(String, Option<&'static str>)> = Vec::new();
         if self.threshold > 0 && self.terminal.len() > self.threshold {

@@ -763,6 +763,11 @@ impl ReplicaSetController {
 
     /// Starts syncs while workers are free, and keeps the queue's timer armed.
     fn pump(&mut self, now: Time, out: &mut Vec<Effect>) {
+        // k8s: WaitForCacheSync — a ReplicaSet synced before its pods are listed would look
+        // empty and be filled up a second time.
+        if !(self.rs.synced() && self.pods.synced()) {
+            return;
+        }
         self.queue.advance(now);
         while self.syncs.len() < WORKERS {
             let Some(key) = self.queue.get() else { break };

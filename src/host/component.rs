@@ -80,7 +80,48 @@ impl ComponentActor {
         }
     }
 
-    /// Lists watch `i`, then watches from the list's version.
+    /// The first lists, all of them before any is fed (in the order the core gave), so that a
+    /// core never works from a half-listed cluster (k8s: WaitForCacheSync); then the watches.
+    fn open_all(&mut self, ctx: &mut Context<Self>) {
+        let api = self.api.clone();
+        let specs = self.specs.clone();
+        let opened = async move {
+            let mut all = Vec::new();
+            for spec in &specs {
+                let (items, revision) = api.list(spec).await?;
+                let events = api.watch(spec, revision).await?;
+                all.push((items, revision, events));
+            }
+            Ok::<_, crate::api::status::ApiError>(all)
+        };
+        ctx.spawn(
+            opened
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(all) => {
+                        for (i, (items, revision, events)) in all.into_iter().enumerate() {
+                            let resource = act.specs[i].resource;
+                            act.feed(
+                                Input::Listed {
+                                    resource,
+                                    items,
+                                    revision,
+                                },
+                                ctx,
+                            );
+                            let ended = futures::stream::once(async move { Watched(i, None) });
+                            ctx.add_stream(events.map(move |e| Watched(i, Some(e))).chain(ended));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("{}: cannot list: {}", act.name, e.message);
+                        ctx.run_later(RELIST_BACKOFF, |act, ctx| act.open_all(ctx));
+                    }
+                }),
+        );
+    }
+
+    /// Lists watch `i` again, then watches from the list's version.
     fn open(&mut self, i: usize, ctx: &mut Context<Self>) {
         let api = self.api.clone();
         let spec = self.specs[i].clone();
@@ -252,8 +293,6 @@ impl Actor for ComponentActor {
         if let Some(exits) = self.runtime.exits() {
             ctx.add_stream(exits.map(Exited));
         }
-        for i in 0..self.specs.len() {
-            self.open(i, ctx);
-        }
+        self.open_all(ctx);
     }
 }

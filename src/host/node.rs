@@ -305,7 +305,7 @@ pub struct NodeOptions {
     pub labels: BTreeMap<String, String>,
     /// k8s: nodeLeaseDurationSeconds.
     pub lease_duration_seconds: i64,
-    /// The gantry binary, which is also the process runtime's shim.
+    /// The process runtime's shim: `gantry-shim`, or the `gantry` binary itself.
     pub shim: PathBuf,
 }
 

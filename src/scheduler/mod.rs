@@ -73,6 +73,8 @@ pub struct Scheduler {
     profile: Profile,
     pods: Cache<Pod>,
     nodes: BTreeMap<String, NodeInfo>,
+    /// The nodes were listed (k8s: WaitForCacheSync before the first scheduling cycle).
+    nodes_synced: bool,
     queue: SchedulingQueue,
     /// Pods placed but not yet seen bound: pod key → node.
     assumed: BTreeMap<String, String>,
@@ -95,6 +97,7 @@ impl Scheduler {
             profile: Profile::default(),
             pods: Cache::new(),
             nodes: BTreeMap::new(),
+            nodes_synced: false,
             queue: SchedulingQueue::default(),
             assumed: BTreeMap::new(),
             binding: BTreeMap::new(),
@@ -355,6 +358,11 @@ impl Scheduler {
     }
 
     fn pump(&mut self, now: Time, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
+        // k8s: nothing is scheduled before both informers have synced (a pod scheduled against
+        // a half-listed cluster would find no node).
+        if !(self.nodes_synced && self.pods.synced()) {
+            return;
+        }
         self.queue.advance(now);
         while let Some(key) = self.queue.pop() {
             self.schedule_one(key, now, rng, out);
@@ -401,6 +409,7 @@ impl Component for Scheduler {
                         self.on_pod(c, now);
                     }
                 } else if resource == nodes() {
+                    self.nodes_synced = true;
                     let mut fresh = BTreeMap::new();
                     for item in &items {
                         if let Ok(node) = serde_json::from_value::<Node>(item.clone()) {

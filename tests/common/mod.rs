@@ -182,12 +182,18 @@ impl GantryServer {
             Some(i) => [&extra[..i], &extra[i + 2..]].concat(),
             None => extra.to_vec(),
         };
+        // Its log, kept across restarts, for a test that fails to show.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .expect("server log");
         let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(["server", "--listen", &listen, "--data-dir"])
+            .args(["-v", "4", "server", "--listen", &listen, "--data-dir"])
             .arg(dir.path())
             .args(&extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("start gantry server");
         let kubeconfig = dir.path().join("kubeconfig");
@@ -223,6 +229,11 @@ impl GantryServer {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
+    }
+
+    /// What the server logged (at -v=4), across restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// Runs the real `kubectl` against this server: (exit code, stdout, stderr).

@@ -21,7 +21,7 @@ use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::shim::{ERROR_FILE, EXIT_FILE, PID_FILE};
+use super::shim::{EXIT_FILE, FAILED, PID_FILE, STARTED};
 use super::{
     cri_log, ContainerConfig, ContainerRuntime, ExecOutcome, Exit, LogOptions, Logs, PodRef,
     StartError,
@@ -170,6 +170,56 @@ pub struct ProcessRuntime {
     inner: Arc<Mutex<Inner>>,
     exits_tx: mpsc::UnboundedSender<Exit>,
     exits_rx: Mutex<Option<mpsc::UnboundedReceiver<Exit>>>,
+    /// The thread that makes containers' files and forks their shims, in order: a fork blocks
+    /// its caller until the shim has exec'd, and the agent's own thread has requests to send
+    /// meanwhile.
+    spawner: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn spawner_thread() -> std::io::Result<std::sync::mpsc::Sender<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("process-runtime".into())
+        .spawn(move || {
+            for job in rx {
+                job();
+            }
+        })?;
+    Ok(tx)
+}
+
+/// A descriptor that becomes readable when process `pid` exits (Linux 5.3+).
+fn pidfd_open(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open returns a new descriptor (or -1), which we own from here.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits for our child `child` to exit (without a thread blocked on it) and reaps it.
+async fn wait_child(mut child: std::process::Child) {
+    let registered = pidfd_open(child.id()).and_then(|fd| {
+        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same until dropped.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(std::io::Error::from)
+    });
+    match registered {
+        Ok(fd) => {
+            let _ = fd.readable().await;
+            let _ = child.wait();
+        }
+        Err(_) => {
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+        }
+    }
 }
 
 fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -226,8 +276,9 @@ fn bare(id: &str) -> &str {
 
 impl ProcessRuntime {
     /// Opens (or creates) the runtime's state under `root`, adopting what a previous run left:
-    /// containers still running are watched again. `shim` is the gantry binary. Must be called
-    /// inside a tokio runtime.
+    /// containers still running are watched again. `shim` is the `gantry-shim` binary (or the
+    /// `gantry` binary, whose `shim` subcommand is the same). Must be called inside a tokio
+    /// runtime.
     pub fn open(
         root: &Path,
         shim: PathBuf,
@@ -245,6 +296,7 @@ impl ProcessRuntime {
             inner: Arc::new(Mutex::new(Inner::default())),
             exits_tx,
             exits_rx: Mutex::new(Some(exits_rx)),
+            spawner: spawner_thread()?,
         };
         rt.recover()?;
         Ok(rt)
@@ -338,83 +390,98 @@ impl ProcessRuntime {
     }
 
     fn ensure_sandbox(&self, pod: &PodRef) -> Result<String, StartError> {
-        let mut inner = lock(&self.inner);
-        if let Some(s) = inner.sandboxes.get(&pod.uid) {
-            return Ok(s.ip.clone());
-        }
-        let ip = self.allocate_ip(&inner).ok_or_else(|| {
-            StartError::new(
-                "CreatePodSandboxError",
-                "no free pod IP in this node's range",
-            )
-        })?;
-        let s = SandboxFile {
-            namespace: pod.namespace.clone(),
-            name: pod.name.clone(),
-            uid: pod.uid.clone(),
-            ip: ip.clone(),
+        let s = {
+            let mut inner = lock(&self.inner);
+            if let Some(s) = inner.sandboxes.get(&pod.uid) {
+                return Ok(s.ip.clone());
+            }
+            let ip = self.allocate_ip(&inner).ok_or_else(|| {
+                StartError::new(
+                    "CreatePodSandboxError",
+                    "no free pod IP in this node's range",
+                )
+            })?;
+            let s = SandboxFile {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+                ip,
+            };
+            inner.sandboxes.insert(pod.uid.clone(), s.clone());
+            s
         };
         let dir = self.root.join("pods").join(&pod.uid);
-        std::fs::create_dir_all(&dir)
-            .and_then(|_| {
-                super::shim::write_whole(
-                    &dir,
-                    "sandbox",
-                    &serde_json::to_string(&s).unwrap_or_default(),
-                )
-            })
-            .map_err(|e| StartError::new("CreatePodSandboxError", e.to_string()))?;
-        inner.sandboxes.insert(pod.uid.clone(), s);
-        Ok(ip)
-    }
-
-    /// Removes exited containers of `(pod, name)` beyond the newest KEEP_EXITED.
-    fn prune(&self, inner: &mut Inner, pod_uid: &str, name: &str) {
-        let mut exited: Vec<(u64, String)> = inner
-            .containers
-            .iter()
-            .filter(|(_, r)| !r.running && r.state.pod_uid == pod_uid && r.state.container == name)
-            .map(|(id, r)| (r.state.seq, id.clone()))
-            .collect();
-        exited.sort();
-        let drop_n = exited.len().saturating_sub(KEEP_EXITED);
-        for (_, id) in exited.into_iter().take(drop_n) {
-            if let Some(r) = inner.containers.remove(&id) {
-                let _ = std::fs::remove_dir_all(&r.dir);
-                self.cgroups.remove(&id);
-            }
+        // Written in place: a torn file (the agent died mid-write) is skipped when it recovers,
+        // like a sandbox never made.
+        let written = std::fs::create_dir_all(&dir).and_then(|_| {
+            std::fs::write(
+                dir.join("sandbox"),
+                serde_json::to_vec(&s).unwrap_or_default(),
+            )
+        });
+        if let Err(e) = written {
+            lock(&self.inner).sandboxes.remove(&pod.uid);
+            return Err(StartError::new("CreatePodSandboxError", e.to_string()));
         }
+        Ok(s.ip)
     }
 
     async fn start_container(&self, config: ContainerConfig) -> RuntimeResult {
-        let (id, dir, mut child, ip) = match self.spawn_shim(config) {
-            Ok(s) => s,
-            Err(result) => return result,
+        let (done, spawned) = tokio::sync::oneshot::channel();
+        let this = self.handle();
+        let job: Job = Box::new(move || {
+            let _ = done.send(this.spawn_shim(config));
+        });
+        if self.spawner.send(job).is_err() {
+            return StartError::new("RunContainerError", "the process runtime has stopped")
+                .into_result();
+        }
+        let (id, dir, mut child, ip) = match spawned.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(result)) => return result,
+            Err(_) => {
+                return StartError::new("RunContainerError", "the process runtime has stopped")
+                    .into_result()
+            }
         };
         let started = |id: &str| RuntimeResult::Started {
             container_id: format!("process://{id}"),
             pod_ip: Some(ip.clone()),
         };
-        // The shim's handshake: the command's pid, or why it could not start.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut wait = Duration::from_micros(200);
-        let outcome = loop {
-            if let Some(pid) = read_pid(&dir) {
-                break Ok(pid);
+        // The shim's handshake on its stdout: the command's pid, or why it could not start.
+        let pipe = child
+            .stdout
+            .take()
+            .ok_or_else(|| "the shim's stdout is not a pipe".to_string())
+            .and_then(|out| {
+                tokio::net::unix::pipe::Receiver::from_owned_fd(out.into())
+                    .map_err(|e| format!("the shim's stdout: {e}"))
+            });
+        let outcome = match pipe {
+            Err(e) => Err(e),
+            Ok(out) => {
+                use tokio::io::AsyncBufReadExt;
+                let mut line = String::new();
+                let mut reader = tokio::io::BufReader::new(out);
+                match tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+                    .await
+                {
+                    Err(_) => Err("the shim did not start the command within 10s".into()),
+                    Ok(_) => match (line.strip_prefix(STARTED), line.strip_prefix(FAILED)) {
+                        (Some(pid), _) => pid
+                            .trim()
+                            .parse::<i32>()
+                            .map_err(|_| format!("the shim said {line:?}")),
+                        (_, Some(message)) => Err(message.trim().to_string()),
+                        _ => Err(match child.try_wait() {
+                            Ok(Some(status)) => {
+                                format!("the shim exited ({status}) before the command started")
+                            }
+                            _ => format!("the shim said {line:?}"),
+                        }),
+                    },
+                }
             }
-            if let Ok(msg) = std::fs::read_to_string(dir.join(ERROR_FILE)) {
-                break Err(msg);
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                break Err(format!(
-                    "the shim exited ({status}) before the command started"
-                ));
-            }
-            if Instant::now() > deadline {
-                break Err("the shim did not start the command within 10s".into());
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(20));
         };
         match outcome {
             Ok(pid) => {
@@ -423,14 +490,14 @@ impl ProcessRuntime {
                 }
                 let (inner, tx, id2) = (self.inner.clone(), self.exits_tx.clone(), id.clone());
                 tokio::spawn(async move {
-                    let _ = child.wait().await;
+                    wait_child(child).await;
                     let code = read_exit(&dir).unwrap_or(137);
                     finish(&inner, &tx, &id2, code);
                 });
                 started(&id)
             }
             Err(message) => {
-                let _ = child.wait().await;
+                wait_child(child).await;
                 if let Some(r) = lock(&self.inner).containers.remove(&id) {
                     let _ = std::fs::remove_dir_all(&r.dir);
                 }
@@ -445,7 +512,7 @@ impl ProcessRuntime {
     fn spawn_shim(
         &self,
         config: ContainerConfig,
-    ) -> Result<(String, PathBuf, tokio::process::Child, String), RuntimeResult> {
+    ) -> Result<(String, PathBuf, std::process::Child, String), RuntimeResult> {
         let ip = self
             .ensure_sandbox(&config.pod)
             .map_err(StartError::into_result)?;
@@ -454,13 +521,6 @@ impl ProcessRuntime {
             container_id: format!("process://{id}"),
             pod_ip: Some(ip.clone()),
         };
-        let mut inner = lock(&self.inner);
-        // Still running from before an agent restart: adopt it.
-        if let Some((id, _)) = inner.containers.iter().find(|(_, r)| {
-            r.running && r.state.pod_uid == config.pod.uid && r.state.container == spec.name
-        }) {
-            return Err(started(id));
-        }
         let command: Vec<String> = spec
             .command
             .iter()
@@ -481,26 +541,57 @@ impl ProcessRuntime {
             )
             .into_result());
         }
-        self.prune(&mut inner, &config.pod.uid, &spec.name);
         let id = new_id();
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
         let dir = self.root.join("containers").join(&id);
         let workdir = spec.working_dir.clone().unwrap_or_else(|| "/".into());
-        let state = StateFile {
-            pod_uid: config.pod.uid.clone(),
-            container: spec.name.clone(),
-            seq,
-            env: config.env.clone(),
-            workdir: workdir.clone(),
+        // The bookkeeping under the lock, the files and the fork outside it: the agent's
+        // thread takes the same lock.
+        let (state, pruned) = {
+            let mut inner = lock(&self.inner);
+            // Still running from before an agent restart: adopt it.
+            if let Some((id, _)) = inner.containers.iter().find(|(_, r)| {
+                r.running && r.state.pod_uid == config.pod.uid && r.state.container == spec.name
+            }) {
+                return Err(started(id));
+            }
+            let pruned = prune(&mut inner, &config.pod.uid, &spec.name);
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            let state = StateFile {
+                pod_uid: config.pod.uid.clone(),
+                container: spec.name.clone(),
+                seq,
+                env: config.env.clone(),
+                workdir: workdir.clone(),
+            };
+            inner.containers.insert(
+                id.clone(),
+                Record {
+                    state: state.clone(),
+                    dir: dir.clone(),
+                    pid: None,
+                    running: true,
+                },
+            );
+            (state, pruned)
         };
+        for (old, old_dir) in pruned {
+            let _ = std::fs::remove_dir_all(old_dir);
+            self.cgroups.remove(&old);
+        }
+        let forget = || {
+            lock(&self.inner).containers.remove(&id);
+            let _ = std::fs::remove_dir_all(&dir);
+        };
+        // Written in place: a torn state (the agent died mid-write) is removed when it
+        // recovers, and so is its container, which cannot have started yet.
         if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| {
-            super::shim::write_whole(
-                &dir,
-                "state",
-                &serde_json::to_string(&state).unwrap_or_default(),
+            std::fs::write(
+                dir.join("state"),
+                serde_json::to_vec(&state).unwrap_or_default(),
             )
         }) {
+            forget();
             return Err(StartError::new("CreateContainerError", e.to_string()).into_result());
         }
         let limits = spec.resources.as_ref().and_then(|r| r.limits.as_ref());
@@ -517,9 +608,11 @@ impl ProcessRuntime {
         } else {
             Vec::new()
         };
-        let mut cmd = tokio::process::Command::new(&self.shim);
-        cmd.arg("shim")
-            .arg("--dir")
+        let mut cmd = std::process::Command::new(&self.shim);
+        if self.shim.file_name().is_none_or(|n| n != "gantry-shim") {
+            cmd.arg("shim"); // the gantry binary's subcommand
+        }
+        cmd.arg("--dir")
             .arg(&dir)
             .arg("--log")
             .arg(dir.join("log"))
@@ -545,13 +638,12 @@ impl ProcessRuntime {
         cmd.env("HOSTNAME", &config.pod.name);
         cmd.envs(config.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(false);
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                forget();
                 return Err(StartError::new(
                     "RunContainerError",
                     format!("cannot start the shim {}: {e}", self.shim.display()),
@@ -559,19 +651,26 @@ impl ProcessRuntime {
                 .into_result());
             }
         };
-        inner.containers.insert(
-            id.clone(),
-            Record {
-                state,
-                dir: dir.clone(),
-                pid: None,
-                running: true,
-            },
-        );
-        drop(inner);
-
         Ok((id, dir, child, ip))
     }
+}
+
+/// Forgets exited containers of `(pod, name)` beyond the newest KEEP_EXITED; returns their ids
+/// and directories, to be removed outside the lock.
+fn prune(inner: &mut Inner, pod_uid: &str, name: &str) -> Vec<(String, PathBuf)> {
+    let mut exited: Vec<(u64, String)> = inner
+        .containers
+        .iter()
+        .filter(|(_, r)| !r.running && r.state.pod_uid == pod_uid && r.state.container == name)
+        .map(|(id, r)| (r.state.seq, id.clone()))
+        .collect();
+    exited.sort();
+    let drop_n = exited.len().saturating_sub(KEEP_EXITED);
+    exited
+        .into_iter()
+        .take(drop_n)
+        .filter_map(|(_, id)| inner.containers.remove(&id).map(|r| (id, r.dir)))
+        .collect()
 }
 
 /// Records an exit and reports it (once).
@@ -598,7 +697,21 @@ impl ContainerRuntime for ProcessRuntime {
     }
 
     fn sandbox(&self, pod: PodRef) -> BoxFuture<'static, Result<String, StartError>> {
-        futures::future::ready(self.ensure_sandbox(&pod)).boxed()
+        let (done, made) = tokio::sync::oneshot::channel();
+        let this = self.handle();
+        let job: Job = Box::new(move || {
+            let _ = done.send(this.ensure_sandbox(&pod));
+        });
+        let sent = self.spawner.send(job).is_ok();
+        async move {
+            let stopped =
+                || StartError::new("CreatePodSandboxError", "the process runtime has stopped");
+            if !sent {
+                return Err(stopped());
+            }
+            made.await.unwrap_or_else(|_| Err(stopped()))
+        }
+        .boxed()
     }
 
     fn start(&self, config: ContainerConfig) -> BoxFuture<'static, RuntimeResult> {
@@ -806,6 +919,7 @@ impl ProcessRuntime {
             inner: self.inner.clone(),
             exits_tx: self.exits_tx.clone(),
             exits_rx: Mutex::new(None),
+            spawner: self.spawner.clone(),
         }
     }
 }

@@ -4,9 +4,10 @@
 //! It outlives the node agent, so an agent that restarts finds its containers running, their
 //! logs intact and their exit codes kept (docs/decisions.md).
 //!
-//! Files in the container's directory, each written whole (write, then rename):
-//! * `pid`: the command's pid, which is also its process group (written once it started);
-//! * `error`: why the command could not start (then the shim exits with 128);
+//! It tells the agent on its stdout, one line, whether the command started (`started <pid>`)
+//! or why not (`error <message>`, then it exits with 128), and closes it. Files in the
+//! container's directory, each written whole (write, then rename):
+//! * `pid`: the command's pid, which is also its process group (for an agent that restarts);
 //! * `exit`: the exit code (128 + signal when a signal ended it), once it stopped.
 
 use std::fs::{File, OpenOptions};
@@ -19,33 +20,82 @@ use std::time::{Duration, SystemTime};
 
 use super::cri_log;
 
-/// What `gantry shim` is told.
-#[derive(clap::Args, Debug, Clone)]
+/// What the shim is told (by the process runtime; its own small parser, so that the
+/// `gantry-shim` binary stays small and starts fast — one starts per container):
+/// `--dir D --log F [--workdir W] [--cgroup C]... [--mount SRC:DST[:ro]]... -- COMMAND ARGS...`
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShimArgs {
     /// The container's directory (pid, error, exit and log files).
-    #[arg(long)]
     pub dir: PathBuf,
     /// The log file (CRI format).
-    #[arg(long)]
     pub log: PathBuf,
     /// Working directory (created if missing, as container runtimes do).
-    #[arg(long, default_value = "/")]
     pub workdir: PathBuf,
-    /// A cgroup directory to join before starting the command (repeatable).
-    #[arg(long)]
+    /// Cgroup directories to join before starting the command.
     pub cgroup: Vec<PathBuf>,
-    /// A bind mount `HOST_DIR:CONTAINER_PATH[:ro]` made in a mount namespace of the
-    /// container's own (repeatable; needs root).
-    #[arg(long)]
+    /// Bind mounts `HOST_DIR:CONTAINER_PATH[:ro]` made in a mount namespace of the container's
+    /// own (needs root).
     pub mount: Vec<String>,
     /// The command and its arguments.
-    #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
+impl ShimArgs {
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<ShimArgs, String> {
+        let mut it = args.into_iter();
+        let (mut dir, mut log, mut workdir) = (None, None, PathBuf::from("/"));
+        let (mut cgroup, mut mount) = (Vec::new(), Vec::new());
+        while let Some(flag) = it.next() {
+            if flag == "--" {
+                let command: Vec<String> = it.collect();
+                if command.is_empty() {
+                    return Err("no command after --".into());
+                }
+                return Ok(ShimArgs {
+                    dir: dir.ok_or("--dir is required")?,
+                    log: log.ok_or("--log is required")?,
+                    workdir,
+                    cgroup,
+                    mount,
+                    command,
+                });
+            }
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--dir" => dir = Some(PathBuf::from(value)),
+                "--log" => log = Some(PathBuf::from(value)),
+                "--workdir" => workdir = PathBuf::from(value),
+                "--cgroup" => cgroup.push(PathBuf::from(value)),
+                "--mount" => mount.push(value),
+                other => return Err(format!("unknown flag {other}")),
+            }
+        }
+        Err("no command: expected -- COMMAND [ARGS...]".into())
+    }
+}
+
 pub const PID_FILE: &str = "pid";
-pub const ERROR_FILE: &str = "error";
 pub const EXIT_FILE: &str = "exit";
+
+/// The handshake line's prefixes.
+pub const STARTED: &str = "started ";
+pub const FAILED: &str = "error ";
+
+/// Writes the handshake line and closes stdout (the agent stops reading).
+fn tell_agent(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{}", line.replace('\n', " "));
+    let _ = out.flush();
+    // SAFETY: replacing fd 1 with /dev/null; nothing else uses stdout afterwards.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null >= 0 {
+            libc::dup2(null, 1);
+            libc::close(null);
+        }
+    }
+}
 
 /// Writes `data` to `dir/name` so that a reader sees all of it or nothing.
 pub fn write_whole(dir: &Path, name: &str, data: &str) -> std::io::Result<()> {
@@ -71,7 +121,7 @@ pub fn run(args: ShimArgs) -> i32 {
             0
         }
         Err(message) => {
-            let _ = write_whole(&args.dir, ERROR_FILE, &message);
+            tell_agent(&format!("{FAILED}{message}"));
             128
         }
     }
@@ -124,6 +174,7 @@ fn start(args: &ShimArgs) -> Result<i32, String> {
     let pid = child.id() as i32;
     write_whole(&args.dir, PID_FILE, &format!("{pid}\n"))
         .map_err(|e| format!("cannot write pid file: {e}"))?;
+    tell_agent(&format!("{STARTED}{pid}"));
 
     let readers: Vec<_> = [
         child
@@ -264,4 +315,35 @@ fn mount_volumes(mounts: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn arguments() {
+        let a = ShimArgs::parse(args(
+            "--dir /d --log /d/log --cgroup /c1 --cgroup /c2 --mount /v:/data:ro -- sh -c x --y",
+        ))
+        .unwrap();
+        assert_eq!(a.dir, PathBuf::from("/d"));
+        assert_eq!(a.workdir, PathBuf::from("/"));
+        assert_eq!(a.cgroup.len(), 2);
+        assert_eq!(a.mount, vec!["/v:/data:ro".to_string()]);
+        assert_eq!(a.command, args("sh -c x --y"));
+        for bad in [
+            "--log /l -- sh",
+            "--dir /d --log /l",
+            "--dir /d --log /l --",
+            "--dir /d --bogus 1 --log /l -- sh",
+            "--dir",
+        ] {
+            assert!(ShimArgs::parse(args(bad)).is_err(), "{bad}");
+        }
+    }
 }
