@@ -95,6 +95,22 @@ fn a_replicaset_of_processes_runs_logs_is_replaced_and_scales_to_nothing() {
         stamped.ends_with(&format!("Z started {victim} at {ip} on node-a\n")),
         "{stamped}"
     );
+    // --follow streams from the node: the first line arrives while the container runs on.
+    let mut follow = s
+        .kubectl_command(&["logs", "-f", &victim])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(follow.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, logs);
+    assert!(follow.try_wait().unwrap().is_none(), "still following");
+    let _ = follow.kill();
+    let _ = follow.wait();
     let (code, _, err) = s.kubectl(&["logs", &victim, "--previous"]);
     assert_ne!(code, 0);
     assert!(err.contains("previous terminated container"), "{err}");
