@@ -238,8 +238,12 @@ spec:
     livenessProbe:
       tcpSocket: {port: 8080}
       periodSeconds: 1
-    volumeMounts: [{name: settings, mountPath: /data, readOnly: true}]
-  volumes: [{name: settings, configMap: {name: settings}}]
+    volumeMounts:
+    - {name: settings, mountPath: /data, readOnly: true}
+    - {name: creds, mountPath: /run/gantry-test-creds}
+  volumes:
+  - {name: settings, configMap: {name: settings}}
+  - {name: creds, secret: {secretName: creds, items: [{key: password, path: db/pass}]}}
 ---
 apiVersion: v1
 kind: Pod
@@ -292,6 +296,11 @@ spec:
         "from-a-volume"
     );
     assert_eq!(served["status"]["containerStatuses"][0]["restartCount"], 0);
+    // The secret volume as the container sees it (its own mount namespace).
+    let pid = container_pid(&s, "served");
+    let pass = std::fs::read_to_string(format!("/proc/{pid}/root/run/gantry-test-creds/db/pass"))
+        .expect("the secret, mounted");
+    assert_eq!(pass, "s3cret");
     let env_of = container_env(&s, "served");
     assert!(env_of.contains(&"GREETING=hello".to_string()), "{env_of:?}");
     assert!(
@@ -325,23 +334,29 @@ spec:
     }
 }
 
-/// The environment of the pod's running process (from /proc).
-fn container_env(s: &GantryServer, pod: &str) -> Vec<String> {
+/// The pid of the pod's running process.
+fn container_pid(s: &GantryServer, pod: &str) -> String {
     let p: Value = serde_json::from_str(&s.kubectl_ok(&["get", "pod", pod, "-o", "json"])).unwrap();
     let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
     let base = s.dir.path().join("nodes/node-a/process/containers");
     for c in std::fs::read_dir(base).unwrap().flatten() {
         let state = std::fs::read_to_string(c.path().join("state")).unwrap_or_default();
         if state.contains(&uid) && !c.path().join("exit").exists() {
-            let pid = std::fs::read_to_string(c.path().join("pid")).unwrap();
-            let env = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
-            return env
-                .split(|b| *b == 0)
-                .map(|e| String::from_utf8_lossy(e).into_owned())
-                .collect();
+            return std::fs::read_to_string(c.path().join("pid"))
+                .unwrap()
+                .trim()
+                .to_string();
         }
     }
     panic!("no running container of {pod}");
+}
+
+/// The environment of the pod's running process (from /proc).
+fn container_env(s: &GantryServer, pod: &str) -> Vec<String> {
+    let env = std::fs::read(format!("/proc/{}/environ", container_pid(s, pod))).unwrap();
+    env.split(|b| *b == 0)
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect()
 }
 
 #[test]

@@ -100,17 +100,7 @@ impl ComponentActor {
                 .map(move |result, act, ctx| match result {
                     Ok(all) => {
                         for (i, (items, revision, events)) in all.into_iter().enumerate() {
-                            let resource = act.specs[i].resource;
-                            act.feed(
-                                Input::Listed {
-                                    resource,
-                                    items,
-                                    revision,
-                                },
-                                ctx,
-                            );
-                            let ended = futures::stream::once(async move { Watched(i, None) });
-                            ctx.add_stream(events.map(move |e| Watched(i, Some(e))).chain(ended));
+                            act.listed(i, items, revision, events, ctx);
                         }
                     }
                     Err(e) => {
@@ -134,19 +124,7 @@ impl ComponentActor {
             opened
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
-                    Ok((items, revision, events)) => {
-                        let resource = act.specs[i].resource;
-                        act.feed(
-                            Input::Listed {
-                                resource,
-                                items,
-                                revision,
-                            },
-                            ctx,
-                        );
-                        let ended = futures::stream::once(async move { Watched(i, None) });
-                        ctx.add_stream(events.map(move |e| Watched(i, Some(e))).chain(ended));
-                    }
+                    Ok((items, revision, events)) => act.listed(i, items, revision, events, ctx),
                     Err(e) => {
                         tracing::warn!(
                             "{}: cannot list {}: {}",
@@ -158,6 +136,28 @@ impl ComponentActor {
                     }
                 }),
         );
+    }
+
+    /// Feeds watch `i`'s list, then follows its watch (which ends in a `Watched(i, None)`).
+    fn listed(
+        &mut self,
+        i: usize,
+        items: Vec<serde_json::Value>,
+        revision: crate::store::Revision,
+        events: LocalBoxStream<'static, ApiEvent>,
+        ctx: &mut Context<Self>,
+    ) {
+        let resource = self.specs[i].resource;
+        self.feed(
+            Input::Listed {
+                resource,
+                items,
+                revision,
+            },
+            ctx,
+        );
+        let ended = futures::stream::once(async move { Watched(i, None) });
+        ctx.add_stream(events.map(move |e| Watched(i, Some(e))).chain(ended));
     }
 
     /// Steps the core with one input and carries out what it asks for.

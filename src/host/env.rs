@@ -7,12 +7,9 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use serde::de::DeserializeOwned;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::ApiClient;
-use crate::api::registry;
-use crate::component::ApiOp;
+use super::{sources, ApiClient};
 use crate::kubelet::runtime::StartError;
 
 /// What the downward API can tell a container beyond the pod object.
@@ -26,7 +23,7 @@ fn config_error(message: String) -> StartError {
     StartError::new("CreateContainerConfigError", message)
 }
 
-/// ConfigMaps and Secrets fetched once per container start.
+/// ConfigMaps and Secrets fetched once per container start, as text.
 struct Sources<'a> {
     api: &'a Rc<dyn ApiClient>,
     namespace: String,
@@ -34,28 +31,12 @@ struct Sources<'a> {
     secrets: BTreeMap<String, Option<BTreeMap<String, String>>>,
 }
 
-async fn fetch<T: DeserializeOwned>(
-    api: &Rc<dyn ApiClient>,
-    plural: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<T>, StartError> {
-    let resource = registry::by_plural("", plural).expect("registered");
-    let op = ApiOp::Get {
-        resource,
-        namespace: Some(namespace.into()),
-        name: name.into(),
-    };
-    match api.execute(op).await {
-        Ok(v) => serde_json::from_value(v.as_ref().clone())
-            .map(Some)
-            .map_err(|e| config_error(format!("{plural} {name:?}: {e}"))),
-        Err(e) if e.code == 404 => Ok(None),
-        Err(e) => Err(config_error(format!(
-            "cannot get {plural} {name:?}: {}",
-            e.message
-        ))),
-    }
+fn text(data: Option<sources::Data>) -> Option<BTreeMap<String, String>> {
+    data.map(|d| {
+        d.into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect()
+    })
 }
 
 impl Sources<'_> {
@@ -64,16 +45,8 @@ impl Sources<'_> {
         name: &str,
     ) -> Result<Option<&BTreeMap<String, String>>, StartError> {
         if !self.config_maps.contains_key(name) {
-            let cm: Option<ConfigMap> =
-                fetch(self.api, "configmaps", &self.namespace, name).await?;
-            let data = cm.map(|cm| {
-                let mut data = cm.data.unwrap_or_default();
-                for (k, v) in cm.binary_data.unwrap_or_default() {
-                    data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-                }
-                data
-            });
-            self.config_maps.insert(name.into(), data);
+            let data = sources::config_map(self.api, &self.namespace, name).await?;
+            self.config_maps.insert(name.into(), text(data));
         }
         Ok(self.config_maps[name].as_ref())
     }
@@ -83,18 +56,8 @@ impl Sources<'_> {
         name: &str,
     ) -> Result<Option<&BTreeMap<String, String>>, StartError> {
         if !self.secrets.contains_key(name) {
-            let s: Option<Secret> = fetch(self.api, "secrets", &self.namespace, name).await?;
-            let data = s.map(|s| {
-                let mut data: BTreeMap<String, String> = s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect();
-                data.extend(s.string_data.unwrap_or_default());
-                data
-            });
-            self.secrets.insert(name.into(), data);
+            let data = sources::secret(self.api, &self.namespace, name).await?;
+            self.secrets.insert(name.into(), text(data));
         }
         Ok(self.secrets[name].as_ref())
     }

@@ -12,6 +12,7 @@ pub mod kubelet_server;
 pub mod machine;
 pub mod node;
 pub mod remote;
+pub mod sources;
 pub mod volumes;
 
 use std::sync::Arc;

@@ -11,8 +11,7 @@ use std::rc::Rc;
 
 use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
 
-use super::ApiClient;
-use crate::component::ApiOp;
+use super::{sources, ApiClient};
 use crate::kubelet::runtime::{Mount, StartError};
 
 /// The directory holding a pod's volumes.
@@ -82,28 +81,6 @@ fn write_files(
     Ok(())
 }
 
-async fn get(
-    api: &Rc<dyn ApiClient>,
-    plural: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<serde_json::Value>, StartError> {
-    let resource = crate::api::registry::by_plural("", plural).expect("registered");
-    let op = ApiOp::Get {
-        resource,
-        namespace: Some(namespace.into()),
-        name: name.into(),
-    };
-    match api.execute(op).await {
-        Ok(v) => Ok(Some(v.as_ref().clone())),
-        Err(e) if e.code == 404 => Ok(None),
-        Err(e) => Err(mount_error(format!(
-            "cannot get {plural} {name:?}: {}",
-            e.message
-        ))),
-    }
-}
-
 /// Makes one volume's directory; returns where it is.
 async fn materialize(
     api: &Rc<dyn ApiClient>,
@@ -142,74 +119,32 @@ async fn materialize(
         std::fs::create_dir_all(&dir).map_err(io)?;
         return Ok(dir);
     }
-    if let Some(cm) = &volume.config_map {
-        let optional = cm.optional == Some(true);
+    // A ConfigMap or a Secret: one file per key (or per item).
+    let source = if let Some(cm) = &volume.config_map {
+        let data = sources::config_map(api, ns, &cm.name).await?;
         let what = format!("configmap {:?}", cm.name);
-        let data: BTreeMap<String, Vec<u8>> = match get(api, "configmaps", ns, &cm.name).await? {
-            Some(obj) => {
-                let cm: k8s_openapi::api::core::v1::ConfigMap =
-                    serde_json::from_value(obj).map_err(|e| mount_error(e.to_string()))?;
-                let mut data: BTreeMap<String, Vec<u8>> = cm
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                data.extend(
-                    cm.binary_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0)),
-                );
-                data
-            }
-            None if optional => BTreeMap::new(),
-            None => return Err(mount_error(format!("{what} not found"))),
-        };
-        write_files(
-            &dir,
-            &data,
-            cm.items.as_ref(),
-            cm.default_mode,
-            &what,
-            optional,
-        )?;
-        return Ok(dir);
-    }
-    if let Some(s) = &volume.secret {
+        Some((what, data, cm.items.as_ref(), cm.default_mode, cm.optional))
+    } else if let Some(s) = &volume.secret {
         let name = s.secret_name.clone().unwrap_or_default();
-        let optional = s.optional == Some(true);
-        let what = format!("secret {name:?}");
-        let data: BTreeMap<String, Vec<u8>> = match get(api, "secrets", ns, &name).await? {
-            Some(obj) => {
-                let secret: k8s_openapi::api::core::v1::Secret =
-                    serde_json::from_value(obj).map_err(|e| mount_error(e.to_string()))?;
-                let mut data: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                data.extend(
-                    secret
-                        .string_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes())),
-                );
-                data
-            }
-            None if optional => BTreeMap::new(),
-            None => return Err(mount_error(format!("{what} not found"))),
-        };
-        write_files(
-            &dir,
-            &data,
+        let data = sources::secret(api, ns, &name).await?;
+        Some((
+            format!("secret {name:?}"),
+            data,
             s.items.as_ref(),
             s.default_mode,
-            &what,
-            optional,
-        )?;
+            s.optional,
+        ))
+    } else {
+        None
+    };
+    if let Some((what, data, items, mode, optional)) = source {
+        let optional = optional == Some(true);
+        let data = match data {
+            Some(data) => data,
+            None if optional => BTreeMap::new(),
+            None => return Err(mount_error(format!("{what} not found"))),
+        };
+        write_files(&dir, &data, items, mode, &what, optional)?;
         return Ok(dir);
     }
     Err(mount_error(format!(
