@@ -42,3 +42,11 @@ fn the_python_watch_learns_of_an_expired_version_by_410() {
         "watch_expired.py",
     );
 }
+
+#[test]
+fn the_python_client_reads_a_real_node_and_its_pods_logs() {
+    run_script(
+        &GantryServer::start_with_node("node-py", &[]),
+        "node_e2e.py",
+    );
+}
