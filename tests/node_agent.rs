@@ -413,7 +413,7 @@ fn pods_of_a_killed_agent_are_replaced_on_the_other_node() {
         "agent-a",
         &[&lease[..], &["--pod-cidr", "127.21.0.0/16"]].concat(),
     );
-    let b = GantryAgent::start(
+    let mut b = GantryAgent::start(
         &s,
         "agent-b",
         &[&lease[..], &["--pod-cidr", "127.22.0.0/16"]].concat(),
@@ -465,6 +465,42 @@ fn pods_of_a_killed_agent_are_replaced_on_the_other_node() {
             .then_some(())
     });
     assert!(b.log().contains("node agent-b: "), "{}", b.log());
+    let status = b
+        .interrupt(Duration::from_secs(10))
+        .expect("the agent stops within 10 s of Ctrl-C");
+    assert!(status.success(), "{status:?}: {}", b.log());
+}
+
+#[test]
+fn an_agent_follows_its_server_through_a_restart() {
+    let port = common::free_port();
+    let s = GantryServer::start_at(tempfile::tempdir().unwrap(), port);
+    let _agent = GantryAgent::start(&s, "agent-r", &["--pod-cidr", "127.23.0.0/16"]);
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: r}}}}\nspec:\n  containers:\n  - {{name: c, image: busybox, command: [sleep, '1000']}}\n"
+        )
+    };
+    apply(&s, s.dir.path(), "one.yaml", &pod("one"));
+    wait_for(Duration::from_secs(30), "one running", || {
+        pods(&s, "app=r").iter().any(running).then_some(())
+    });
+    // The server goes away and comes back on the same address: the agent's watches end, it
+    // relists when the server answers again, and carries on.
+    let s = GantryServer::start_at(s.stop_keeping_data(), port);
+    apply(&s, s.dir.path(), "two.yaml", &pod("two"));
+    wait_for(
+        Duration::from_secs(30),
+        "two running after the restart",
+        || {
+            let ps = pods(&s, "app=r");
+            (ps.len() == 2 && ps.iter().all(running)).then_some(())
+        },
+    );
+    s.kubectl_ok(&["delete", "pod", "one", "--grace-period=1"]);
+    wait_for(Duration::from_secs(30), "one gone", || {
+        (pods(&s, "app=r").len() == 1).then_some(())
+    });
 }
 
 /// Removes the containers a Docker-runtime node left (on drop: tests end, agents keep

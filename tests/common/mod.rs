@@ -445,6 +445,22 @@ impl GantryAgent {
         }
     }
 
+    /// Ctrl-C: the agent's exit status once it stopped (within `wait`).
+    pub fn interrupt(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// `kill -9`: the agent dies at once; its containers stay (as a crashed kubelet's do).
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();
