@@ -250,3 +250,65 @@ async fn exec_mounts_and_adoption() {
     rt.remove_pod("u4".into()).await;
     let _ = std::fs::remove_dir(&mount_at);
 }
+
+#[tokio::test]
+async fn limits_go_to_cgroups() {
+    let node = format!("test-{}", std::process::id());
+    let cgroups = Cgroups::detect(&node);
+    if let Cgroups::None(why) = &cgroups {
+        panic!(
+            "\n\n*** this test needs a writable cgroup hierarchy (root, /sys/fs/cgroup), which \
+             this project's machines have: {why} ***\n"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::open(
+        dir.path(),
+        env!("CARGO_BIN_EXE_gantry-shim").into(),
+        [127, 78],
+        cgroups.clone(),
+    )
+    .unwrap();
+    let mut cfg = config("u6", "c", "sleep 100");
+    cfg.spec.resources = Some(
+        serde_json::from_value(serde_json::json!({
+            "limits": {"memory": "64Mi", "cpu": "250m"}
+        }))
+        .unwrap(),
+    );
+    let (id, _) = started(rt.start(cfg).await);
+    let id = id.trim_start_matches("process://");
+    let pid = std::fs::read_to_string(dir.path().join("containers").join(id).join("pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let (memory_file, cpu_file, procs) = match &cgroups {
+        Cgroups::V1 { memory, cpu } => (
+            memory.join(id).join("memory.limit_in_bytes"),
+            cpu.join(id).join("cpu.cfs_quota_us"),
+            memory.join(id).join("cgroup.procs"),
+        ),
+        Cgroups::V2(base) => (
+            base.join(id).join("memory.max"),
+            base.join(id).join("cpu.max"),
+            base.join(id).join("cgroup.procs"),
+        ),
+        Cgroups::None(_) => unreachable!("checked above"),
+    };
+    assert_eq!(read(memory_file).trim(), (64 * 1024 * 1024).to_string());
+    // k8s: 250m over a 100 ms period is a 25 ms quota.
+    assert!(read(cpu_file).starts_with("25000"), "cpu quota");
+    assert!(
+        read(procs).lines().any(|l| l.trim() == pid),
+        "the container's process is in its cgroup"
+    );
+    rt.remove_pod("u6".into()).await;
+    for base in [
+        "/sys/fs/cgroup/memory/gantry",
+        "/sys/fs/cgroup/cpu/gantry",
+        "/sys/fs/cgroup/gantry",
+    ] {
+        let _ = std::fs::remove_dir(std::path::Path::new(base).join(&node));
+    }
+}
