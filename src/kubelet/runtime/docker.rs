@@ -202,7 +202,12 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     fn exits(&self) -> Option<BoxStream<'static, Exit>> {
-        let rx = self.inner.exits.lock().unwrap().take()?;
+        let rx = self
+            .inner
+            .exits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
         Some(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed())
     }
 
@@ -270,7 +275,7 @@ impl Inner {
     fn pod_lock(&self, uid: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.pod_locks
             .lock()
-            .unwrap()
+            .unwrap_or_else(|e| e.into_inner())
             .entry(uid.to_string())
             .or_default()
             .clone()
@@ -748,7 +753,10 @@ impl Inner {
                 ),
             }
         }
-        self.pod_locks.lock().unwrap().remove(pod_uid);
+        self.pod_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pod_uid);
     }
 }
 
