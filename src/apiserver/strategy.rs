@@ -194,7 +194,9 @@ fn selector_immutable<T: PartialEq>(errs: &mut Vec<FieldError>, new: Option<&T>,
 
 /// The fields of `obj` its kind does not have (`spec.foo`, `spec.containers[0].imagePull`):
 /// what `fieldValidation=Strict` refuses and `Warn` reports. Found by a round trip through the
-/// typed object, which keeps every field it knows; null values count as absent.
+/// typed object, which keeps every field it knows; null values count as absent. (Used by the
+/// HTTP layer only.)
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Result<Vec<String>, ApiError> {
     use k8s_openapi::api::discovery::v1 as discovery;
     use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
@@ -226,6 +228,7 @@ pub(crate) fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Result<Vec<Stri
     }
 }
 
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 fn missing_from(path: &str, input: &Value, typed: &Value, out: &mut Vec<String>) {
     match (input, typed) {
         (Value::Object(a), Value::Object(b)) => {
