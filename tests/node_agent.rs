@@ -591,3 +591,61 @@ fn a_replicaset_of_docker_containers_runs_logs_is_replaced_and_scales_to_nothing
     drop(s);
     drop(cleanup);
 }
+
+#[test]
+fn a_replication_controller_keeps_its_pods() {
+    // k8s: the replication manager is the ReplicaSet controller over a conversion: selector map,
+    // ownerReferences to the ReplicationController, the same status.
+    let s = GantryServer::start_with_node("node-a", &[]);
+    apply(
+        &s,
+        s.dir.path(),
+        "rc.yaml",
+        r#"
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: legacy}
+spec:
+  replicas: 2
+  template:
+    metadata: {labels: {app: legacy}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: c, image: busybox, command: [sleep, "1000"]}]
+"#,
+    );
+    let ready = wait_for(Duration::from_secs(30), "2 running pods", || {
+        let ps = pods(&s, "app=legacy");
+        (ps.len() == 2 && ps.iter().all(running)).then_some(ps)
+    });
+    let owner = &ready[0]["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "ReplicationController", "{owner}");
+    assert_eq!(owner["apiVersion"], "v1");
+    s.kubectl_ok(&["scale", "rc", "legacy", "--replicas=3"]);
+    let victim = name(&ready[0]);
+    s.kubectl_ok(&["delete", "pod", &victim]);
+    wait_for(
+        Duration::from_secs(30),
+        "3 running pods, the deleted one replaced",
+        || {
+            let ps = pods(&s, "app=legacy");
+            (ps.len() == 3 && ps.iter().all(running) && ps.iter().all(|p| name(p) != victim))
+                .then_some(())
+        },
+    );
+    let rc: Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "rc", "legacy", "-o", "json"])).unwrap();
+    wait_for(Duration::from_secs(10), "the status", || {
+        let rc: Value =
+            serde_json::from_str(&s.kubectl_ok(&["get", "rc", "legacy", "-o", "json"])).unwrap();
+        (rc["status"]["readyReplicas"] == 3 && rc["status"]["replicas"] == 3).then_some(())
+    });
+    // The selector stays a map (the conversion is the controller's business only).
+    assert_eq!(rc["spec"]["selector"], serde_json::json!({"app": "legacy"}));
+    let table = s.kubectl_ok(&["get", "rc", "legacy"]);
+    assert!(table.contains("legacy   3         3"), "{table}");
+    s.kubectl_ok(&["scale", "rc", "legacy", "--replicas=0"]);
+    wait_for(Duration::from_secs(30), "no pods", || {
+        pods(&s, "app=legacy").is_empty().then_some(())
+    });
+}

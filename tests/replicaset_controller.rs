@@ -529,3 +529,39 @@ fn nothing_is_synced_before_every_informer_has_listed() {
     );
     assert_eq!(creates(&out), 0, "both pods exist: {out:?}");
 }
+
+#[test]
+fn replication_controllers_are_managed_through_the_same_controller() {
+    let mut d = Driver::new(1);
+    d.add(Box::new(ReplicaSetController::for_replication_controllers()));
+    let rcs = by_plural("", "replicationcontrollers").unwrap();
+    // No selector: it defaults to the template's labels.
+    d.client(ApiOp::Create {
+        resource: rcs,
+        namespace: Some("default".into()),
+        body: json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": "old", "namespace": "default"},
+            "spec": {"replicas": 3, "template": {"metadata": {"labels": {"app": "old"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+    })
+    .unwrap();
+    let all = pods(&d);
+    assert_eq!(all.len(), 3);
+    for p in &all {
+        let owner = &p["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["kind"].as_str(), owner["apiVersion"].as_str()),
+            (Some("ReplicationController"), Some("v1"))
+        );
+        assert_eq!(p["metadata"]["labels"]["app"], "old");
+    }
+    let rc = futures::FutureExt::now_or_never(d.api.get(rcs, Some("default"), "old"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rc["status"]["replicas"], 3, "{rc}");
+    assert_eq!(rc["kind"], "ReplicationController");
+    assert_eq!(rc["spec"]["selector"], json!({"app": "old"}));
+    // The ReplicaSet controller leaves them alone, and this one leaves ReplicaSets alone.
+    create(&mut d, "replicasets", rs_body("web", 2));
+    assert_eq!(pods(&d).len(), 3);
+}

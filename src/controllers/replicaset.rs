@@ -36,8 +36,93 @@ pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
 const QUEUE_TIMER: u64 = 0;
 
-fn replicasets() -> &'static ResourceInfo {
-    registry::by_plural("apps", "replicasets").expect("registered")
+/// What the controller manages: ReplicaSets, or ReplicationControllers through a conversion
+/// (k8s: pkg/controller/replication runs the ReplicaSet controller over an adapter that turns
+/// each ReplicationController into a ReplicaSet and back, conversion.go).
+#[derive(Debug)]
+pub struct Flavor {
+    group: &'static str,
+    plural: &'static str,
+    api_version: &'static str,
+    kind: &'static str,
+    name: &'static str,
+}
+
+pub const REPLICA_SETS: Flavor = Flavor {
+    group: "apps",
+    plural: "replicasets",
+    api_version: "apps/v1",
+    kind: "ReplicaSet",
+    name: "replicaset-controller",
+};
+
+pub const REPLICATION_CONTROLLERS: Flavor = Flavor {
+    group: "",
+    plural: "replicationcontrollers",
+    api_version: "v1",
+    kind: "ReplicationController",
+    name: "replication-controller",
+};
+
+impl Flavor {
+    fn resource(&self) -> &'static ResourceInfo {
+        registry::by_plural(self.group, self.plural).expect("registered")
+    }
+
+    fn converts(&self) -> bool {
+        self.kind != "ReplicaSet"
+    }
+
+    /// The object as the ReplicaSet the controller works on.
+    fn to_replica_set(&self, mut obj: Value) -> Value {
+        if self.converts() {
+            obj["apiVersion"] = json!("apps/v1");
+            obj["kind"] = json!("ReplicaSet");
+            // k8s: an RC's selector is a label map (defaulted to the template's labels).
+            let labels = match obj["spec"]["selector"].take() {
+                Value::Object(m) if !m.is_empty() => Value::Object(m),
+                _ => obj["spec"]["template"]["metadata"]["labels"].clone(),
+            };
+            obj["spec"]["selector"] = json!({ "matchLabels": labels });
+        }
+        obj
+    }
+
+    /// A ReplicaSet the controller wrote, back in this flavor's kind.
+    fn to_own_kind(&self, mut obj: Value) -> Value {
+        if self.converts() {
+            obj["apiVersion"] = json!(self.api_version);
+            obj["kind"] = json!(self.kind);
+            let labels = obj["spec"]["selector"]["matchLabels"].take();
+            obj["spec"]["selector"] = labels;
+        }
+        obj
+    }
+
+    fn convert_input(&self, input: Input) -> Input {
+        if !self.converts() {
+            return input;
+        }
+        match input {
+            Input::Listed {
+                resource,
+                items,
+                revision,
+            } if resource == self.resource() => Input::Listed {
+                resource,
+                items: items.into_iter().map(|i| self.to_replica_set(i)).collect(),
+                revision,
+            },
+            Input::Watched { resource, event } if resource == self.resource() => {
+                let object = self.to_replica_set((*event.object).clone());
+                Input::Watched {
+                    resource,
+                    event: crate::apiserver::ApiEvent::new(event.type_, object, event.revision),
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 fn pods() -> &'static ResourceInfo {
@@ -148,6 +233,7 @@ struct Sync {
 }
 
 pub struct ReplicaSetController {
+    flavor: &'static Flavor,
     rs: Cache<ReplicaSet>,
     pods: Cache<Pod>,
     queue: WorkQueue,
@@ -166,7 +252,17 @@ impl Default for ReplicaSetController {
 
 impl ReplicaSetController {
     pub fn new() -> Self {
+        Self::of(&REPLICA_SETS)
+    }
+
+    /// The replication manager: the same controller for ReplicationControllers.
+    pub fn for_replication_controllers() -> Self {
+        Self::of(&REPLICATION_CONTROLLERS)
+    }
+
+    fn of(flavor: &'static Flavor) -> Self {
         ReplicaSetController {
+            flavor,
             rs: Cache::new(),
             // Indexed by controller uid ("" for orphans): a sync looks at its own pods and the
             // orphans, not at every pod of the namespace.
@@ -217,7 +313,7 @@ impl ReplicaSetController {
 
     /// The ReplicaSet a controller reference points to, if it exists with that UID.
     fn resolve(&self, namespace: &str, r: &OwnerReference) -> Option<String> {
-        if r.kind != "ReplicaSet" {
+        if r.kind != self.flavor.kind {
             return None;
         }
         let key = format!("{namespace}/{}", r.name);
@@ -398,7 +494,7 @@ impl ReplicaSetController {
             sync.outstanding = 1;
             self.syncs.insert(key.clone(), sync);
             let op = ApiOp::Get {
-                resource: replicasets(),
+                resource: self.flavor.resource(),
                 namespace: Some(ns),
                 name: rs.metadata.name.clone().unwrap_or_default(),
             };
@@ -427,7 +523,7 @@ impl ReplicaSetController {
         for pod in orphans {
             let mut body = serde_json::to_value(&*pod).expect("pods serialize");
             let owner = json!({
-                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "apiVersion": self.flavor.api_version, "kind": self.flavor.kind,
                 "name": rs.metadata.name, "uid": rs.metadata.uid,
                 "controller": true, "blockOwnerDeletion": true,
             });
@@ -555,7 +651,7 @@ impl ReplicaSetController {
             let op = ApiOp::Create {
                 resource: pods(),
                 namespace: rs.metadata.namespace.clone(),
-                body: pod_from_template(&rs),
+                body: pod_from_template_of(&rs, self.flavor),
             };
             self.request(out, key, Purpose::Create, op);
         }
@@ -580,7 +676,7 @@ impl ReplicaSetController {
             match &owner_uid {
                 None => r.is_some_and(|r| r.uid == rs_uid),
                 Some(owner) => r.is_some_and(|r| {
-                    r.kind == "ReplicaSet"
+                    r.kind == self.flavor.kind
                         && self
                             .rs
                             .get(&format!(
@@ -641,8 +737,9 @@ impl ReplicaSetController {
         sync.outstanding = 1;
         let mut body = serde_json::to_value(&*rs).expect("serializes");
         body["status"] = status;
+        let body = self.flavor.to_own_kind(body);
         let op = ApiOp::Update {
-            resource: replicasets(),
+            resource: self.flavor.resource(),
             namespace: rs.metadata.namespace.clone(),
             name: rs.metadata.name.clone().unwrap_or_default(),
             body,
@@ -797,6 +894,10 @@ fn old_ref_gone(old: &Pod, new: &Pod) -> bool {
 
 /// The pod a ReplicaSet creates: its template, owned by it, named `<rs>-<random>`.
 pub fn pod_from_template(rs: &ReplicaSet) -> Value {
+    pod_from_template_of(rs, &REPLICA_SETS)
+}
+
+fn pod_from_template_of(rs: &ReplicaSet, flavor: &Flavor) -> Value {
     let template = rs
         .spec
         .as_ref()
@@ -812,8 +913,8 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Value {
             "labels": meta.labels,
             "annotations": meta.annotations,
             "ownerReferences": [{
-                "apiVersion": "apps/v1",
-                "kind": "ReplicaSet",
+                "apiVersion": flavor.api_version,
+                "kind": flavor.kind,
                 "name": rs.metadata.name,
                 "uid": rs.metadata.uid,
                 "controller": true,
@@ -985,21 +1086,25 @@ fn compute_status(
 
 impl Component for ReplicaSetController {
     fn name(&self) -> &str {
-        "replicaset-controller"
+        self.flavor.name
     }
 
     fn watches(&self) -> Vec<WatchSpec> {
-        vec![WatchSpec::all(replicasets()), WatchSpec::all(pods())]
+        vec![
+            WatchSpec::all(self.flavor.resource()),
+            WatchSpec::all(pods()),
+        ]
     }
 
     fn step(&mut self, now: Time, input: Input, _rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
-        match input {
+        let replica_sets = self.flavor.resource();
+        match self.flavor.convert_input(input) {
             Input::Listed {
                 resource,
                 items,
                 revision,
             } => {
-                if resource == replicasets() {
+                if resource == replica_sets {
                     for c in self.rs.replace(&items, revision).unwrap_or_default() {
                         self.on_rs(c);
                     }
@@ -1010,7 +1115,7 @@ impl Component for ReplicaSetController {
                 }
             }
             Input::Watched { resource, event } => {
-                if resource == replicasets() {
+                if resource == replica_sets {
                     if let Ok(c) = self.rs.apply(&event) {
                         self.on_rs(c);
                     }

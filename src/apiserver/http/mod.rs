@@ -189,8 +189,9 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
     }
 }
 
-/// Starts the control plane's cores inside the server: the scheduler and the ReplicaSet, node
-/// lifecycle, taint eviction and pod garbage collection controllers, each driven against this
+/// Starts the control plane's cores inside the server: the scheduler and the ReplicaSet,
+/// replication (ReplicationControllers), node lifecycle, taint eviction and pod garbage
+/// collection controllers, each driven against this
 /// server's API as the simulator drives them.
 /// They run on a thread of their own (an actix arbiter), so that a busy controller never
 /// holds up the watch caches' delivery to HTTP clients. Returns the arbiter (stopping it stops
@@ -206,6 +207,10 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
     arbiter.spawn_fn(move || {
         inprocess::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
         inprocess::spawn(state.clone(), Box::new(ReplicaSetController::new()));
+        inprocess::spawn(
+            state.clone(),
+            Box::new(ReplicaSetController::for_replication_controllers()),
+        );
         inprocess::spawn(
             state.clone(),
             Box::new(NodeLifecycleController::with_monitor_grace(
