@@ -1173,6 +1173,10 @@ impl Sim {
         }
         self.add(Box::new(Scheduler::new()), None);
         self.add(Box::new(ReplicaSetController::new()), None);
+        self.add(
+            Box::new(ReplicaSetController::for_replication_controllers()),
+            None,
+        );
         self.add(Box::new(NodeLifecycleController::new()), None);
         self.add(Box::new(TaintEvictionController::new()), None);
         self.add(Box::new(PodGc::default()), None);
