@@ -21,6 +21,8 @@ pub const CHECK_PERIOD: Duration = Duration::from_secs(20);
 pub const QUARANTINE: Duration = Duration::from_secs(40);
 /// k8s: --terminated-pod-gc-threshold 12500
 pub const TERMINATED_THRESHOLD: usize = 12500;
+/// k8s: the taint an operator puts on a node that is gone for good (v1.TaintNodeOutOfService).
+pub const TAINT_OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
 
 fn res(plural: &str) -> &'static ResourceInfo {
     registry::by_plural("", plural).expect("registered")
@@ -146,6 +148,29 @@ impl PodGc {
                     .map(|(_, _, k)| ((*k).clone(), None)),
             );
         }
+        // k8s: gcTerminating — terminating pods on a node that is not Ready and that an operator
+        // marked out of service: no kubelet will confirm them (reference §3.6 rule 2).
+        let mut terminating: Vec<(Option<i128>, &str, &String)> = Vec::new();
+        for node in self.pods.index_values() {
+            if !self.nodes.get(node).is_some_and(out_of_service) {
+                continue;
+            }
+            terminating.extend(
+                self.pods
+                    .indexed(node)
+                    .filter(|(_, p)| p.metadata.deletion_timestamp.is_some())
+                    .map(|(k, p)| {
+                        let created = p
+                            .metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .map(|t| t.0.as_nanosecond());
+                        (created, p.metadata.name.as_deref().unwrap_or(""), k)
+                    }),
+            );
+        }
+        terminating.sort();
+        doomed.extend(terminating.iter().map(|(_, _, k)| ((*k).clone(), None)));
         let mut orphans: Vec<(String, Option<&'static str>)> = Vec::new();
         let mut seen_missing = BTreeMap::new();
         for node in self.pods.index_values() {
@@ -176,6 +201,22 @@ impl PodGc {
             }
         }
     }
+}
+
+/// Not Ready and tainted out-of-service.
+fn out_of_service(node: &Node) -> bool {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| ts.iter().any(|t| t.key == TAINT_OUT_OF_SERVICE));
+    !ready && tainted
 }
 
 /// The node a pod is bound to; "" when it is not scheduled.
@@ -250,8 +291,15 @@ mod tests {
         p
     }
 
+    /// A Ready node; `name!` is one that is not Ready and tainted out-of-service.
     fn node(name: &str) -> serde_json::Value {
-        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+        match name.strip_suffix('!') {
+            None => json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                           "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+            Some(name) => json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                "spec": {"taints": [{"key": TAINT_OUT_OF_SERVICE, "effect": "NoExecute"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
+        }
     }
 
     fn step(gc: &mut PodGc, now: u64, input: Input) -> Vec<(String, bool)> {
@@ -364,6 +412,25 @@ mod tests {
                 ],
                 at: &[20],
                 want: vec![vec![("t2", false), ("t3", false)]],
+            },
+            Case {
+                // k8s: gcTerminating, oldest first; a Ready node's and a running pod stay.
+                what: "terminating pods on a not-Ready out-of-service node",
+                threshold: 0,
+                nodes: &["lost!", "n1"],
+                pods: vec![
+                    pod("late", "lost", "Running", 20, true),
+                    pod("early", "lost", "Running", 10, true),
+                    pod("alive", "lost", "Running", 5, false),
+                    pod("fine", "n1", "Running", 1, true),
+                ],
+                at: &[20],
+                want: vec![vec![
+                    ("early", true),
+                    ("early", false),
+                    ("late", true),
+                    ("late", false),
+                ]],
             },
             Case {
                 what: "nothing beyond the threshold, nothing orphaned",
