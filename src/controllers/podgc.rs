@@ -126,7 +126,8 @@ impl PodGc {
         // Decide first, from the cache; clone only the pods to delete.
         let mut doomed: Vec<(String, Option<&'static str>)> = Vec::new();
         if self.threshold > 0 && self.terminal.len() > self.threshold {
-            let mut terminated: Vec<(Option<i128>, &str, &String)> = self
+            // k8s: byEvictionAndCreationTimestamp — evicted pods first, then the oldest.
+            let mut terminated: Vec<(bool, Option<i128>, &str, &String)> = self
                 .terminal
                 .iter()
                 .filter_map(|k| self.pods.get(k).map(|p| (k, p)))
@@ -136,7 +137,14 @@ impl PodGc {
                         .creation_timestamp
                         .as_ref()
                         .map(|t| t.0.as_nanosecond());
-                    (created, p.metadata.name.as_deref().unwrap_or(""), k)
+                    let evicted =
+                        p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted");
+                    (
+                        !evicted,
+                        created,
+                        p.metadata.name.as_deref().unwrap_or(""),
+                        k,
+                    )
                 })
                 .collect();
             terminated.sort();
@@ -145,7 +153,7 @@ impl PodGc {
                 terminated
                     .iter()
                     .take(n)
-                    .map(|(_, _, k)| ((*k).clone(), None)),
+                    .map(|(_, _, _, k)| ((*k).clone(), None)),
             );
         }
         // k8s: gcTerminating — terminating pods on a node that is not Ready and that an operator
@@ -412,6 +420,22 @@ mod tests {
                 ],
                 at: &[20],
                 want: vec![vec![("t2", false), ("t3", false)]],
+            },
+            Case {
+                what: "evicted terminated pods go first, whatever their age",
+                threshold: 1,
+                nodes: &["n1"],
+                pods: vec![
+                    pod("old", "n1", "Failed", 10, false),
+                    {
+                        let mut p = pod("evicted", "n1", "Failed", 50, false);
+                        p["status"]["reason"] = json!("Evicted");
+                        p
+                    },
+                    pod("new", "n1", "Succeeded", 60, false),
+                ],
+                at: &[20],
+                want: vec![vec![("evicted", false), ("old", false)]],
             },
             Case {
                 // k8s: gcTerminating, oldest first; a Ready node's and a running pod stay.
