@@ -64,6 +64,13 @@ pub enum ApiOp {
         name: String,
         node: String,
     },
+    /// Deletes every object of `resource` in `namespace` (each as a default delete: pods
+    /// gracefully); answers `{"remaining": n}`, the objects still there (terminating, or held
+    /// by finalizers). k8s: deletecollection, as the namespace controller uses it.
+    DeleteCollection {
+        resource: &'static ResourceInfo,
+        namespace: String,
+    },
 }
 
 impl ApiOp {
@@ -114,6 +121,10 @@ impl ApiOp {
                 name,
                 node,
             } => format!("bind pods {namespace}/{name} to {node}"),
+            ApiOp::DeleteCollection {
+                resource,
+                namespace,
+            } => format!("deletecollection {} in {namespace}", resource.plural),
         }
     }
 }

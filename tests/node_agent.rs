@@ -649,3 +649,49 @@ spec:
         pods(&s, "app=legacy").is_empty().then_some(())
     });
 }
+
+#[test]
+fn deleting_a_namespace_deletes_everything_in_it_then_the_namespace() {
+    let s = GantryServer::start_with_node("node-a", &[]);
+    apply(
+        &s,
+        s.dir.path(),
+        "ns.yaml",
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: doomed}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: doomed}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: worker, namespace: doomed, labels: {app: doomed}}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers: [{name: c, image: busybox, command: [sh, -c, "trap 'exit 0' TERM; while true; do sleep 0.2; done"]}]
+"#,
+    );
+    wait_for(Duration::from_secs(30), "the pod running", || {
+        let out = s.kubectl_ok(&["get", "pod", "worker", "-n", "doomed", "-o", "json"]);
+        running(&serde_json::from_str(&out).unwrap()).then_some(())
+    });
+    // kubectl waits until the namespace is gone.
+    s.kubectl_ok(&["delete", "namespace", "doomed", "--timeout=60s"]);
+    let (code, _, err) = s.kubectl(&["get", "namespace", "doomed"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+    for kind in ["pods", "configmaps", "serviceaccounts"] {
+        let out = s.kubectl_ok(&["get", kind, "-n", "doomed", "-o", "name"]);
+        assert!(out.trim().is_empty(), "{kind} left: {out}");
+    }
+    wait_for(Duration::from_secs(10), "no processes", || {
+        container_pids(s.dir.path()).is_empty().then_some(())
+    });
+}

@@ -1180,6 +1180,10 @@ impl Sim {
         self.add(Box::new(NodeLifecycleController::new()), None);
         self.add(Box::new(TaintEvictionController::new()), None);
         self.add(Box::new(PodGc::default()), None);
+        self.add(
+            Box::new(gantry::controllers::namespace::NamespaceController::new()),
+            None,
+        );
         for m in self.loaded.manifests.clone() {
             let r = self.create_manifest(m);
             self.note(r);

@@ -468,6 +468,35 @@ impl<S: Store> ApiServer<S> {
                 name,
                 node,
             } => self.bind(&namespace, &name, &node, ctx).await,
+            ApiOp::DeleteCollection {
+                resource,
+                namespace,
+            } => {
+                let (items, _) = self
+                    .list(resource, Some(&namespace), &ListOptions::default())
+                    .await?;
+                let mut remaining = 0;
+                for item in items {
+                    let name = object::name(&item).to_string();
+                    match self
+                        .delete(
+                            resource,
+                            Some(&namespace),
+                            &name,
+                            &DeleteOptions::default(),
+                            ctx,
+                        )
+                        .await
+                    {
+                        // Still there: terminating, or held by finalizers.
+                        Ok(after) if object::is_deleting(&after) => remaining += 1,
+                        Ok(_) => {}
+                        Err(e) if e.reason == "NotFound" => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Arc::new(json!({ "remaining": remaining })))
+            }
         }
     }
 

@@ -250,6 +250,10 @@ fn object_key(id: u64, op: &ApiOp) -> String {
         ApiOp::Bind {
             namespace, name, ..
         } => format!("pods/Some({namespace:?})/{name}"),
+        ApiOp::DeleteCollection {
+            resource,
+            namespace,
+        } => format!("{}/Some({namespace:?})/*", resource.plural),
     }
 }
 

@@ -151,6 +151,27 @@ fn selector_query(spec: &WatchSpec) -> String {
         .unwrap_or_default()
 }
 
+/// DELETE on the collection, then a list: `{"remaining": n}`, what is still there.
+async fn delete_collection(
+    client: &kube::Client,
+    resource: &ResourceInfo,
+    namespace: &str,
+) -> Result<Arc<Value>, ApiError> {
+    let uri = path(resource, Some(namespace), None, None);
+    client
+        .request_text(request("DELETE", &uri, None)?)
+        .await
+        .map_err(api_error)?;
+    let text = client
+        .request_text(request("GET", &uri, None)?)
+        .await
+        .map_err(api_error)?;
+    let list: Value =
+        serde_json::from_str(&text).map_err(|e| ApiError::internal(format!("list {uri}: {e}")))?;
+    let remaining = list["items"].as_array().map_or(0, Vec::len);
+    Ok(Arc::new(json!({ "remaining": remaining })))
+}
+
 impl ApiClient for RemoteApi {
     fn list(
         &self,
@@ -295,6 +316,10 @@ impl ApiClient for RemoteApi {
                         Some(&binding),
                     )?
                 }
+                ApiOp::DeleteCollection {
+                    resource,
+                    namespace,
+                } => return delete_collection(&client, resource, namespace).await,
             };
             let text = client.request_text(req).await.map_err(api_error)?;
             let v: Value = serde_json::from_str(&text)

@@ -190,8 +190,8 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
 }
 
 /// Starts the control plane's cores inside the server: the scheduler and the ReplicaSet,
-/// replication (ReplicationControllers), node lifecycle, taint eviction and pod garbage
-/// collection controllers, each driven against this
+/// replication (ReplicationControllers), node lifecycle, taint eviction, namespace and pod
+/// garbage collection controllers, each driven against this
 /// server's API as the simulator drives them.
 /// They run on a thread of their own (an actix arbiter), so that a busy controller never
 /// holds up the watch caches' delivery to HTTP clients. Returns the arbiter (stopping it stops
@@ -218,6 +218,10 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
             )),
         );
         inprocess::spawn(state.clone(), Box::new(TaintEvictionController::new()));
+        inprocess::spawn(
+            state.clone(),
+            Box::new(crate::controllers::namespace::NamespaceController::new()),
+        );
         inprocess::spawn(state, Box::new(PodGc::default()));
     });
     arbiter
