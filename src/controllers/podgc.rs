@@ -132,11 +132,7 @@ impl PodGc {
                 .iter()
                 .filter_map(|k| self.pods.get(k).map(|p| (k, p)))
                 .map(|(k, p)| {
-                    let created = p
-                        .metadata
-                        .creation_timestamp
-                        .as_ref()
-                        .map(|t| t.0.as_nanosecond());
+                    let created = created(p);
                     let evicted =
                         p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted");
                     (
@@ -167,14 +163,7 @@ impl PodGc {
                 self.pods
                     .indexed(node)
                     .filter(|(_, p)| p.metadata.deletion_timestamp.is_some())
-                    .map(|(k, p)| {
-                        let created = p
-                            .metadata
-                            .creation_timestamp
-                            .as_ref()
-                            .map(|t| t.0.as_nanosecond());
-                        (created, p.metadata.name.as_deref().unwrap_or(""), k)
-                    }),
+                    .map(|(k, p)| (created(p), p.metadata.name.as_deref().unwrap_or(""), k)),
             );
         }
         terminating.sort();
@@ -209,6 +198,14 @@ impl PodGc {
             }
         }
     }
+}
+
+/// A pod's creation time, for oldest-first orders.
+fn created(p: &Pod) -> Option<i128> {
+    p.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_nanosecond())
 }
 
 /// Not Ready and tainted out-of-service.

@@ -146,18 +146,7 @@ impl GantryServer {
 
     /// Interrupts the server as Ctrl-C does; its exit status once it stopped (within `wait`).
     pub fn interrupt(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        interrupt(&mut self.child, wait)
     }
 
     /// Kills the server and hands over its data directory (for a restart); its node's
@@ -380,6 +369,22 @@ impl Drop for GantryServer {
     }
 }
 
+/// SIGINT (Ctrl-C) to `child`; its exit status once it stopped (within `wait`).
+fn interrupt(child: &mut Child, wait: Duration) -> Option<std::process::ExitStatus> {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// The process groups of the containers node agents ran under `dir`, still running.
 pub fn container_pids(dir: &std::path::Path) -> Vec<i32> {
     let mut pids = Vec::new();
@@ -447,18 +452,7 @@ impl GantryAgent {
 
     /// Ctrl-C: the agent's exit status once it stopped (within `wait`).
     pub fn interrupt(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        interrupt(&mut self.child, wait)
     }
 
     /// `kill -9`: the agent dies at once; its containers stay (as a crashed kubelet's do).
