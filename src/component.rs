@@ -73,6 +73,25 @@ pub enum ApiOp {
     },
 }
 
+impl RuntimeOp {
+    /// A short description for traces: `start default/web-x/c`.
+    pub fn describe(&self) -> String {
+        match self {
+            RuntimeOp::Start { pod, container } => format!(
+                "start {}/{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or(""),
+                pod.metadata.name.as_deref().unwrap_or(""),
+                container.name
+            ),
+            RuntimeOp::Stop { container_id, .. } => format!("stop {container_id}"),
+            RuntimeOp::Probe {
+                kind, container_id, ..
+            } => format!("probe {kind} {container_id}"),
+            RuntimeOp::RemovePod { pod_uid } => format!("remove pod {pod_uid}"),
+        }
+    }
+}
+
 impl ApiOp {
     /// A short description for traces: `create pods default/web-x`.
     pub fn describe(&self) -> String {
@@ -164,16 +183,11 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq)]
 pub enum RuntimeOp {
     Start {
-        namespace: String,
-        pod: String,
-        pod_uid: String,
-        /// The pod's labels: the Docker runtime labels its containers with them, the scripted
-        /// runtime picks a behavior by them.
-        pod_labels: std::collections::BTreeMap<String, String>,
+        /// The pod as the kubelet has it (shared): its identity and labels (the scripted
+        /// runtime picks a behavior by them), and what the real runtimes resolve the downward
+        /// API, volumes and env sources from.
+        pod: std::sync::Arc<k8s_openapi::api::core::v1::Pod>,
         container: Box<k8s_openapi::api::core::v1::Container>,
-        /// The whole pod as the kubelet has it: the real runtimes resolve the downward API,
-        /// volumes and env sources from it.
-        pod_object: std::sync::Arc<k8s_openapi::api::core::v1::Pod>,
     },
     /// The pod is gone from the API (or finished terminating): kill whatever of it still runs
     /// and release what it held (its IP, its volumes). k8s: kubelet HandlePodRemoves, killPod

@@ -176,25 +176,7 @@ impl Driver {
                         ..
                     } => {}
                     Effect::Runtime { id, op } => {
-                        let what = match &op {
-                            crate::component::RuntimeOp::Start {
-                                namespace,
-                                pod,
-                                container,
-                                ..
-                            } => {
-                                format!("start {namespace}/{pod}/{}", container.name)
-                            }
-                            crate::component::RuntimeOp::Stop { container_id, .. } => {
-                                format!("stop {container_id}")
-                            }
-                            crate::component::RuntimeOp::Probe {
-                                kind, container_id, ..
-                            } => format!("probe {kind} {container_id}"),
-                            crate::component::RuntimeOp::RemovePod { pod_uid } => {
-                                format!("remove pod {pod_uid}")
-                            }
-                        };
+                        let what = op.describe();
                         self.runtime_log.push((self.now, what));
                         let outcome = self.runtime.run(&op, self.now);
                         if let Some((container_id, at, code)) = outcome.exit {

@@ -662,16 +662,9 @@ impl Sim {
                     ..
                 } => {}
                 Effect::Runtime { id, op } => {
+                    // Probes are left out of traces.
                     let what = match &op {
-                        RuntimeOp::Start {
-                            namespace,
-                            pod,
-                            container,
-                            ..
-                        } => Some(format!("start {namespace}/{pod}/{}", container.name)),
-                        RuntimeOp::Stop { container_id, .. } => {
-                            Some(format!("stop {container_id}"))
-                        }
+                        RuntimeOp::Start { .. } | RuntimeOp::Stop { .. } => Some(op.describe()),
                         RuntimeOp::Probe { .. } | RuntimeOp::RemovePod { .. } => None,
                     };
                     if let Some(w) = what {

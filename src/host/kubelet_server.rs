@@ -8,8 +8,8 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use futures::StreamExt;
 
-use super::node::{log_options, PodIndex};
-use crate::kubelet::runtime::ContainerRuntime;
+use super::node::PodIndex;
+use crate::kubelet::runtime::{ContainerRuntime, LogOptions};
 
 struct Shared {
     runtime: Arc<dyn ContainerRuntime>,
@@ -40,8 +40,8 @@ async fn container_logs(
         Ok(stream) => HttpResponse::Ok()
             .content_type("text/plain")
             .streaming(stream.map(Ok::<_, actix_web::Error>)),
-        // k8s: the kubelet's wording names the container and pod.
-        Err(e) => HttpResponse::BadRequest().body(e.replace("in pod", &format!("in pod {pod:?}"))),
+        // The runtime's message names the container and pod, in the kubelet's wording.
+        Err(e) => HttpResponse::BadRequest().body(e),
     }
 }
 
@@ -77,4 +77,58 @@ pub fn start(
     let handle = server.handle();
     actix_web::rt::spawn(server);
     Ok((port, handle))
+}
+
+/// Reads the pods/log query parameters (k8s: PodLogOptions).
+pub fn log_options(query: &BTreeMap<String, String>) -> Result<LogOptions, String> {
+    let flag = |k: &str| query.get(k).is_some_and(|v| v == "true" || v == "1");
+    let int = |k: &str| -> Result<Option<i64>, String> {
+        query
+            .get(k)
+            .map(|v| v.parse::<i64>().map_err(|_| format!("invalid {k}: {v:?}")))
+            .transpose()
+    };
+    let opts = LogOptions {
+        follow: flag("follow"),
+        previous: flag("previous"),
+        timestamps: flag("timestamps"),
+        tail_lines: int("tailLines")?,
+        since_seconds: int("sinceSeconds")?,
+        limit_bytes: int("limitBytes")?,
+    };
+    for (k, v) in [
+        ("tailLines", opts.tail_lines),
+        ("sinceSeconds", opts.since_seconds),
+        ("limitBytes", opts.limit_bytes),
+    ] {
+        if v.is_some_and(|v| v < 0 || (v == 0 && k != "tailLines")) {
+            return Err(format!("{k}: Invalid value: must be greater than 0"));
+        }
+    }
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_options_are_checked() {
+        let q = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let o = log_options(&q(&[("follow", "true"), ("tailLines", "5")])).unwrap();
+        assert!(o.follow && !o.previous);
+        assert_eq!(o.tail_lines, Some(5));
+        assert!(log_options(&q(&[("tailLines", "x")])).is_err());
+        assert!(log_options(&q(&[("limitBytes", "0")])).is_err());
+        assert!(log_options(&q(&[("sinceSeconds", "-1")])).is_err());
+        assert_eq!(
+            log_options(&q(&[("tailLines", "0")])).unwrap().tail_lines,
+            Some(0)
+        );
+    }
 }

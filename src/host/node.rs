@@ -21,9 +21,7 @@ use super::component::{ComponentActor, RuntimeHost};
 use super::env::{container_env, PodContext};
 use super::{http_get, volumes, ApiClient};
 use crate::component::{Input, RuntimeOp, RuntimeResult, WatchSpec};
-use crate::kubelet::runtime::{
-    ContainerConfig, ContainerRuntime, ExecOutcome, LogOptions, PodRef, StartError,
-};
+use crate::kubelet::runtime::{ContainerConfig, ContainerRuntime, ExecOutcome, PodRef, StartError};
 use crate::kubelet::{Kubelet, NodeConfig};
 
 /// How often the agent removes what is left of pods no longer bound to it (k8s: the kubelet's
@@ -38,7 +36,6 @@ pub struct NodeRuntime {
     runtime: Arc<dyn ContainerRuntime>,
     api: Rc<dyn ApiClient>,
     root: PathBuf,
-    node_name: String,
     host_ip: String,
     allocatable: BTreeMap<String, String>,
     pods: PodIndex,
@@ -203,11 +200,7 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String
 impl RuntimeHost for NodeRuntime {
     fn run(&self, op: RuntimeOp) -> LocalBoxFuture<'static, RuntimeResult> {
         match op {
-            RuntimeOp::Start {
-                container,
-                pod_object,
-                ..
-            } => self.start(pod_object, *container),
+            RuntimeOp::Start { pod, container } => self.start(pod, *container),
             RuntimeOp::Stop {
                 container_id,
                 grace_seconds,
@@ -408,7 +401,6 @@ pub async fn start(
             runtime: rt.clone(),
             api: api.clone(),
             root: opts.dir.clone(),
-            node_name: opts.name.clone(),
             host_ip: opts.node_ip.clone(),
             allocatable,
             pods,
@@ -429,42 +421,6 @@ pub async fn start(
     })
 }
 
-impl NodeRuntime {
-    /// The node this runtime serves.
-    pub fn node_name(&self) -> &str {
-        &self.node_name
-    }
-}
-
-/// Reads the pods/log query parameters (k8s: PodLogOptions).
-pub fn log_options(query: &BTreeMap<String, String>) -> Result<LogOptions, String> {
-    let flag = |k: &str| query.get(k).is_some_and(|v| v == "true" || v == "1");
-    let int = |k: &str| -> Result<Option<i64>, String> {
-        query
-            .get(k)
-            .map(|v| v.parse::<i64>().map_err(|_| format!("invalid {k}: {v:?}")))
-            .transpose()
-    };
-    let opts = LogOptions {
-        follow: flag("follow"),
-        previous: flag("previous"),
-        timestamps: flag("timestamps"),
-        tail_lines: int("tailLines")?,
-        since_seconds: int("sinceSeconds")?,
-        limit_bytes: int("limitBytes")?,
-    };
-    for (k, v) in [
-        ("tailLines", opts.tail_lines),
-        ("sinceSeconds", opts.since_seconds),
-        ("limitBytes", opts.limit_bytes),
-    ] {
-        if v.is_some_and(|v| v < 0 || (v == 0 && k != "tailLines")) {
-            return Err(format!("{k}: Invalid value: must be greater than 0"));
-        }
-    }
-    Ok(opts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,25 +438,5 @@ mod tests {
         );
         assert!(resolve_port(&IntOrString::String("grpc".into()), &c).is_err());
         assert!(resolve_port(&IntOrString::Int(70000), &c).is_err());
-    }
-
-    #[test]
-    fn log_options_are_checked() {
-        let q = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let o = log_options(&q(&[("follow", "true"), ("tailLines", "5")])).unwrap();
-        assert!(o.follow && !o.previous);
-        assert_eq!(o.tail_lines, Some(5));
-        assert!(log_options(&q(&[("tailLines", "x")])).is_err());
-        assert!(log_options(&q(&[("limitBytes", "0")])).is_err());
-        assert!(log_options(&q(&[("sinceSeconds", "-1")])).is_err());
-        assert_eq!(
-            log_options(&q(&[("tailLines", "0")])).unwrap().tail_lines,
-            Some(0)
-        );
     }
 }

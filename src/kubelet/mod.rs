@@ -626,12 +626,8 @@ impl Kubelet {
                             c: i,
                         },
                         RuntimeOp::Start {
-                            namespace: ns.clone(),
-                            pod: name.clone(),
-                            pod_uid: pod_uid.clone(),
-                            pod_labels: pod.metadata.labels.clone().unwrap_or_default(),
+                            pod: pod.clone(),
                             container: Box::new(c.spec.clone()),
-                            pod_object: pod.clone(),
                         },
                     ));
                 }

@@ -95,14 +95,11 @@ impl ScriptedRuntime {
 
     pub fn run(&mut self, op: &RuntimeOp, now: Time) -> Outcome {
         match op {
-            RuntimeOp::Start {
-                namespace,
-                pod,
-                pod_uid,
-                pod_labels,
-                container,
-                ..
-            } => {
+            RuntimeOp::Start { pod, container } => {
+                let m = &pod.metadata;
+                let empty = BTreeMap::new();
+                let pod_labels = m.labels.as_ref().unwrap_or(&empty);
+                let pod_uid = m.uid.clone().unwrap_or_default();
                 let image = container.image.clone().unwrap_or_default();
                 let b = self.behavior(pod_labels, &container.name, &image);
                 if let Some((reason, message)) = b.start_error.clone() {
@@ -115,7 +112,7 @@ impl ScriptedRuntime {
                 let id = format!("sim://{:012x}", self.next);
                 let runs = self
                     .starts
-                    .entry((pod_uid.clone(), container.name.clone()))
+                    .entry((pod_uid, container.name.clone()))
                     .or_default();
                 *runs += 1;
                 let exits = b.exit_count.is_none_or(|n| *runs <= n);
@@ -128,7 +125,11 @@ impl ScriptedRuntime {
                     Container {
                         behavior: b,
                         started_at: now,
-                        pod: format!("{namespace}/{pod}"),
+                        pod: format!(
+                            "{}/{}",
+                            m.namespace.as_deref().unwrap_or(""),
+                            m.name.as_deref().unwrap_or("")
+                        ),
                         pod_labels: pod_labels.clone(),
                     },
                 );
@@ -223,16 +224,19 @@ mod tests {
             image: Some(image.into()),
             ..Default::default()
         };
-        RuntimeOp::Start {
-            namespace: "default".into(),
-            pod: pod.into(),
-            pod_uid: format!("uid-{pod}"),
-            pod_labels: labels
+        let mut p = k8s_openapi::api::core::v1::Pod::default();
+        p.metadata.namespace = Some("default".into());
+        p.metadata.name = Some(pod.into());
+        p.metadata.uid = Some(format!("uid-{pod}"));
+        p.metadata.labels = Some(
+            labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+        );
+        RuntimeOp::Start {
+            pod: std::sync::Arc::new(p),
             container: Box::new(c),
-            pod_object: Default::default(),
         }
     }
 

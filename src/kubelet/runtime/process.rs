@@ -858,6 +858,12 @@ impl ContainerRuntime for ProcessRuntime {
             .map(|(id, r)| (r.state.seq, id.clone(), r.dir.clone()))
             .collect();
         runs.sort();
+        let pod = {
+            let g = lock(&self.inner);
+            g.sandboxes
+                .get(&pod_uid)
+                .map_or(pod_uid.clone(), |s| s.name.clone())
+        };
         let inner = self.inner.clone();
         async move {
             let pick = if options.previous {
@@ -868,9 +874,9 @@ impl ContainerRuntime for ProcessRuntime {
             let Some((_, id, dir)) = pick else {
                 // k8s: the kubelet's wording.
                 return Err(if options.previous {
-                    format!("previous terminated container {container:?} in pod not found")
+                    format!("previous terminated container {container:?} in pod {pod:?} not found")
                 } else {
-                    format!("container {container:?} in pod is waiting to start")
+                    format!("container {container:?} in pod {pod:?} is waiting to start")
                 });
             };
             let running = move || lock(&inner).containers.get(&id).is_some_and(|r| r.running);
