@@ -146,6 +146,31 @@ pub struct Step {
     pub network: Option<LinkChange>,
     /// The containers of some pods crash.
     pub crash: Option<Crash>,
+    /// A Deployment's container image changes (as `kubectl set image` does).
+    pub set_image: Option<SetImage>,
+    /// A Deployment goes back to an earlier revision's template (as `kubectl rollout undo`).
+    pub rollout_undo: Option<RolloutUndo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetImage {
+    pub deployment: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    /// The container to change; every container if absent.
+    pub container: Option<String>,
+    pub image: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RolloutUndo {
+    pub deployment: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    /// The revision to go back to; the previous one if absent.
+    pub to_revision: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,7 +251,8 @@ pub struct LinkChange {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scale {
-    pub replicaset: String,
+    pub replicaset: Option<String>,
+    pub deployment: Option<String>,
     #[serde(default = "default_ns")]
     pub namespace: String,
     pub replicas: i64,
@@ -253,9 +279,15 @@ pub struct Check {
     /// For `always`/`never`: the start of the window.
     pub after: Option<Dur>,
     pub replicaset: Option<String>,
+    /// A Deployment's status: replicas, updatedReplicas, readyReplicas, availableReplicas,
+    /// the reason of its Progressing condition and how many of its ReplicaSets have replicas.
+    pub deployment: Option<String>,
     #[serde(default = "default_ns")]
     pub namespace: String,
     pub replicas: Option<i64>,
+    pub updated_replicas: Option<i64>,
+    pub progressing: Option<String>,
+    pub active_replica_sets: Option<usize>,
     pub ready_replicas: Option<i64>,
     pub available_replicas: Option<i64>,
     pub node: Option<String>,
@@ -266,6 +298,8 @@ pub struct Check {
     pub count: Option<usize>,
     /// The most pods (not terminating) matching `runningPods`' selector at once.
     pub at_most: Option<usize>,
+    /// The fewest pods matching `runningPods`' selector that are Running and Ready.
+    pub at_least: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -411,13 +445,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             step.restart_apiserver.is_some(),
             step.network.is_some(),
             step.crash.is_some(),
+            step.set_image.is_some(),
+            step.rollout_undo.is_some(),
         ];
         let line = item_line(text, "timeline", i);
         if actions.iter().filter(|a| **a).count() != 1 {
             return Err(err(
                 line,
-                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash"),
+                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash, setImage, rolloutUndo"),
             ));
+        }
+        if let Some(sc) = &step.scale {
+            if sc.replicaset.is_some() == sc.deployment.is_some() {
+                return Err(err(
+                    line,
+                    format!("timeline[{i}].scale: give exactly one of replicaset, deployment"),
+                ));
+            }
         }
         if let Some(c) = &step.crash {
             if let Err(e) = gantry::api::selector::Selector::parse(&c.pods) {
@@ -489,6 +533,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             .expect("one");
         let subjects = [
             check.replicaset.is_some(),
+            check.deployment.is_some(),
             check.node.is_some(),
             check.running_pods.is_some(),
         ]
@@ -498,7 +543,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         if subjects != 1 {
             return Err(err(
                 line,
-                format!("expectations[{i}]: check exactly one of replicaset, node, runningPods"),
+                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods"),
             ));
         }
         if e.eventually.is_some() && check.by.is_none() {

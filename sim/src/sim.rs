@@ -893,9 +893,13 @@ impl Sim {
             step.restart.clone(),
             step.partition.clone(),
             step.heal,
-            step.scale
-                .as_ref()
-                .map(|s| (s.replicaset.clone(), s.namespace.clone(), s.replicas)),
+            step.scale.as_ref().map(|s| {
+                let (plural, name) = match (&s.replicaset, &s.deployment) {
+                    (Some(rs), _) => ("replicasets", rs.clone()),
+                    (None, d) => ("deployments", d.clone().expect("validated")),
+                };
+                (plural, name, s.namespace.clone(), s.replicas)
+            }),
             step.apply.clone(),
             step.store_outage,
         );
@@ -947,26 +951,56 @@ impl Sim {
             }
             self.note("heal partitions".into());
         }
-        if let Some((rs, ns, replicas)) = scale {
-            let res = resource("apps", "replicasets");
-            let r = match self.cached(res, Some(&ns), &rs).cloned() {
-                _ if self.apiserver_down.is_some() => "the apiserver is down".to_string(),
-                Some(mut obj) => {
-                    obj["spec"]["replicas"] = json!(replicas);
-                    let op = ApiOp::Update {
-                        resource: res,
-                        namespace: Some(ns.clone()),
-                        name: rs.clone(),
-                        body: obj,
-                        part: gantry::apiserver::Part::Main,
-                    };
-                    self.execute(op)
-                        .map(|_| "ok".to_string())
-                        .unwrap_or_else(|e| e.message)
+        if let Some((plural, name, ns, replicas)) = scale {
+            let r = self.edit(plural, &ns, &name, |obj| {
+                obj["spec"]["replicas"] = json!(replicas);
+                Ok(())
+            });
+            let kind = plural.trim_end_matches('s');
+            self.note(format!("scale {kind} {ns}/{name} to {replicas}: {r}"));
+        }
+        let set_image = self.loaded.scenario.timeline[i]
+            .set_image
+            .as_ref()
+            .map(|s| {
+                (
+                    s.deployment.clone(),
+                    s.namespace.clone(),
+                    s.container.clone(),
+                    s.image.clone(),
+                )
+            });
+        if let Some((name, ns, container, image)) = set_image {
+            let r = self.edit("deployments", &ns, &name, |obj| {
+                let containers = obj["spec"]["template"]["spec"]["containers"]
+                    .as_array_mut()
+                    .ok_or("the deployment has no containers")?;
+                let mut found = false;
+                for c in containers {
+                    if container.as_deref().is_none_or(|n| c["name"] == n) {
+                        c["image"] = json!(image);
+                        found = true;
+                    }
                 }
-                None => format!("replicasets.apps {rs:?} not found"),
-            };
-            self.note(format!("scale replicaset {ns}/{rs} to {replicas}: {r}"));
+                if !found {
+                    return Err(format!("no container {container:?}"));
+                }
+                Ok(())
+            });
+            self.note(format!("set image deployment {ns}/{name} {image}: {r}"));
+        }
+        let undo = self.loaded.scenario.timeline[i]
+            .rollout_undo
+            .as_ref()
+            .map(|u| (u.deployment.clone(), u.namespace.clone(), u.to_revision));
+        if let Some((name, ns, to)) = undo {
+            let rss: Vec<Value> = self
+                .feeds
+                .get(resource("apps", "replicasets"))
+                .map(|f| f.cacher.objects().cloned().collect())
+                .unwrap_or_default();
+            let r = self.edit("deployments", &ns, &name, |obj| rollback(obj, &rss, to));
+            self.note(format!("rollout undo deployment {ns}/{name}: {r}"));
         }
         if let Some(manifest) = apply {
             let r = if self.apiserver_down.is_some() {
@@ -1016,6 +1050,36 @@ impl Sim {
             let r = self.crash_pods(&pods, count, code);
             self.note(r);
         }
+    }
+
+    /// Changes an object in the apps group as a user would (an update from the cache's copy).
+    fn edit(
+        &mut self,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value) -> Result<(), String>,
+    ) -> String {
+        let res = resource("apps", plural);
+        if self.apiserver_down.is_some() {
+            return "the apiserver is down".into();
+        }
+        let Some(mut obj) = self.cached(res, Some(ns), name).cloned() else {
+            return format!("{plural}.apps {name:?} not found");
+        };
+        if let Err(e) = f(&mut obj) {
+            return e;
+        }
+        let op = ApiOp::Update {
+            resource: res,
+            namespace: Some(ns.to_string()),
+            name: name.to_string(),
+            body: obj,
+            part: gantry::apiserver::Part::Main,
+        };
+        self.execute(op)
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(|e| e.message)
     }
 
     fn create_manifest(&mut self, m: Value) -> String {
@@ -1069,6 +1133,66 @@ impl Sim {
                 ),
             );
         }
+        if let Some(name) = &c.deployment {
+            let Some(obj) = self.cached(resource("apps", "deployments"), Some(&c.namespace), name)
+            else {
+                return (false, format!("deployment {name} does not exist"));
+            };
+            let st = &obj["status"];
+            let get = |f: &str| st[f].as_i64().unwrap_or(0);
+            let mut ok = true;
+            for (field, want) in [
+                ("replicas", c.replicas),
+                ("updatedReplicas", c.updated_replicas),
+                ("readyReplicas", c.ready_replicas),
+                ("availableReplicas", c.available_replicas),
+            ] {
+                if let Some(w) = want {
+                    ok &= get(field) == w;
+                }
+            }
+            let progressing = st["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Progressing")
+                .and_then(|c| c["reason"].as_str())
+                .unwrap_or("none");
+            if let Some(want) = &c.progressing {
+                ok &= progressing == want;
+            }
+            let uid = obj["metadata"]["uid"].clone();
+            let active = self
+                .feeds
+                .get(resource("apps", "replicasets"))
+                .map(|f| {
+                    f.cacher
+                        .objects()
+                        .filter(|rs| {
+                            rs["metadata"]["ownerReferences"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|r| r["uid"] == uid && r["controller"] == true)
+                                && rs["spec"]["replicas"].as_i64().unwrap_or(0) > 0
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            if let Some(want) = c.active_replica_sets {
+                ok &= active == want;
+            }
+            return (
+                ok,
+                format!(
+                    "replicas={} updated={} ready={} available={} progressing={progressing} activeReplicaSets={active}",
+                    get("replicas"),
+                    get("updatedReplicas"),
+                    get("readyReplicas"),
+                    get("availableReplicas")
+                ),
+            );
+        }
         if let Some(node) = &c.node {
             let status = self
                 .cached(resource("", "nodes"), None, node)
@@ -1090,6 +1214,9 @@ impl Sim {
             let mut ok = c.count.is_none_or(|n| t.running == n);
             if let Some(max) = c.at_most {
                 ok &= t.live <= max;
+            }
+            if let Some(min) = c.at_least {
+                ok &= t.running >= min;
             }
             return (
                 ok,
@@ -1166,6 +1293,10 @@ impl Sim {
         }
         self.add(Box::new(Scheduler::new()), None);
         self.add(Box::new(ReplicaSetController::new()), None);
+        self.add(
+            Box::new(gantry::controllers::deployment::DeploymentController::new()),
+            None,
+        );
         self.add(
             Box::new(ReplicaSetController::for_replication_controllers()),
             None,
@@ -1288,8 +1419,12 @@ fn describe(c: &Check) -> String {
     if let Some(rs) = &c.replicaset {
         parts.push(format!("replicaset {}/{rs}", c.namespace));
     }
+    if let Some(d) = &c.deployment {
+        parts.push(format!("deployment {}/{d}", c.namespace));
+    }
     for (k, v) in [
         ("replicas", c.replicas),
+        ("updatedReplicas", c.updated_replicas),
         ("readyReplicas", c.ready_replicas),
         ("availableReplicas", c.available_replicas),
     ] {
@@ -1312,6 +1447,15 @@ fn describe(c: &Check) -> String {
     if let Some(n) = c.at_most {
         parts.push(format!("atMost={n}"));
     }
+    if let Some(n) = c.at_least {
+        parts.push(format!("atLeast={n}"));
+    }
+    if let Some(r) = &c.progressing {
+        parts.push(format!("progressing={r}"));
+    }
+    if let Some(n) = c.active_replica_sets {
+        parts.push(format!("activeReplicaSets={n}"));
+    }
     if let Some(a) = c.after {
         parts.push(format!("after {:?}", a.0));
     }
@@ -1319,4 +1463,87 @@ fn describe(c: &Check) -> String {
         parts.push(format!("by {:?}", b.0));
     }
     parts.join(" ")
+}
+
+/// `kubectl rollout undo` on a Deployment (its client-side rollback): the template of the
+/// ReplicaSet at `to` (the previous revision if `None`), without its pod-template-hash, and
+/// that ReplicaSet's annotations but for the deployment's own.
+/// k8s: kubectl polymorphichelpers/rollback.go DeploymentRollbacker
+fn rollback(d: &mut Value, rss: &[Value], to: Option<i64>) -> Result<(), String> {
+    use gantry::controllers::deployment::util::{self, HASH_LABEL, REVISION};
+    const SKIP: &[&str] = &[
+        "kubectl.kubernetes.io/last-applied-configuration",
+        util::REVISION,
+        util::REVISION_HISTORY,
+        util::DESIRED_REPLICAS,
+        util::MAX_REPLICAS,
+        "deprecated.deployment.rollback.to",
+    ];
+    if d["spec"]["paused"] == true {
+        return Err("you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again".into());
+    }
+    let uid = d["metadata"]["uid"].clone();
+    let name = d["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let revision = |rs: &Value| {
+        rs["metadata"]["annotations"][REVISION]
+            .as_str()
+            .and_then(|r| r.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let owned: Vec<&Value> = rss
+        .iter()
+        .filter(|rs| {
+            rs["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["uid"] == uid && r["controller"] == true)
+        })
+        .collect();
+    let to = match to {
+        Some(t) => t,
+        None => {
+            let mut revs: Vec<i64> = owned.iter().map(|rs| revision(rs)).collect();
+            revs.sort_unstable();
+            revs.dedup();
+            match revs.len() {
+                n if n >= 2 => revs[n - 2],
+                _ => return Err(format!("no rollout history found for deployment {name:?}")),
+            }
+        }
+    };
+    let Some(rs) = owned.iter().find(|rs| revision(rs) == to) else {
+        return Err(format!("unable to find specified revision {to} in history"));
+    };
+    let mut template = rs["spec"]["template"].clone();
+    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+        labels.remove(HASH_LABEL);
+    }
+    if template == d["spec"]["template"] {
+        return Err(format!(
+            "skipped rollback (current template already matches revision {to})"
+        ));
+    }
+    let mut annotations = serde_json::Map::new();
+    for (k, v) in d["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if SKIP.contains(&k.as_str()) {
+            annotations.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in rs["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if !SKIP.contains(&k.as_str()) {
+            annotations.insert(k.clone(), v.clone());
+        }
+    }
+    d["spec"]["template"] = template;
+    d["metadata"]["annotations"] = Value::Object(annotations);
+    Ok(())
 }

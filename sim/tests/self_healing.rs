@@ -1,7 +1,9 @@
 //! Property tests of self-healing: random small clusters, random fault schedules (node crashes
 //! and restarts, partitions, store outages and slowdowns, apiserver restarts, lossy links,
-//! container crashes), then a quiet period. After it, every ReplicaSet has exactly
-//! spec.replicas pods Running and Ready on Ready nodes. Throughout, the simulator's invariants
+//! container crashes) and perhaps a Deployment rollout among them, then a quiet period. After
+//! it, every ReplicaSet has exactly spec.replicas pods Running and Ready on Ready nodes, and
+//! the Deployment has exactly one ReplicaSet with replicas, all its pods on the current
+//! template (k8s-semantics.md §9). Throughout, the simulator's invariants
 //! hold (no pod bound beyond a node's allocatable, no pod bound to two nodes, no stale write
 //! wins), and unless messages were lost no ReplicaSet ever has more than spec.replicas pods that
 //! are not terminating (a lost create answer makes Kubernetes over-create too, briefly). A
@@ -66,6 +68,8 @@ struct Case {
     seed: u64,
     nodes: usize,
     replicasets: Vec<u32>,
+    /// A Deployment's replicas, and when (if ever) its image changes.
+    deployment: Option<(u32, Option<u64>)>,
     faults: Vec<Fault>,
 }
 
@@ -108,12 +112,14 @@ fn case() -> impl Strategy<Value = Case> {
             any::<u64>(),
             Just(nodes),
             prop::collection::vec(1..=4u32, 1..=2),
+            prop::option::of((1..=4u32, prop::option::of(20..200u64))),
             prop::collection::vec(fault(nodes), 0..=3),
         )
-            .prop_map(|(seed, nodes, replicasets, faults)| Case {
+            .prop_map(|(seed, nodes, replicasets, deployment, faults)| Case {
                 seed,
                 nodes,
                 replicasets,
+                deployment,
                 faults,
             })
     })
@@ -182,6 +188,10 @@ fn scenario_yaml(c: &Case) -> String {
             }
         }
     }
+    if let Some((_, Some(at))) = c.deployment {
+        steps.push((at, "setImage: {deployment: dep, image: server:2}".into()));
+        last = last.max(at);
+    }
     steps.sort_by_key(|(t, _)| *t);
     // A restart only brings back a node that is down; a kill of a node already down is a no-op.
     let end = last + QUIET;
@@ -198,6 +208,13 @@ fn scenario_yaml(c: &Case) -> String {
         writeln!(
             y,
             "  - manifest:\n      apiVersion: apps/v1\n      kind: ReplicaSet\n      metadata: {{name: rs{i}}}\n      spec:\n        replicas: {r}\n        selector: {{matchLabels: {{app: rs{i}}}}}\n        template:\n          metadata: {{labels: {{app: rs{i}}}}}\n          spec: {{containers: [{{name: c, image: server, resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}}}]}}"
+        )
+        .unwrap();
+    }
+    if let Some((r, _)) = c.deployment {
+        writeln!(
+            y,
+            "  - manifest:\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata: {{name: dep}}\n      spec:\n        replicas: {r}\n        selector: {{matchLabels: {{app: dep}}}}\n        template:\n          metadata: {{labels: {{app: dep}}}}\n          spec: {{containers: [{{name: c, image: server, resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}}}]}}"
         )
         .unwrap();
     }
@@ -218,6 +235,20 @@ fn scenario_yaml(c: &Case) -> String {
         }
         writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      runningPods: app=rs{i}\n      count: {r}", end - 5).unwrap();
         writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      replicaset: rs{i}\n      readyReplicas: {r}", end - 5).unwrap();
+    }
+    if let Some((r, _)) = c.deployment {
+        // k8s §2.2: the ReplicaSets' sizes never exceed replicas + maxSurge (25 %, rounded up).
+        if !lossy {
+            let surge = r.div_ceil(4);
+            writeln!(
+                y,
+                "  - always:\n      runningPods: app=dep\n      atMost: {}",
+                r + surge
+            )
+            .unwrap();
+        }
+        writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      runningPods: app=dep\n      count: {r}", end - 5).unwrap();
+        writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      deployment: dep\n      replicas: {r}\n      updatedReplicas: {r}\n      availableReplicas: {r}\n      activeReplicaSets: 1", end - 5).unwrap();
     }
     for (n, dead) in dead_at_end.iter().enumerate() {
         if !dead {

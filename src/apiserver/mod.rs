@@ -905,7 +905,18 @@ impl<S: Store> ApiServer<S> {
                 if let Some(s) = new.as_object_mut().and_then(|o| o.remove("status")) {
                     m.insert("status".into(), s);
                 }
-                Value::Object(m)
+                let mut m = Value::Object(m);
+                if strategy::status_keeps_annotations(res) {
+                    match new.pointer("/metadata/annotations") {
+                        Some(a) => m["metadata"]["annotations"] = a.clone(),
+                        None => {
+                            if let Some(meta) = m["metadata"].as_object_mut() {
+                                meta.remove("annotations");
+                            }
+                        }
+                    }
+                }
+                m
             }
         };
         let no_meta = serde_json::Map::new();

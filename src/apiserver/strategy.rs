@@ -253,6 +253,13 @@ fn missing_from(path: &str, input: &Value, typed: &Value, out: &mut Vec<String>)
     }
 }
 
+/// Whether a status update also writes the object's annotations. k8s: the Deployment's status
+/// strategy resets only spec and labels, so the controller records the revision annotation
+/// with its status (deploymentStatusStrategy.PrepareForUpdate).
+pub fn status_keeps_annotations(res: &ResourceInfo) -> bool {
+    (res.group, res.plural) == ("apps", "deployments")
+}
+
 #[cfg(test)]
 mod unknown_field_tests {
     use super::*;

@@ -189,7 +189,7 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
     }
 }
 
-/// Starts the control plane's cores inside the server: the scheduler and the ReplicaSet,
+/// Starts the control plane's cores inside the server: the scheduler and the Deployment, ReplicaSet,
 /// replication (ReplicationControllers), node lifecycle, taint eviction, namespace and pod
 /// garbage collection controllers, each driven against this
 /// server's API as the simulator drives them.
@@ -207,6 +207,10 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
     arbiter.spawn_fn(move || {
         inprocess::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
         inprocess::spawn(state.clone(), Box::new(ReplicaSetController::new()));
+        inprocess::spawn(
+            state.clone(),
+            Box::new(crate::controllers::deployment::DeploymentController::new()),
+        );
         inprocess::spawn(
             state.clone(),
             Box::new(ReplicaSetController::for_replication_controllers()),
