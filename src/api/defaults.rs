@@ -46,13 +46,14 @@ pub fn container(c: &mut Container) {
     for p in c.ports.iter_mut().flatten() {
         set(&mut p.protocol, "TCP".into());
     }
+    // k8s: resources is a struct, not a pointer, in the Go types: it is always there (`{}`),
+    // so a template sent with and without it is the same template.
+    let res = c.resources.get_or_insert_with(Default::default);
     // k8s: requests default to limits where only limits are given.
-    if let Some(res) = &mut c.resources {
-        if let Some(limits) = res.limits.clone() {
-            let requests = res.requests.get_or_insert_with(Default::default);
-            for (k, v) in limits {
-                requests.entry(k).or_insert(v);
-            }
+    if let Some(limits) = res.limits.clone() {
+        let requests = res.requests.get_or_insert_with(Default::default);
+        for (k, v) in limits {
+            requests.entry(k).or_insert(v);
         }
     }
     for p in [
