@@ -243,6 +243,15 @@ pub enum Effect {
         id: u64,
         at: Time,
     },
+    /// A Kubernetes Event about `involved` (k8s: recorder.Eventf). The host's
+    /// `event_recorder::Recording` writes it as an Event object; a host without one logs it.
+    Event {
+        involved: Box<k8s_openapi::api::core::v1::ObjectReference>,
+        /// `Normal` or `Warning`.
+        type_: &'static str,
+        reason: &'static str,
+        message: String,
+    },
     /// A line for the log (production) or the trace (simulation), at a glog-style verbosity.
     Log {
         v: u8,

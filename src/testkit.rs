@@ -46,6 +46,19 @@ pub struct Driver {
     /// Every runtime operation and container exit, with its time: "start default/web-x/c".
     pub runtime_log: Vec<(Time, String)>,
     stopped: std::collections::BTreeSet<usize>,
+    /// Every `Effect::Event` of a component not wrapped in `event_recorder::Recording`.
+    pub events: Vec<RecordedEvent>,
+}
+
+/// An event a component emitted (the testkit keeps them instead of writing Event objects).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub component: String,
+    /// `Kind/name`
+    pub object: String,
+    pub type_: &'static str,
+    pub reason: &'static str,
+    pub message: String,
 }
 
 impl Driver {
@@ -65,6 +78,7 @@ impl Driver {
             seq: 0,
             runtime_log: Vec::new(),
             stopped: Default::default(),
+            events: Vec::new(),
         };
         let mut ctxs = Vec::new();
         for _ in 0..crate::apiserver::BOOT_NAMESPACES.len() {
@@ -191,6 +205,22 @@ impl Driver {
                             },
                         ));
                     }
+                    Effect::Event {
+                        involved,
+                        type_,
+                        reason,
+                        message,
+                    } => self.events.push(RecordedEvent {
+                        component: self.components[idx].name().to_string(),
+                        object: format!(
+                            "{}/{}",
+                            involved.kind.as_deref().unwrap_or(""),
+                            involved.name.as_deref().unwrap_or("")
+                        ),
+                        type_,
+                        reason,
+                        message,
+                    }),
                     Effect::Log { .. } => {}
                 }
             }

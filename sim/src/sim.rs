@@ -389,6 +389,8 @@ impl Sim {
     }
 
     fn add(&mut self, component: Box<dyn Component>, node: Option<String>) {
+        // Every component's events are written as Event objects, as in production.
+        let component = gantry::event_recorder::recording(component);
         let slot = self.slots.len();
         self.slots.push(Slot {
             component,
@@ -697,6 +699,11 @@ impl Sim {
                     self.timers.insert((idx, id), token);
                     self.events
                         .insert((at.max(self.now), token), Event::Timer(idx, id, token));
+                }
+                // Recording wrapped the component: no event reaches here.
+                Effect::Event { reason, .. } => {
+                    self.trace
+                        .line(self.now, &name, "log", json!(format!("event {reason}")));
                 }
                 Effect::Log { v, message } => {
                     if v <= 2 {
@@ -1304,6 +1311,10 @@ impl Sim {
         self.add(Box::new(NodeLifecycleController::new()), None);
         self.add(Box::new(TaintEvictionController::new()), None);
         self.add(Box::new(PodGc::default()), None);
+        self.add(
+            Box::new(gantry::controllers::eventttl::EventTtl::new()),
+            None,
+        );
         self.add(
             Box::new(gantry::controllers::namespace::NamespaceController::new()),
             None,

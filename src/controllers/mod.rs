@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod deployment;
+pub mod eventttl;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;

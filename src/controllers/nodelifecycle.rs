@@ -4,6 +4,7 @@
 //! zone with the full-disruption safeguard.
 //! k8s: pkg/controller/nodelifecycle/node_lifecycle_controller.go (reference §3.2)
 
+use crate::event_recorder::{event, reference, NORMAL, WARNING};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,8 @@ pub struct NodeLifecycleController {
     next_taint: BTreeMap<String, Time>,
     /// Nodes this pass just marked Unknown (the cache shows it only when the write comes back).
     marked_unknown: BTreeSet<String>,
+    /// Nodes seen so far (each gets its RegisteredNode event once).
+    registered: BTreeSet<String>,
     next_id: u64,
     armed: bool,
 }
@@ -126,6 +129,7 @@ impl NodeLifecycleController {
             taint_queue: BTreeMap::new(),
             next_taint: BTreeMap::new(),
             marked_unknown: BTreeSet::new(),
+            registered: BTreeSet::new(),
             next_id: 1,
             armed: false,
         }
@@ -223,6 +227,15 @@ impl NodeLifecycleController {
             if !self.health.contains_key(name) {
                 self.observe_node(name, now);
             }
+            if self.registered.insert(name.clone()) {
+                // k8s: RecordNodeEvent on a node the controller sees for the first time.
+                out.push(event(
+                    reference("v1", "Node", &node.metadata),
+                    NORMAL,
+                    "RegisteredNode",
+                    format!("Node {name} event: Registered Node {name} in Controller"),
+                ));
+            }
             let h = &self.health[name];
             let grace = if condition(node, "Ready").is_none() {
                 STARTUP_GRACE.max(self.monitor_grace)
@@ -250,6 +263,13 @@ impl NodeLifecycleController {
                     v: 0,
                     message: format!("NodeNotReady: node {name} status is now {ready}"),
                 });
+                // k8s: RecordNodeStatusChange
+                out.push(event(
+                    reference("v1", "Node", &node.metadata),
+                    NORMAL,
+                    "NodeNotReady",
+                    format!("Node {name} status is now: NodeNotReady"),
+                ));
                 self.mark_pods_not_ready(name, now, out);
             }
             self.no_schedule_taints(node, out);
@@ -307,6 +327,13 @@ impl NodeLifecycleController {
                 changed = true;
             }
             if changed {
+                // k8s: MarkPodsNotReady records this on each pod.
+                out.push(event(
+                    reference("v1", "Pod", &pod.metadata),
+                    WARNING,
+                    "NodeNotReady",
+                    "Node is not ready".into(),
+                ));
                 body = crate::apiserver::unconditional(body);
                 let op = ApiOp::Update {
                     resource: res("", "pods"),

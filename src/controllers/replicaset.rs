@@ -23,6 +23,7 @@ use crate::api::registry::{self, ResourceInfo};
 use crate::api::selector::from_label_selector;
 use crate::apiserver::Part;
 use crate::component::{ApiOp, Component, Effect, Input, WatchSpec};
+use crate::event_recorder::{event, reference, NORMAL, WARNING};
 use crate::time::Time;
 
 /// k8s: BurstReplicas — the most creates or deletes one sync issues.
@@ -816,6 +817,22 @@ impl ReplicaSetController {
                 }
             }
             Purpose::Create => {
+                let (type_, reason, message) = match &result {
+                    Ok(pod) => (
+                        NORMAL,
+                        "SuccessfulCreate",
+                        format!(
+                            "Created pod: {}",
+                            pod["metadata"]["name"].as_str().unwrap_or("")
+                        ),
+                    ),
+                    Err(e) => (
+                        WARNING,
+                        "FailedCreate",
+                        format!("Error creating: {}", e.message),
+                    ),
+                };
+                self.emit(&key, type_, reason, message, out);
                 let sync = self.syncs.get_mut(&key).expect("checked");
                 if let Err(e) = &result {
                     // k8s: creates refused because the namespace is terminating are not errors.
@@ -834,6 +851,24 @@ impl ReplicaSetController {
                 }
             }
             Purpose::Delete { pod } => {
+                let name = pod.rsplit('/').next().unwrap_or("").to_string();
+                match &result {
+                    Ok(_) => self.emit(
+                        &key,
+                        NORMAL,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {name}"),
+                        out,
+                    ),
+                    Err(e) if e.code != 404 => self.emit(
+                        &key,
+                        WARNING,
+                        "FailedDelete",
+                        format!("Error deleting: {}", e.message),
+                        out,
+                    ),
+                    Err(_) => {}
+                }
                 let sync = self.syncs.get_mut(&key).expect("checked");
                 match &result {
                     Ok(_) => {}
@@ -855,6 +890,21 @@ impl ReplicaSetController {
                 let failed = result.is_err() || self.syncs[&key].failure.is_some();
                 self.finish(&key, failed, now, out);
             }
+        }
+    }
+
+    /// An event about the ReplicaSet (k8s: RealPodControl records one per pod create/delete).
+    fn emit(
+        &self,
+        key: &str,
+        type_: &'static str,
+        reason: &'static str,
+        message: String,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(rs) = self.rs.get(key) {
+            let involved = reference(self.flavor.api_version, self.flavor.kind, &rs.metadata);
+            out.push(event(involved, type_, reason, message));
         }
     }
 

@@ -2,6 +2,7 @@
 //! deleted at once; pods that tolerate them for a while are deleted when that time is up.
 //! k8s: pkg/controller/tainteviction/taint_eviction.go (reference §3.4)
 
+use crate::event_recorder::{event, reference, NORMAL};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -149,6 +150,12 @@ impl TaintEvictionController {
                 v: 0,
                 message: format!("TaintManagerEviction: marking {key} for deletion"),
             });
+            out.push(event(
+                reference("v1", "Pod", &pod.metadata),
+                NORMAL,
+                "TaintManagerEviction",
+                format!("Marking for deletion Pod {key}"),
+            ));
             // k8s: DisruptionTarget=True (DeletionByTaintManager), then a normal graceful delete.
             let mut body = serde_json::to_value(&*pod).expect("pods serialize");
             let mut conditions = body["status"]["conditions"]

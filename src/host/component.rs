@@ -67,6 +67,8 @@ impl ComponentActor {
         runtime: Rc<dyn RuntimeHost>,
         seed: u64,
     ) -> Self {
+        // Every component's events are written as Event objects.
+        let component = crate::event_recorder::recording(component);
         ComponentActor {
             name: component.name().to_string(),
             specs: component.watches(),
@@ -185,6 +187,16 @@ impl ComponentActor {
                         act.feed(Input::RuntimeResult { id, result }, ctx)
                     }));
                 }
+                Effect::Event {
+                    involved,
+                    reason,
+                    message,
+                    ..
+                } => tracing::info!(
+                    "{}: event {reason} on {}: {message}",
+                    self.name,
+                    involved.name.as_deref().unwrap_or("")
+                ),
                 Effect::Log { v, message } => match v {
                     0..=2 => tracing::info!("{}: {message}", self.name),
                     3..=4 => tracing::debug!("{}: {message}", self.name),

@@ -10,6 +10,7 @@ pub mod runtime;
 pub mod scripted;
 pub mod status;
 
+use crate::event_recorder::{event, reference, NORMAL, WARNING};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -517,6 +518,8 @@ impl Kubelet {
         };
 
         let mut ops: Vec<(Purpose, RuntimeOp)> = Vec::new();
+        // (container, type, reason, message) of the events this sync records.
+        let mut events: Vec<(Option<String>, &'static str, &'static str, String)> = Vec::new();
         if deleting {
             // k8s: SIGTERM every container, SIGKILL when the grace period runs out.
             let grace = pod
@@ -532,6 +535,12 @@ impl Kubelet {
                             id: id.clone(),
                             started_at: *started_at,
                         };
+                        events.push((
+                            Some(c.spec.name.clone()),
+                            NORMAL,
+                            "Killing",
+                            format!("Stopping container {}", c.spec.name),
+                        ));
                         ops.push((
                             Purpose::Stop {
                                 pod: key.into(),
@@ -560,6 +569,15 @@ impl Kubelet {
                         let backoff_key = format!("{pod_uid}/{}", c.spec.name);
                         if self.backoff.in_backoff(&backoff_key, failed, now) {
                             // k8s: ErrImagePull turns into ImagePullBackOff while it waits.
+                            if reason == "ErrImagePull" || reason == "ImagePullBackOff" {
+                                let image = c.spec.image.as_deref().unwrap_or("");
+                                events.push((
+                                    Some(c.spec.name.clone()),
+                                    NORMAL,
+                                    "BackOff",
+                                    format!("Back-off pulling image \"{image}\""),
+                                ));
+                            }
                             if reason == "ErrImagePull" {
                                 c.run = Run::Waiting {
                                     reason: "ImagePullBackOff".into(),
@@ -597,6 +615,15 @@ impl Kubelet {
                                 .map(|u| u.since(t.finished_at))
                                 .unwrap_or_default();
                             c.last = Some(t);
+                            events.push((
+                                Some(c.spec.name.clone()),
+                                WARNING,
+                                "BackOff",
+                                format!(
+                                    "Back-off restarting failed container {} in pod {name}_{ns}({pod_uid})",
+                                    c.spec.name
+                                ),
+                            ));
                             c.run = Run::Waiting {
                                 reason: "CrashLoopBackOff".into(),
                                 message: Some(format!(
@@ -664,6 +691,15 @@ impl Kubelet {
             }
         }
         let _ = rng.gen::<u8>(); // keep one draw per sync so probe offsets stay seed-determined
+        for (container, type_, reason, message) in events {
+            out.push(pod_event(
+                &pod,
+                container.as_deref(),
+                type_,
+                reason,
+                message,
+            ));
+        }
         for (purpose, op) in ops {
             self.runtime_op(out, purpose, op);
         }
@@ -891,6 +927,20 @@ impl Kubelet {
                     state.pod_ip = pod_ip;
                 }
                 let cs = &mut state.containers[c];
+                if let Some(pod) = self.pods.get(&key) {
+                    let name = cs.spec.name.as_str();
+                    let image = cs.spec.image.as_deref().unwrap_or("");
+                    for (reason, message) in [
+                        (
+                            "Pulled",
+                            format!("Container image \"{image}\" already present on machine"),
+                        ),
+                        ("Created", format!("Created container: {name}")),
+                        ("Started", format!("Started container {name}")),
+                    ] {
+                        out.push(pod_event(pod, Some(name), NORMAL, reason, message));
+                    }
+                }
                 cs.failed_start = None;
                 cs.run = Run::Running {
                     id: container_id,
@@ -919,6 +969,10 @@ impl Kubelet {
             }
             (Purpose::Start { c, .. }, RuntimeResult::StartFailed { reason, message }) => {
                 let cs = &mut state.containers[c];
+                if let Some(pod) = self.pods.get(&key) {
+                    let m = format!("Error: {message}");
+                    out.push(pod_event(pod, Some(&cs.spec.name), WARNING, "Failed", m));
+                }
                 if reason == "RunContainerError" {
                     // k8s (containerd): the container was made but its process could not
                     // run: it exited with 128, reason StartError, and restarts under the
@@ -951,12 +1005,34 @@ impl Kubelet {
                 };
                 let changed = w.record(matches!(r, RuntimeResult::ProbeSucceeded), now);
                 let (kind, result) = (w.kind, w.result);
+                if let (RuntimeResult::ProbeFailed { message }, Some(pod)) =
+                    (&r, self.pods.get(&key))
+                {
+                    // k8s: every failed probe is an Unhealthy event (prober.go).
+                    let mut title = kind.to_string();
+                    title[..1].make_ascii_uppercase();
+                    let m = format!("{title} probe failed: {message}");
+                    out.push(pod_event(pod, Some(&cs.spec.name), WARNING, "Unhealthy", m));
+                }
                 if changed || kind == "startup" {
                     match (kind, result) {
                         ("startup", Outcome::Success) => cs.started = true,
                         ("liveness", Outcome::Failure) | ("startup", Outcome::Failure) => {
                             // k8s: a failed liveness/startup probe kills the container.
                             if let Run::Running { id, started_at } = cs.run.clone() {
+                                if let Some(pod) = self.pods.get(&key) {
+                                    let m = format!(
+                                        "Container {} failed {kind} probe, will be restarted",
+                                        cs.spec.name
+                                    );
+                                    out.push(pod_event(
+                                        pod,
+                                        Some(&cs.spec.name),
+                                        NORMAL,
+                                        "Killing",
+                                        m,
+                                    ));
+                                }
                                 cs.killed = true;
                                 cs.run = Run::Stopping {
                                     id: id.clone(),
@@ -1281,6 +1357,19 @@ fn only_status_changed(c: &Change<Pod>) -> bool {
 }
 
 /// k8s: restartPolicy defaults to Always.
+/// An event about a pod, or one of its containers (k8s: the fieldPath `spec.containers{c}`).
+fn pod_event(
+    pod: &Pod,
+    container: Option<&str>,
+    type_: &'static str,
+    reason: &'static str,
+    message: String,
+) -> Effect {
+    let mut involved = reference("v1", "Pod", &pod.metadata);
+    involved.field_path = container.map(|c| format!("spec.containers{{{c}}}"));
+    event(involved, type_, reason, message)
+}
+
 fn restart_policy(pod: &Pod) -> &str {
     pod.spec
         .as_ref()

@@ -191,7 +191,7 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
 
 /// Starts the control plane's cores inside the server: the scheduler and the Deployment, ReplicaSet,
 /// replication (ReplicationControllers), node lifecycle, taint eviction, namespace and pod
-/// garbage collection controllers, each driven against this
+/// garbage collection controllers and the Event expiry, each driven against this
 /// server's API as the simulator drives them.
 /// They run on a thread of their own (an actix arbiter), so that a busy controller never
 /// holds up the watch caches' delivery to HTTP clients. Returns the arbiter (stopping it stops
@@ -226,7 +226,11 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
             state.clone(),
             Box::new(crate::controllers::namespace::NamespaceController::new()),
         );
-        inprocess::spawn(state, Box::new(PodGc::default()));
+        inprocess::spawn(state.clone(), Box::new(PodGc::default()));
+        inprocess::spawn(
+            state,
+            Box::new(crate::controllers::eventttl::EventTtl::new()),
+        );
     });
     arbiter
 }

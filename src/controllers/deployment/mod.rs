@@ -27,6 +27,7 @@ use crate::api::registry::{self, ResourceInfo};
 use crate::api::selector::from_label_selector;
 use crate::apiserver::Part;
 use crate::component::{ApiOp, Component, Effect, Input, WatchSpec};
+use crate::event_recorder::{event, reference};
 use crate::time::Time;
 use rollout::{Plan, Write};
 
@@ -337,13 +338,9 @@ impl DeploymentController {
             pods.insert(uid, of_rs);
         }
         let plan = Plan::sync(&d, owned, &pods, now);
-        let name = d.metadata.name.as_deref().unwrap_or("");
+        let involved = reference("apps/v1", "Deployment", &d.metadata);
         for (type_, reason, message) in &plan.events {
-            // TODO(events): recorded as Events once components emit them.
-            out.push(Effect::Log {
-                v: 2,
-                message: format!("Event(Deployment {ns}/{name}): {type_} {reason}: {message}"),
-            });
+            out.push(event(involved.clone(), type_, reason, message.clone()));
         }
         let mut ops = Vec::new();
         for e in &plan.entries {
