@@ -271,6 +271,8 @@ fn deleted_pods_stop_then_leave_the_api() {
         name: "p".into(),
         grace_period_seconds: None,
         precondition_uid: None,
+        precondition_resource_version: None,
+        propagation_policy: None,
     })
     .unwrap();
     assert_eq!(times(&d, "stop").len(), 1, "SIGTERM sent");

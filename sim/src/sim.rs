@@ -1177,6 +1177,10 @@ impl Sim {
             Box::new(gantry::controllers::namespace::NamespaceController::new()),
             None,
         );
+        self.add(
+            Box::new(gantry::controllers::garbagecollector::GarbageCollector::new()),
+            None,
+        );
         for m in self.loaded.manifests.clone() {
             let r = self.create_manifest(m);
             self.note(r);

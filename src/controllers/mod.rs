@@ -3,6 +3,7 @@
 //! `reconcile(key)` against a cache fed by watch events).
 
 pub mod cache;
+pub mod garbagecollector;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;

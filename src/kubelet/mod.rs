@@ -854,6 +854,8 @@ impl Kubelet {
                 name: pod.metadata.name.clone().unwrap_or_default(),
                 grace_period_seconds: Some(0),
                 precondition_uid: pod.metadata.uid.clone(),
+                precondition_resource_version: None,
+                propagation_policy: None,
             };
             self.api(out, "final-delete", op);
         }

@@ -222,7 +222,11 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
             state.clone(),
             Box::new(crate::controllers::namespace::NamespaceController::new()),
         );
-        inprocess::spawn(state, Box::new(PodGc::default()));
+        inprocess::spawn(state.clone(), Box::new(PodGc::default()));
+        inprocess::spawn(
+            state,
+            Box::new(crate::controllers::garbagecollector::GarbageCollector::new()),
+        );
     });
     arbiter
 }
