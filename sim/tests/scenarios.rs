@@ -64,6 +64,26 @@ fn bad_scenarios_name_the_key_and_line() {
             "timeline[1].crash.pods",
         ),
         (
+            format!("{base}timeline:\n  - at: 10s\n    delete: {{replicaset: a, pod: b}}\n"),
+            "bad.yaml:6:",
+            "timeline[0].delete: name exactly one of",
+        ),
+        (
+            format!("{base}timeline:\n  - at: 10s\n    delete:\n      replicaset: a\n      propagationPolicy: Sideways\n"),
+            "bad.yaml:9:",
+            "\"Sideways\" is not one of Background, Foreground, Orphan",
+        ),
+        (
+            format!("{base}expectations:\n  - eventually: {{by: 5s, pods: app=a, owner: mine, count: 1}}\n"),
+            "bad.yaml:6:",
+            "expectations[0].owner: goes with `pods` and is `none` or `gone`",
+        ),
+        (
+            format!("{base}expectations:\n  - eventually: {{by: 5s, pods: app=a}}\n"),
+            "bad.yaml:6:",
+            "expectations[0].pods: `count` is required",
+        ),
+        (
             format!("{base}network:\n  drop: 1.5\n"),
             "bad.yaml:5:",
             "network.drop: must be a probability",
@@ -189,6 +209,12 @@ fn every_shipped_scenario_passes_and_is_deterministic() {
                 v.detail
             );
         }
+        assert!(
+            a.violations.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            a.violations
+        );
         let b = Sim::new(scenario::load(&path).unwrap(), seed).run();
         assert_eq!(a.trace.hash(), b.trace.hash(), "{}", path.display());
         ran += 1;
