@@ -186,6 +186,8 @@ pub struct Kubelet {
     backoff: Backoff,
     runtime: BTreeMap<u64, Purpose>,
     api: BTreeMap<u64, &'static str>,
+    /// Final (grace-0) deletes in flight: request id → pod key.
+    final_deletes: BTreeMap<u64, String>,
     next_id: u64,
     registered: bool,
     lease: Option<Arc<Value>>,
@@ -211,6 +213,7 @@ impl Kubelet {
             backoff: Backoff::default(),
             runtime: BTreeMap::new(),
             api: BTreeMap::new(),
+            final_deletes: BTreeMap::new(),
             next_id: 1,
             registered: false,
             lease: None,
@@ -406,7 +409,15 @@ impl Kubelet {
         let Some(purpose) = self.api.remove(&id) else {
             return;
         };
+        let final_delete = self.final_deletes.remove(&id);
         match (purpose, result) {
+            ("final-delete", Err(e)) if e.code != 404 && e.code != 409 => {
+                // k8s: the status manager tries again on its next sync (a lost request or a
+                // refused one would otherwise leave the pod terminating forever).
+                if let Some(state) = final_delete.and_then(|k| self.states.get_mut(&k)) {
+                    state.final_delete_sent = false;
+                }
+            }
             ("register", Err(e)) if e.reason == "AlreadyExists" => {
                 // A restarted kubelet: the node is there; refresh its status.
                 self.report_node_status(now, out);
@@ -858,6 +869,7 @@ impl Kubelet {
                 propagation_policy: None,
             };
             self.api(out, "final-delete", op);
+            self.final_deletes.insert(self.next_id, key.to_string());
         }
     }
 
