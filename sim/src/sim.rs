@@ -1473,7 +1473,11 @@ fn describe(c: &Check) -> String {
         parts.push(format!("node {n}"));
     }
     if let Some(s) = &c.pods {
-        parts.push(format!("pods {s}"));
+        parts.push(if s.is_empty() {
+            "pods (all)".to_string()
+        } else {
+            format!("pods {s}")
+        });
     }
     if let Some(o) = &c.owner {
         parts.push(format!("owner={o}"));

@@ -370,6 +370,53 @@ fn foreground_deletion_holds_the_owner_until_its_pods_are_gone() {
     );
 }
 
+/// §7.2/§7.3: a foreground deletion goes down a chain: the owner's blocking dependent that
+/// has dependents of its own is deleted in the foreground too, so the pods go first, then the
+/// ReplicaSet, then the Deployment.
+#[test]
+fn foreground_deletion_goes_down_a_chain_of_owners() {
+    let mut d = cluster();
+    let deploy = create(
+        &mut d,
+        "apps",
+        "deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "default"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+    );
+    let mut rs = replica_set("web-1", 2);
+    rs["spec"]["selector"]["matchLabels"] = json!({"app": "web"});
+    rs["spec"]["template"]["metadata"]["labels"] = json!({"app": "web"});
+    rs["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment",
+        "name": "web", "uid": deploy["metadata"]["uid"], "controller": true,
+        "blockOwnerDeletion": true}]);
+    create(&mut d, "apps", "replicasets", rs);
+    d.advance(Duration::from_secs(1));
+    assert_eq!(pods(&mut d).len(), 2);
+    assert!(gc_requests(&d).iter().all(|r| !r.starts_with("delete")));
+    delete(&mut d, "apps", "deployments", "web", Some("Foreground"));
+    d.advance(Duration::from_secs(2));
+    assert!(pods(&mut d).is_empty());
+    assert!(get(&mut d, "apps", "replicasets", "web-1").is_none());
+    assert!(get(&mut d, "apps", "deployments", "web").is_none());
+    let reqs = gc_requests(&d);
+    let at = |prefix: &str| {
+        reqs.iter()
+            .position(|r| r.starts_with(prefix) && r.ends_with(" 200"))
+            .unwrap_or_else(|| panic!("no {prefix}: {reqs:?}"))
+    };
+    let rs_deleted = at("delete replicasets default/web-1");
+    let pod_deleted = at("delete pods");
+    let rs_released = at("update replicasets default/web-1");
+    let deploy_released = at("update deployments default/web");
+    assert!(
+        rs_deleted < pod_deleted && pod_deleted < rs_released && rs_released < deploy_released,
+        "{reqs:?}"
+    );
+}
+
 #[test]
 fn orphan_deletion_releases_the_pods_and_nobody_adopts_them_back() {
     let mut d = cluster();
