@@ -53,6 +53,11 @@ pub enum ApiOp {
         name: String,
         grace_period_seconds: Option<i64>,
         precondition_uid: Option<String>,
+        /// Delete only this version (k8s: Preconditions.ResourceVersion).
+        precondition_resource_version: Option<String>,
+        /// `Foreground`, `Background` or `Orphan` (k8s: DeleteOptions.propagationPolicy);
+        /// `None` is the kind's default.
+        propagation_policy: Option<&'static str>,
     },
     Get {
         resource: &'static ResourceInfo,

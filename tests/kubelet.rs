@@ -271,6 +271,8 @@ fn deleted_pods_stop_then_leave_the_api() {
         name: "p".into(),
         grace_period_seconds: None,
         precondition_uid: None,
+        precondition_resource_version: None,
+        propagation_policy: None,
     })
     .unwrap();
     assert_eq!(times(&d, "stop").len(), 1, "SIGTERM sent");
@@ -279,6 +281,35 @@ fn deleted_pods_stop_then_leave_the_api() {
         "the kubelet's grace-0 delete removed it: {:?}",
         pods(&d)
     );
+}
+
+#[test]
+fn a_failed_final_delete_is_sent_again() {
+    let mut d = cluster(&["n1"]);
+    create_pod(&mut d, pod("p", "server", "Always", json!({})));
+    // The kubelet's next requests (its status writes and its grace-0 delete) fail.
+    d.fail_component_requests = 3;
+    d.client(ApiOp::Delete {
+        resource: by_plural("", "pods").unwrap(),
+        namespace: Some("default".into()),
+        name: "p".into(),
+        grace_period_seconds: None,
+        precondition_uid: None,
+        precondition_resource_version: None,
+        propagation_policy: None,
+    })
+    .unwrap();
+    assert!(
+        d.log.iter().any(|(who, what, code)| who == "kubelet/n1"
+            && what == "delete pods default/p"
+            && *code == 503),
+        "{:?}",
+        d.log
+    );
+    assert_eq!(pods(&d).len(), 1, "still terminating");
+    // The status manager's next pass sends it again.
+    d.advance(gantry::kubelet::STATUS_SYNC + secs(1));
+    assert!(pods(&d).is_empty(), "{:?}", pods(&d));
 }
 
 #[test]

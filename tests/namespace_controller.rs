@@ -72,6 +72,8 @@ fn a_deleted_namespace_goes_once_its_content_has() {
         name: "tmp".into(),
         grace_period_seconds: None,
         precondition_uid: None,
+        precondition_resource_version: None,
+        propagation_policy: None,
     })
     .unwrap();
     d.advance(Duration::from_secs(1));

@@ -280,6 +280,8 @@ fn podgc_removes_the_pods_of_a_deleted_node_after_quarantine() {
         name: "n2".into(),
         grace_period_seconds: None,
         precondition_uid: None,
+        precondition_resource_version: None,
+        propagation_policy: None,
     })
     .unwrap();
     let deleted_node_at = d.now.since(EPOCH).as_secs();

@@ -5,9 +5,13 @@
 //! * the scheduler never binds a pod to a node whose allocatable cpu, memory or pod count the
 //!   requests of the node's non-terminal pods would then exceed (NodeResourcesFit);
 //! * no stale write wins: an update that names a resourceVersion succeeds only if that is the
-//!   object's current one (optimistic concurrency).
+//!   object's current one (optimistic concurrency);
+//! * the garbage collector never deletes an object that has a live owner: one that exists with
+//!   the referenced UID and is not itself waiting for its dependents (k8s-semantics §9.12);
+//! * an owner deleted in the foreground goes only once no dependent with
+//!   `blockOwnerDeletion: true` names it (§9.12).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gantry::api::quantity;
 use serde_json::Value;
@@ -97,6 +101,8 @@ pub struct Invariants {
     used: BTreeMap<String, Amounts>,
     /// Every binding seen: pod uid → node.
     bound: BTreeMap<String, String>,
+    /// Owner uid → the objects (kind/namespace/name) whose reference to it blocks its deletion.
+    blocking: BTreeMap<String, BTreeSet<String>>,
     pub violations: Vec<String>,
 }
 
@@ -202,6 +208,87 @@ impl Invariants {
         }
     }
 
+    /// Any object changed (`new` is `None`: deleted), of kind `kind`: keeps the index of
+    /// blocking references, and checks that an owner deleted in the foreground had none left.
+    pub fn owned(
+        &mut self,
+        kind: &str,
+        prev: Option<&Value>,
+        new: Option<&Value>,
+        what: impl Fn() -> String,
+    ) {
+        let blocking_refs = |o: Option<&Value>| -> Vec<String> {
+            o.and_then(|o| o["metadata"]["ownerReferences"].as_array())
+                .into_iter()
+                .flatten()
+                .filter(|r| r["blockOwnerDeletion"] == true)
+                .filter_map(|r| r["uid"].as_str().map(String::from))
+                .collect()
+        };
+        let (old_refs, new_refs) = (blocking_refs(prev), blocking_refs(new));
+        if old_refs != new_refs {
+            let id = format!(
+                "{kind} {}",
+                key(prev.or(new).expect("a change has an object"))
+            );
+            for uid in old_refs {
+                if let Some(set) = self.blocking.get_mut(&uid) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        self.blocking.remove(&uid);
+                    }
+                }
+            }
+            for uid in new_refs {
+                self.blocking.entry(uid).or_default().insert(id.clone());
+            }
+        }
+        let (Some(gone), None) = (prev, new) else {
+            return;
+        };
+        let foreground = gone["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "foregroundDeletion"));
+        let uid = gone["metadata"]["uid"].as_str().unwrap_or("");
+        if let Some(left) = self.blocking.get(uid).filter(|_| foreground) {
+            self.violations.push(format!(
+                "{}: {kind} {} was deleted in the foreground while dependents blocking it remain: {}",
+                what(),
+                key(gone),
+                left.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+
+    /// The garbage collector deletes `object`, whose owners are looked up by `owner_of`
+    /// (reference → the live owner, if any): it must not have a live one.
+    pub fn collected(
+        &mut self,
+        what: &str,
+        object: &Value,
+        owner_of: impl Fn(&Value) -> Option<Value>,
+    ) {
+        for r in object["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let Some(owner) = owner_of(r) else { continue };
+            let waiting = !owner["metadata"]["deletionTimestamp"].is_null()
+                && owner["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f == "foregroundDeletion"));
+            if owner["metadata"]["uid"] == r["uid"] && !waiting {
+                self.violations.push(format!(
+                    "{what}: the garbage collector deleted {} while its owner {} {} lives",
+                    key(object),
+                    r["kind"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+
     /// An update naming `sent` as its resourceVersion, to an object whose current version was
     /// `current`, has been answered; `succeeded` says whether it was applied.
     pub fn update(
@@ -287,6 +374,78 @@ mod tests {
             inv.violations[0]
         );
         assert!(inv.violations[1].contains("bound to n1 and is now bound to n2"));
+    }
+
+    fn obj(name: &str, uid: &str, owners: Value, finalizers: Value) -> Value {
+        json!({"metadata": {"name": name, "namespace": "default", "uid": uid,
+                            "ownerReferences": owners, "finalizers": finalizers}})
+    }
+
+    #[test]
+    fn a_foreground_owner_goes_only_after_its_blocking_dependents() {
+        let rs = obj("web", "r1", json!([]), json!(["foregroundDeletion"]));
+        let dep = |block: bool| {
+            obj(
+                "p",
+                "p1",
+                json!([{"kind": "ReplicaSet", "name": "web", "uid": "r1", "blockOwnerDeletion": block}]),
+                json!([]),
+            )
+        };
+        let steps: Vec<(&str, Option<Value>, Option<Value>, usize)> = vec![
+            ("ReplicaSet", None, Some(rs.clone()), 0),
+            ("Pod", None, Some(dep(true)), 0),
+            // Deleted with a blocking dependent left: a violation.
+            ("ReplicaSet", Some(rs.clone()), None, 1),
+            // Unblocked, then the owner goes: fine.
+            ("Pod", Some(dep(true)), Some(dep(false)), 1),
+            ("ReplicaSet", Some(rs.clone()), None, 1),
+            ("Pod", Some(dep(false)), Some(dep(true)), 1),
+            // Deleted in the background (no finalizer): not checked.
+            (
+                "ReplicaSet",
+                Some(obj("web", "r1", json!([]), json!([]))),
+                None,
+                1,
+            ),
+            ("Pod", Some(dep(true)), None, 1),
+            ("ReplicaSet", Some(rs.clone()), None, 1),
+        ];
+        let mut inv = Invariants::default();
+        for (i, (kind, prev, new, want)) in steps.into_iter().enumerate() {
+            inv.owned(kind, prev.as_ref(), new.as_ref(), || format!("step {i}"));
+            assert_eq!(inv.violations.len(), want, "step {i}: {:?}", inv.violations);
+        }
+        assert!(inv.violations[0].contains("dependents blocking it remain: Pod default/p"));
+    }
+
+    #[test]
+    fn the_collector_never_deletes_what_a_live_owner_holds() {
+        let pod = obj(
+            "p",
+            "p1",
+            json!([{"kind": "ReplicaSet", "name": "web", "uid": "r1"}]),
+            json!([]),
+        );
+        let owner = |uid: &str, fins: Value, deleting: bool| {
+            let mut o = obj("web", uid, json!([]), fins);
+            if deleting {
+                o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
+            Some(o)
+        };
+        let cases = [
+            (None, 0),
+            (owner("other", json!([]), false), 0),
+            (owner("r1", json!(["foregroundDeletion"]), true), 0),
+            (owner("r1", json!([]), false), 1),
+            (owner("r1", json!(["orphan"]), true), 1),
+        ];
+        for (i, (live, want)) in cases.into_iter().enumerate() {
+            let mut inv = Invariants::default();
+            inv.collected("delete pods default/p", &pod, |_| live.clone());
+            assert_eq!(inv.violations.len(), want, "case {i}");
+        }
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct Step {
     pub set_image: Option<SetImage>,
     /// A Deployment goes back to an earlier revision's template (as `kubectl rollout undo`).
     pub rollout_undo: Option<RolloutUndo>,
+    /// An object is deleted, with a propagation policy.
+    pub delete: Option<Delete>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +173,52 @@ pub struct RolloutUndo {
     pub namespace: String,
     /// The revision to go back to; the previous one if absent.
     pub to_revision: Option<i64>,
+}
+
+/// `delete: {replicaset: web, propagationPolicy: Foreground}`: one object, named under its
+/// kind's key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Delete {
+    pub replicaset: Option<String>,
+    pub replicationcontroller: Option<String>,
+    pub deployment: Option<String>,
+    pub service: Option<String>,
+    pub pod: Option<String>,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    /// `Background`, `Foreground` or `Orphan`; the kind's default if absent.
+    pub propagation_policy: Option<String>,
+}
+
+impl Delete {
+    /// (group, plural, name) of the object, if exactly one is named.
+    pub fn target(&self) -> Option<(&'static str, &'static str, &str)> {
+        let named: Vec<(&'static str, &'static str, &str)> = [
+            ("apps", "replicasets", &self.replicaset),
+            ("", "replicationcontrollers", &self.replicationcontroller),
+            ("apps", "deployments", &self.deployment),
+            ("", "services", &self.service),
+            ("", "pods", &self.pod),
+        ]
+        .into_iter()
+        .filter_map(|(g, p, n)| n.as_deref().map(|n| (g, p, n)))
+        .collect();
+        match named.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// The policy as the apiserver takes it.
+    pub fn policy(&self) -> Option<&'static str> {
+        match self.propagation_policy.as_deref() {
+            Some("Background") => Some("Background"),
+            Some("Foreground") => Some("Foreground"),
+            Some("Orphan") => Some("Orphan"),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +332,8 @@ pub struct Check {
     pub deployment: Option<String>,
     #[serde(default = "default_ns")]
     pub namespace: String,
+    /// With `replicaset`: whether it exists (absent: it must, to check anything else).
+    pub exists: Option<bool>,
     pub replicas: Option<i64>,
     pub updated_replicas: Option<i64>,
     pub progressing: Option<String>,
@@ -300,6 +350,12 @@ pub struct Check {
     pub at_most: Option<usize>,
     /// The fewest pods matching `runningPods`' selector that are Running and Ready.
     pub at_least: Option<usize>,
+    /// Pods matching this label selector that exist (terminating ones included); `count` is
+    /// how many, `owner` narrows them.
+    pub pods: Option<String>,
+    /// With `pods`: `none` (no ownerReferences) or `gone` (not being deleted, with a
+    /// controller reference to an object that no longer exists with that UID).
+    pub owner: Option<String>,
 }
 
 #[derive(Debug)]
@@ -447,12 +503,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             step.crash.is_some(),
             step.set_image.is_some(),
             step.rollout_undo.is_some(),
+            step.delete.is_some(),
         ];
         let line = item_line(text, "timeline", i);
         if actions.iter().filter(|a| **a).count() != 1 {
             return Err(err(
                 line,
-                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash, setImage, rolloutUndo"),
+                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash, setImage, rolloutUndo, delete"),
             ));
         }
         if let Some(sc) = &step.scale {
@@ -460,6 +517,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
                 return Err(err(
                     line,
                     format!("timeline[{i}].scale: give exactly one of replicaset, deployment"),
+                ));
+            }
+        }
+        if let Some(d) = &step.delete {
+            if d.target().is_none() {
+                return Err(err(
+                    line,
+                    format!("timeline[{i}].delete: name exactly one of replicaset, replicationcontroller, deployment, service, pod"),
+                ));
+            }
+            if d.propagation_policy.is_some() && d.policy().is_none() {
+                return Err(err(
+                    line_of(text, "propagationPolicy").or(line),
+                    format!(
+                        "timeline[{i}].delete.propagationPolicy: {:?} is not one of Background, Foreground, Orphan",
+                        d.propagation_policy.as_deref().unwrap_or("")
+                    ),
                 ));
             }
         }
@@ -536,6 +610,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             check.deployment.is_some(),
             check.node.is_some(),
             check.running_pods.is_some(),
+            check.pods.is_some(),
         ]
         .iter()
         .filter(|k| **k)
@@ -543,7 +618,32 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         if subjects != 1 {
             return Err(err(
                 line,
-                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods"),
+                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods, pods"),
+            ));
+        }
+        if let Some(sel) = &check.pods {
+            if let Err(e) = gantry::api::selector::Selector::parse(sel) {
+                return Err(err(line, format!("expectations[{i}].pods: {e}")));
+            }
+            if check.count.is_none() {
+                return Err(err(
+                    line,
+                    format!("expectations[{i}].pods: `count` is required"),
+                ));
+            }
+        }
+        if let Some(o) = &check.owner {
+            if check.pods.is_none() || !["none", "gone"].contains(&o.as_str()) {
+                return Err(err(
+                    line_of(text, "owner:").or(line),
+                    format!("expectations[{i}].owner: goes with `pods` and is `none` or `gone`, not {o:?}"),
+                ));
+            }
+        }
+        if check.exists.is_some() && check.replicaset.is_none() {
+            return Err(err(
+                line_of(text, "exists:").or(line),
+                format!("expectations[{i}].exists: goes with `replicaset`"),
             ));
         }
         if e.eventually.is_some() && check.by.is_none() {

@@ -600,6 +600,10 @@ impl Sim {
             ("", "nodes") => self.invariants.node(a.prev.as_deref(), a.new.as_deref()),
             _ => {}
         }
+        if let Some(res) = registry::by_plural(key.0, key.1) {
+            self.invariants
+                .owned(res.kind, a.prev.as_deref(), a.new.as_deref(), what);
+        }
     }
 
     /// The store's current revision (what a fresh list would be read at).
@@ -764,7 +768,7 @@ impl Sim {
                 "connection refused: the apiserver is restarting",
             ))
         } else {
-            self.execute_checked(op, &described)
+            self.execute_checked(op, &described, &name)
         };
         let code = result.as_ref().map_or_else(|e| e.code, |_| 200);
         self.trace
@@ -781,7 +785,54 @@ impl Sim {
 
     /// Executes a component's request, checking that an update based on a resourceVersion only
     /// succeeds if that version is current.
-    fn execute_checked(&mut self, op: ApiOp, described: &str) -> Result<Arc<Value>, ApiError> {
+    fn execute_checked(
+        &mut self,
+        op: ApiOp,
+        described: &str,
+        component: &str,
+    ) -> Result<Arc<Value>, ApiError> {
+        if let (
+            "garbage-collector",
+            ApiOp::Delete {
+                resource,
+                namespace,
+                name,
+                ..
+            },
+        ) = (component, &op)
+        {
+            // The object and its owners as they are now (the watch caches are the store's).
+            let object = self.cached(resource, namespace.as_deref(), name).cloned();
+            let r = self.execute(op);
+            if let (Some(object), Ok(_)) = (object, &r) {
+                let owners: Vec<(Value, Option<Value>)> = object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let live = gantry::controllers::garbagecollector::graph::resolve(
+                            r["apiVersion"].as_str().unwrap_or(""),
+                            r["kind"].as_str().unwrap_or(""),
+                        )
+                        .and_then(|res| {
+                            let ns = object["metadata"]["namespace"]
+                                .as_str()
+                                .filter(|_| res.namespaced);
+                            self.cached(res, ns, r["name"].as_str().unwrap_or(""))
+                                .cloned()
+                        });
+                        (r.clone(), live)
+                    })
+                    .collect();
+                self.invariants.collected(described, &object, |r| {
+                    owners
+                        .iter()
+                        .find(|(x, _)| x == r)
+                        .and_then(|(_, live)| live.clone())
+                });
+            }
+            return r;
+        }
         let ApiOp::Update {
             resource,
             namespace,
@@ -928,6 +979,16 @@ impl Sim {
             .crash
             .as_ref()
             .map(|c| (c.pods.clone(), c.count, c.exit_code));
+        let delete = step.delete.as_ref().and_then(|d| {
+            let (group, plural, name) = d.target()?;
+            Some((
+                group,
+                plural,
+                name.to_string(),
+                d.namespace.clone(),
+                d.policy(),
+            ))
+        });
         if let Some(node) = kill {
             self.kill(&node);
             self.note(format!("kill node {node}"));
@@ -1057,6 +1118,30 @@ impl Sim {
             let r = self.crash_pods(&pods, count, code);
             self.note(r);
         }
+        if let Some((group, plural, name, ns, policy)) = delete {
+            let op = ApiOp::Delete {
+                resource: resource(group, plural),
+                namespace: Some(ns),
+                name,
+                grace_period_seconds: None,
+                precondition_uid: None,
+                precondition_resource_version: None,
+                propagation_policy: policy,
+            };
+            let desc = op.describe();
+            let r = if self.apiserver_down.is_some() {
+                "the apiserver is down".to_string()
+            } else {
+                match self.execute(op) {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => e.message,
+                }
+            };
+            self.note(format!(
+                "{desc} (propagation {}): {r}",
+                policy.unwrap_or("default")
+            ));
+        }
     }
 
     /// Changes an object in the apps group as a user would (an update from the cache's copy).
@@ -1114,8 +1199,24 @@ impl Sim {
     /// Whether `check`'s condition holds now (the watch caches' view, which is the store's).
     fn holds(&self, c: &Check) -> (bool, String) {
         if let Some(rs) = &c.replicaset {
-            let Some(obj) = self.cached(resource("apps", "replicasets"), Some(&c.namespace), rs)
-            else {
+            let found = self.cached(resource("apps", "replicasets"), Some(&c.namespace), rs);
+            if c.exists == Some(false) {
+                return match found {
+                    None => (true, format!("replicaset {rs} does not exist")),
+                    Some(o) => (
+                        false,
+                        format!(
+                            "replicaset {rs} exists{}",
+                            if o["metadata"]["deletionTimestamp"].is_null() {
+                                ""
+                            } else {
+                                " (being deleted)"
+                            }
+                        ),
+                    ),
+                };
+            }
+            let Some(obj) = found else {
                 return (false, format!("replicaset {rs} does not exist"));
             };
             let st = &obj["status"];
@@ -1233,7 +1334,71 @@ impl Sim {
                 ),
             );
         }
+        if let Some(sel) = &c.pods {
+            let n = self.count_pods(sel, c.owner.as_deref());
+            let what = match c.owner.as_deref() {
+                Some("none") => " without an owner",
+                Some("gone") => " whose controller is gone",
+                _ => "",
+            };
+            return (
+                c.count.is_none_or(|want| n == want),
+                format!("{n} pods{what}"),
+            );
+        }
         (false, "nothing to check".into())
+    }
+
+    /// The pods matching `selector` (terminating ones included), narrowed by `owner`: `none`
+    /// (no ownerReferences), `gone` (not terminating, with a controller reference to no object
+    /// with that UID).
+    fn count_pods(&self, selector: &str, owner: Option<&str>) -> usize {
+        let sel = Selector::parse(selector).unwrap_or_default();
+        let Some(feed) = self.feeds.get(resource("", "pods")) else {
+            return 0;
+        };
+        let opts = ListOptions {
+            label_selector: sel,
+            ..Default::default()
+        };
+        let (items, _) = feed.cacher.list(&Filter {
+            namespace: None,
+            opts,
+        });
+        items
+            .iter()
+            .filter(|p| {
+                let refs = p["metadata"]["ownerReferences"].as_array();
+                match owner {
+                    Some("none") => refs.is_none_or(|r| r.is_empty()),
+                    // Being deleted: the collector's part is done.
+                    Some("gone") => {
+                        p["metadata"]["deletionTimestamp"].is_null()
+                            && refs
+                                .into_iter()
+                                .flatten()
+                                .filter(|r| r["controller"] == true)
+                                .any(|r| !self.owner_exists(p, r))
+                    }
+                    _ => true,
+                }
+            })
+            .count()
+    }
+
+    /// Whether the object an owner reference of `dependent` names exists with its UID.
+    fn owner_exists(&self, dependent: &Value, r: &Value) -> bool {
+        let Some(res) = gantry::controllers::garbagecollector::graph::resolve(
+            r["apiVersion"].as_str().unwrap_or(""),
+            r["kind"].as_str().unwrap_or(""),
+        ) else {
+            return false;
+        };
+        let ns = dependent["metadata"]["namespace"]
+            .as_str()
+            .filter(|_| res.namespaced);
+        self.cached(res, ns, r["name"].as_str().unwrap_or(""))
+            .is_some_and(|o| o["metadata"]["uid"] == r["uid"])
     }
 
     fn check(&mut self, end: bool) {
@@ -1317,6 +1482,10 @@ impl Sim {
         );
         self.add(
             Box::new(gantry::controllers::namespace::NamespaceController::new()),
+            None,
+        );
+        self.add(
+            Box::new(gantry::controllers::garbagecollector::GarbageCollector::new()),
             None,
         );
         for m in self.loaded.manifests.clone() {
@@ -1443,8 +1612,21 @@ fn describe(c: &Check) -> String {
             parts.push(format!("{k}={v}"));
         }
     }
+    if let Some(e) = c.exists {
+        parts.push(format!("exists={e}"));
+    }
     if let Some(n) = &c.node {
         parts.push(format!("node {n}"));
+    }
+    if let Some(s) = &c.pods {
+        parts.push(if s.is_empty() {
+            "pods (all)".to_string()
+        } else {
+            format!("pods {s}")
+        });
+    }
+    if let Some(o) = &c.owner {
+        parts.push(format!("owner={o}"));
     }
     if let Some(r) = &c.ready {
         parts.push(format!("Ready={r}"));

@@ -64,6 +64,26 @@ fn bad_scenarios_name_the_key_and_line() {
             "timeline[1].crash.pods",
         ),
         (
+            format!("{base}timeline:\n  - at: 10s\n    delete: {{replicaset: a, pod: b}}\n"),
+            "bad.yaml:6:",
+            "timeline[0].delete: name exactly one of",
+        ),
+        (
+            format!("{base}timeline:\n  - at: 10s\n    delete:\n      replicaset: a\n      propagationPolicy: Sideways\n"),
+            "bad.yaml:9:",
+            "\"Sideways\" is not one of Background, Foreground, Orphan",
+        ),
+        (
+            format!("{base}expectations:\n  - eventually: {{by: 5s, pods: app=a, owner: mine, count: 1}}\n"),
+            "bad.yaml:6:",
+            "expectations[0].owner: goes with `pods` and is `none` or `gone`",
+        ),
+        (
+            format!("{base}expectations:\n  - eventually: {{by: 5s, pods: app=a}}\n"),
+            "bad.yaml:6:",
+            "expectations[0].pods: `count` is required",
+        ),
+        (
             format!("{base}network:\n  drop: 1.5\n"),
             "bad.yaml:5:",
             "network.drop: must be a probability",
@@ -189,6 +209,12 @@ fn every_shipped_scenario_passes_and_is_deterministic() {
                 v.detail
             );
         }
+        assert!(
+            a.violations.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            a.violations
+        );
         let b = Sim::new(scenario::load(&path).unwrap(), seed).run();
         assert_eq!(a.trace.hash(), b.trace.hash(), "{}", path.display());
         ran += 1;
@@ -223,9 +249,9 @@ fn control_plane_faults_break_watches_lose_messages_and_crash_containers() {
         report.verdicts,
         report.violations
     );
-    // Every informer (24: 3 kubelets × 2, scheduler 2, ReplicaSet and replication controllers
+    // Every informer (30: 3 kubelets × 2, scheduler 2, ReplicaSet and replication controllers
     // 2 each, Deployment controller 3, node lifecycle 3, taint eviction 2, PodGC 2, namespace
-    // controller 1, event expiry 1) resumes once the apiserver is back
+    // controller 1, event expiry 1, garbage collector 6) resumes once the apiserver is back
     // (80 s), within the reflector's delay; later, watch events lost on the lossy links break
     // and resume watches too.
     let resumed = lines_of(&report, "watch");
@@ -233,7 +259,7 @@ fn control_plane_faults_break_watches_lose_messages_and_crash_containers() {
         .iter()
         .filter(|(t, _, _)| (80.0..82.0).contains(t))
         .count();
-    assert_eq!(after_restart, 24, "{resumed:?}");
+    assert_eq!(after_restart, 30, "{resumed:?}");
     assert!(
         resumed
             .iter()

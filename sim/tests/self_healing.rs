@@ -1,14 +1,19 @@
 //! Property tests of self-healing: random small clusters, random fault schedules (node crashes
 //! and restarts, partitions, store outages and slowdowns, apiserver restarts, lossy links,
-//! container crashes) and perhaps a Deployment rollout among them, then a quiet period. After
-//! it, every ReplicaSet has exactly spec.replicas pods Running and Ready on Ready nodes, and
-//! the Deployment has exactly one ReplicaSet with replicas, all its pods on the current
-//! template (k8s-semantics.md §9). Throughout, the simulator's invariants
-//! hold (no pod bound beyond a node's allocatable, no pod bound to two nodes, no stale write
-//! wins), and unless messages were lost no ReplicaSet ever has more than spec.replicas pods that
-//! are not terminating (a lost create answer makes Kubernetes over-create too, briefly). A
-//! failure writes the shrunk case as a scenario file that `gantry-sim run` replays, and prints
-//! its path and seed.
+//! container crashes), ReplicaSet deletions (background, foreground, orphan) and perhaps a
+//! Deployment rollout among them, then a quiet period. After it, every ReplicaSet left has
+//! exactly spec.replicas pods Running and Ready on Ready nodes; a deleted one is gone (unless in
+//! the foreground, behind pods stuck on a node that never came back) and, unless orphaned, has
+//! no pod left that is not being deleted; no pod that is not being deleted names a controller
+//! that is gone; and the Deployment has exactly one ReplicaSet with replicas, all its pods on
+//! the current template (k8s-semantics.md §9). Throughout, the simulator's invariants hold (no
+//! pod bound beyond a node's allocatable, no pod bound to two nodes, no stale write wins, the
+//! garbage collector deletes nothing with a live owner, an owner deleted in the foreground goes
+//! after its blocking dependents), and unless messages were lost no ReplicaSet ever has more
+//! than spec.replicas pods that are not terminating, nor a Deployment more than replicas +
+//! maxSurge (a lost create answer makes Kubernetes over-create too, briefly). A failure writes
+//! the shrunk case as a scenario file that `gantry-sim run` replays, and prints its path and
+//! seed.
 //!
 //! GANTRY_PROPTEST_CASES sets the number of cases (default 256).
 
@@ -61,7 +66,15 @@ enum Fault {
         at: u64,
         count: usize,
     },
+    /// ReplicaSet `rs` is deleted with propagation policy `POLICIES[policy]`.
+    Delete {
+        rs: usize,
+        at: u64,
+        policy: usize,
+    },
 }
+
+const POLICIES: [&str; 3] = ["Background", "Foreground", "Orphan"];
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -102,6 +115,11 @@ fn fault(nodes: usize) -> impl Strategy<Value = Fault> {
             rs,
             at,
             count
+        }),
+        (0..2usize, 20..200u64, 0..3usize).prop_map(|(rs, at, policy)| Fault::Delete {
+            rs,
+            at,
+            policy
         }),
     ]
 }
@@ -186,6 +204,39 @@ fn scenario_yaml(c: &Case) -> String {
                 steps.push((at, format!("crash: {{pods: app=rs{rs}, count: {count}}}")));
                 last = last.max(at);
             }
+            Fault::Delete { .. } => {}
+        }
+    }
+    // Deletes, once per ReplicaSet, while the apiserver and the store answer (else the delete
+    // itself fails, which is not what is being tested).
+    let down: Vec<(u64, u64)> = c
+        .faults
+        .iter()
+        .filter_map(|f| match *f {
+            Fault::StoreOutage { at, len } => Some((at, at + len)),
+            Fault::ApiserverRestart { at, down } => Some((at, at + down)),
+            _ => None,
+        })
+        .collect();
+    let mut deleted: Vec<Option<&str>> = vec![None; c.replicasets.len()];
+    for f in &c.faults {
+        if let Fault::Delete { rs, mut at, policy } = *f {
+            let rs = rs % c.replicasets.len();
+            if deleted[rs].is_some() {
+                continue;
+            }
+            while let Some(&(_, end)) = down.iter().find(|(s, e)| (*s..=*e).contains(&at)) {
+                at = end + 1;
+            }
+            deleted[rs] = Some(POLICIES[policy]);
+            steps.push((
+                at,
+                format!(
+                    "delete: {{replicaset: rs{rs}, propagationPolicy: {}}}",
+                    POLICIES[policy]
+                ),
+            ));
+            last = last.max(at);
         }
     }
     if let Some((_, Some(at))) = c.deployment {
@@ -225,6 +276,7 @@ fn scenario_yaml(c: &Case) -> String {
         }
     }
     writeln!(y, "expectations:").unwrap();
+    let settled = end - 5;
     for (i, r) in c.replicasets.iter().enumerate() {
         if !lossy {
             writeln!(
@@ -233,8 +285,40 @@ fn scenario_yaml(c: &Case) -> String {
             )
             .unwrap();
         }
-        writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      runningPods: app=rs{i}\n      count: {r}", end - 5).unwrap();
-        writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      replicaset: rs{i}\n      readyReplicas: {r}", end - 5).unwrap();
+        let window = format!("after: {settled}s, by: {end}s");
+        match deleted[i] {
+            None => {
+                writeln!(
+                    y,
+                    "  - eventually: {{{window}, runningPods: app=rs{i}, count: {r}}}"
+                )
+                .unwrap();
+                writeln!(
+                    y,
+                    "  - eventually: {{{window}, replicaset: rs{i}, readyReplicas: {r}}}"
+                )
+                .unwrap();
+            }
+            Some(policy) => {
+                // The owner goes, unless it waits (foreground) for pods stuck terminating on a
+                // node that never comes back, as in Kubernetes.
+                if policy != "Foreground" || !dead_at_end.contains(&true) {
+                    writeln!(
+                        y,
+                        "  - eventually: {{{window}, replicaset: rs{i}, exists: false}}"
+                    )
+                    .unwrap();
+                }
+                if policy != "Orphan" {
+                    // Its pods are all being deleted, or gone.
+                    writeln!(
+                        y,
+                        "  - eventually: {{{window}, runningPods: app=rs{i}, atMost: 0}}"
+                    )
+                    .unwrap();
+                }
+            }
+        }
     }
     if let Some((r, _)) = c.deployment {
         // k8s §2.2: the ReplicaSets' sizes never exceed replicas + maxSurge (25 %, rounded up).
@@ -250,6 +334,13 @@ fn scenario_yaml(c: &Case) -> String {
         writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      runningPods: app=dep\n      count: {r}", end - 5).unwrap();
         writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      deployment: dep\n      replicas: {r}\n      updatedReplicas: {r}\n      availableReplicas: {r}\n      activeReplicaSets: 1", end - 5).unwrap();
     }
+    // GC: no pod outlives its controller without being deleted (orphans have no owner left).
+    writeln!(
+        y,
+        "  - eventually: {{{}, pods: \"\", owner: gone, count: 0}}",
+        format_args!("after: {settled}s, by: {end}s")
+    )
+    .unwrap();
     for (n, dead) in dead_at_end.iter().enumerate() {
         if !dead {
             writeln!(y, "  - eventually:\n      after: {}s\n      by: {end}s\n      node: n{}\n      ready: \"True\"", end - 5, n + 1).unwrap();

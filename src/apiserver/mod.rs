@@ -126,6 +126,71 @@ pub struct DeleteOptions {
     pub precondition_resource_version: Option<String>,
     /// `Foreground`, `Background` or `Orphan`.
     pub propagation_policy: Option<String>,
+    /// The legacy form of the policy: true is Orphan, false Background.
+    pub orphan_dependents: Option<bool>,
+}
+
+/// The garbage collector's finalizers: `orphan` makes it take the owner out of every
+/// dependent's ownerReferences, `foregroundDeletion` makes it delete the dependents first.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// The finalizers a delete leaves on an object for the garbage collector. k8s:
+/// deletionFinalizersForGarbageCollection (apiserver registry/generic/registry/store.go): the
+/// request's policy (or legacy `orphanDependents`) wins, then a GC finalizer already there,
+/// then the kind's default — Orphan for core/v1 ReplicationControllers
+/// (pkg/registry/core/replicationcontroller/strategy.go), Background for everything else.
+/// The two GC finalizers never stay together: the one chosen replaces the other.
+fn gc_finalizers(
+    res: &ResourceInfo,
+    name: &str,
+    finalizers: Vec<String>,
+    opts: &DeleteOptions,
+) -> Result<Vec<String>, ApiError> {
+    let explicit = match (opts.orphan_dependents, opts.propagation_policy.as_deref()) {
+        (Some(_), Some(p)) => {
+            return Err(ApiError::invalid(
+                res,
+                name,
+                vec![crate::api::status::FieldError::invalid(
+                    "propagationPolicy",
+                    p,
+                    "orphanDependents and deletionPropagation cannot be both set",
+                )],
+            ))
+        }
+        (Some(true), None) => Some("Orphan"),
+        (Some(false), None) => Some("Background"),
+        (None, Some(p @ ("Foreground" | "Background" | "Orphan"))) => Some(p),
+        (None, Some(other)) => {
+            return Err(ApiError::bad_request(format!(
+                "DeleteOptions.propagationPolicy {other:?} is not one of Foreground, Background, Orphan"
+            )))
+        }
+        (None, None) => None,
+    };
+    let has = |f: &str| finalizers.iter().any(|x| x == f);
+    let policy = explicit.unwrap_or_else(|| {
+        if has(ORPHAN_FINALIZER) {
+            "Orphan"
+        } else if has(FOREGROUND_FINALIZER) {
+            "Foreground"
+        } else if res.group.is_empty() && res.plural == "replicationcontrollers" {
+            "Orphan"
+        } else {
+            "Background"
+        }
+    });
+    let mut out: Vec<String> = finalizers
+        .into_iter()
+        .filter(|f| f != ORPHAN_FINALIZER && f != FOREGROUND_FINALIZER)
+        .collect();
+    match policy {
+        "Orphan" => out.push(ORPHAN_FINALIZER.into()),
+        "Foreground" => out.push(FOREGROUND_FINALIZER.into()),
+        _ => {}
+    }
+    Ok(out)
 }
 
 /// Filters of a list or watch.
@@ -446,10 +511,14 @@ impl<S: Store> ApiServer<S> {
                 name,
                 grace_period_seconds,
                 precondition_uid,
+                precondition_resource_version,
+                propagation_policy,
             } => {
                 let opts = DeleteOptions {
                     grace_period_seconds,
                     precondition_uid,
+                    precondition_resource_version,
+                    propagation_policy: propagation_policy.map(String::from),
                     ..Default::default()
                 };
                 self.delete(resource, namespace.as_deref(), &name, &opts, ctx)
@@ -483,7 +552,11 @@ impl<S: Store> ApiServer<S> {
                             resource,
                             Some(&namespace),
                             &name,
-                            &DeleteOptions::default(),
+                            // k8s: the namespace deleter deletes in the background.
+                            &DeleteOptions {
+                                propagation_policy: Some("Background".into()),
+                                ..Default::default()
+                            },
                             ctx,
                         )
                         .await
@@ -1017,20 +1090,7 @@ impl<S: Store> ApiServer<S> {
                 ));
             }
             let grace = self.grace_period(res, &obj, opts);
-            let mut finalizers = object::finalizers(&obj);
-            match opts.propagation_policy.as_deref() {
-                // k8s: these policies hand the dependents to the garbage collector.
-                Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
-                    finalizers.push("foregroundDeletion".into())
-                }
-                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
-                Some("Foreground") | Some("Orphan") | Some("Background") | None => {}
-                Some(other) => {
-                    return Err(ApiError::bad_request(format!(
-                        "DeleteOptions.propagationPolicy {other:?} is not one of Foreground, Background, Orphan"
-                    )))
-                }
-            }
+            let finalizers = gc_finalizers(res, name, object::finalizers(&obj), opts)?;
             let is_namespace = res.group.is_empty() && res.plural == "namespaces";
             let stays = grace > 0
                 || !finalizers.is_empty()
@@ -1061,7 +1121,9 @@ impl<S: Store> ApiServer<S> {
                 meta.insert("deletionTimestamp".into(), object::timestamp(deadline));
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
-            if !finalizers.is_empty() {
+            if finalizers.is_empty() {
+                meta.remove("finalizers");
+            } else {
                 meta.insert("finalizers".into(), json!(finalizers));
             }
             if is_namespace {

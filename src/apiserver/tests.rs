@@ -819,3 +819,134 @@ fn owner_references_need_their_identity_and_one_controller_at_most() {
         }
     }
 }
+
+/// §7.2/§7.4: the garbage collector's finalizers a delete leaves (k8s:
+/// deletionFinalizersForGarbageCollection): the request's policy wins, then a GC finalizer
+/// already there, then the kind's default (Orphan for v1 ReplicationControllers); the two
+/// never stay together.
+#[test]
+fn deletes_leave_the_garbage_collectors_finalizers_by_policy_and_kind() {
+    let rc = json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "x"},
+                    "spec": {"replicas": 0, "selector": {"app": "x"},
+                             "template": {"metadata": {"labels": {"app": "x"}},
+                                          "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+    // (kind, finalizers before, propagationPolicy, orphanDependents, finalizers after or the
+    // error code; None: deleted at once)
+    type Case = (
+        &'static str,
+        Value,
+        Option<&'static str>,
+        Option<bool>,
+        Result<Option<Value>, u16>,
+    );
+    let cases: Vec<Case> = vec![
+        ("configmaps", json!([]), None, None, Ok(None)),
+        ("configmaps", json!([]), Some("Background"), None, Ok(None)),
+        (
+            "configmaps",
+            json!([]),
+            Some("Foreground"),
+            None,
+            Ok(Some(json!(["foregroundDeletion"]))),
+        ),
+        (
+            "configmaps",
+            json!([]),
+            Some("Orphan"),
+            None,
+            Ok(Some(json!(["orphan"]))),
+        ),
+        (
+            "configmaps",
+            json!([]),
+            None,
+            Some(true),
+            Ok(Some(json!(["orphan"]))),
+        ),
+        ("configmaps", json!([]), None, Some(false), Ok(None)),
+        (
+            "replicationcontrollers",
+            json!([]),
+            None,
+            None,
+            Ok(Some(json!(["orphan"]))),
+        ),
+        (
+            "replicationcontrollers",
+            json!([]),
+            Some("Background"),
+            None,
+            Ok(None),
+        ),
+        // A finalizer already there counts as the policy when the request names none...
+        (
+            "configmaps",
+            json!(["foregroundDeletion"]),
+            None,
+            None,
+            Ok(Some(json!(["foregroundDeletion"]))),
+        ),
+        (
+            "replicationcontrollers",
+            json!(["foregroundDeletion"]),
+            None,
+            None,
+            Ok(Some(json!(["foregroundDeletion"]))),
+        ),
+        // ...and the request's policy replaces it.
+        (
+            "configmaps",
+            json!(["orphan"]),
+            Some("Foreground"),
+            None,
+            Ok(Some(json!(["foregroundDeletion"]))),
+        ),
+        (
+            "configmaps",
+            json!(["a.io/x", "orphan"]),
+            Some("Background"),
+            None,
+            Ok(Some(json!(["a.io/x"]))),
+        ),
+        (
+            "configmaps",
+            json!(["a.io/x"]),
+            Some("Orphan"),
+            None,
+            Ok(Some(json!(["a.io/x", "orphan"]))),
+        ),
+        (
+            "configmaps",
+            json!([]),
+            Some("Orphan"),
+            Some(true),
+            Err(422),
+        ),
+        ("configmaps", json!([]), Some("Sideways"), None, Err(400)),
+    ];
+    for (i, (plural, before, policy, orphan, want)) in cases.into_iter().enumerate() {
+        let mut h = Harness::new();
+        let mut obj = if plural == "configmaps" {
+            cm.clone()
+        } else {
+            rc.clone()
+        };
+        obj["metadata"]["finalizers"] = before;
+        h.create(plural, Some("default"), obj).unwrap();
+        let opts = DeleteOptions {
+            propagation_policy: policy.map(String::from),
+            orphan_dependents: orphan,
+            ..Default::default()
+        };
+        let got = h
+            .delete(plural, Some("default"), "x", opts)
+            .map_err(|e| e.code)
+            .map(|_| {
+                h.get(plural, Some("default"), "x")
+                    .ok()
+                    .map(|o| o["metadata"]["finalizers"].clone())
+            });
+        assert_eq!(got, want, "case {i}");
+    }
+}

@@ -82,6 +82,8 @@ impl EventTtl {
                     name: name.to_string(),
                     grace_period_seconds: None,
                     precondition_uid: Some(uid).filter(|u| !u.is_empty()),
+                    precondition_resource_version: None,
+                    propagation_policy: None,
                 },
             });
         }

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod deployment;
 pub mod eventttl;
+pub mod garbagecollector;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;

@@ -107,6 +107,8 @@ impl PodGc {
                 name,
                 grace_period_seconds: Some(0),
                 precondition_uid: pod.metadata.uid.clone(),
+                precondition_resource_version: None,
+                propagation_policy: None,
             },
         });
     }

@@ -618,6 +618,8 @@ impl ReplicaSetController {
                     name: pod.metadata.name.clone().unwrap_or_default(),
                     grace_period_seconds: None,
                     precondition_uid: None,
+                    precondition_resource_version: None,
+                    propagation_policy: None,
                 };
                 self.request(out, key, Purpose::Delete { pod: pod_key }, op);
             }

@@ -185,6 +185,8 @@ impl TaintEvictionController {
                     name,
                     grace_period_seconds: None,
                     precondition_uid: pod.metadata.uid.clone(),
+                    precondition_resource_version: None,
+                    propagation_policy: None,
                 },
             ] {
                 self.next_id += 1;

@@ -278,13 +278,21 @@ impl ApiClient for RemoteApi {
                     name,
                     grace_period_seconds,
                     precondition_uid,
+                    precondition_resource_version,
+                    propagation_policy,
                 } => {
                     let mut opts = json!({"apiVersion": "v1", "kind": "DeleteOptions"});
                     if let Some(g) = grace_period_seconds {
                         opts["gracePeriodSeconds"] = json!(g);
                     }
                     if let Some(uid) = precondition_uid {
-                        opts["preconditions"] = json!({ "uid": uid });
+                        opts["preconditions"]["uid"] = json!(uid);
+                    }
+                    if let Some(rv) = precondition_resource_version {
+                        opts["preconditions"]["resourceVersion"] = json!(rv);
+                    }
+                    if let Some(p) = propagation_policy {
+                        opts["propagationPolicy"] = json!(p);
                     }
                     request(
                         "DELETE",

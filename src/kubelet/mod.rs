@@ -187,6 +187,8 @@ pub struct Kubelet {
     backoff: Backoff,
     runtime: BTreeMap<u64, Purpose>,
     api: BTreeMap<u64, &'static str>,
+    /// Final (grace-0) deletes in flight: request id → pod key.
+    final_deletes: BTreeMap<u64, String>,
     next_id: u64,
     registered: bool,
     lease: Option<Arc<Value>>,
@@ -212,6 +214,7 @@ impl Kubelet {
             backoff: Backoff::default(),
             runtime: BTreeMap::new(),
             api: BTreeMap::new(),
+            final_deletes: BTreeMap::new(),
             next_id: 1,
             registered: false,
             lease: None,
@@ -407,7 +410,15 @@ impl Kubelet {
         let Some(purpose) = self.api.remove(&id) else {
             return;
         };
+        let final_delete = self.final_deletes.remove(&id);
         match (purpose, result) {
+            ("final-delete", Err(e)) if e.code != 404 && e.code != 409 => {
+                // k8s: the status manager tries again on its next sync (a lost request or a
+                // refused one would otherwise leave the pod terminating forever).
+                if let Some(state) = final_delete.and_then(|k| self.states.get_mut(&k)) {
+                    state.final_delete_sent = false;
+                }
+            }
             ("register", Err(e)) if e.reason == "AlreadyExists" => {
                 // A restarted kubelet: the node is there; refresh its status.
                 self.report_node_status(now, out);
@@ -890,8 +901,11 @@ impl Kubelet {
                 name: pod.metadata.name.clone().unwrap_or_default(),
                 grace_period_seconds: Some(0),
                 precondition_uid: pod.metadata.uid.clone(),
+                precondition_resource_version: None,
+                propagation_policy: None,
             };
             self.api(out, "final-delete", op);
+            self.final_deletes.insert(self.next_id, key.to_string());
         }
     }
 

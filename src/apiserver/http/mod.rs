@@ -228,8 +228,12 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
         );
         inprocess::spawn(state.clone(), Box::new(PodGc::default()));
         inprocess::spawn(
-            state,
+            state.clone(),
             Box::new(crate::controllers::eventttl::EventTtl::new()),
+        );
+        inprocess::spawn(
+            state,
+            Box::new(crate::controllers::garbagecollector::GarbageCollector::new()),
         );
     });
     arbiter

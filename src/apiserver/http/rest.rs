@@ -523,6 +523,10 @@ fn delete_options(
             .as_str()
             .map(String::from),
         propagation_policy: policy,
+        orphan_dependents: query
+            .get("orphanDependents")
+            .map(|v| v == "true")
+            .or_else(|| body["orphanDependents"].as_bool()),
     })
 }
 

@@ -376,6 +376,8 @@ impl DeploymentController {
                     name: rs.metadata.name.clone().unwrap_or_default(),
                     grace_period_seconds: None,
                     precondition_uid: rs.metadata.uid.clone(),
+                    precondition_resource_version: None,
+                    propagation_policy: None,
                 },
             ));
         }
