@@ -229,6 +229,9 @@ pub struct Sim {
     processed: u64,
 }
 
+/// Where the simulated apiserver is reached (the default/kubernetes Service's endpoint).
+pub const SIM_APISERVER_ADDRESS: &str = "10.0.255.254:6443";
+
 fn node_config(spec: &NodeSpec, i: usize) -> NodeConfig {
     let name = spec.name.clone().expect("expanded");
     let mut c = NodeConfig::new(&name);
@@ -285,6 +288,13 @@ impl Sim {
                 behavior: behavior(s, &format!("pods {sel}")),
             });
         }
+        // Node i's pods get addresses from its pod CIDR (see ScriptedRuntime::node_index).
+        runtime.node_index = loaded
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone().expect("expanded"), i as u32))
+            .collect();
         let mut tallies = BTreeMap::new();
         for e in &loaded.scenario.expectations {
             for c in [&e.eventually, &e.always, &e.never].into_iter().flatten() {
@@ -656,11 +666,12 @@ impl Sim {
                         );
                     }
                 }
-                // The scripted runtime's containers are forgotten with their pods' scripts.
+                // The scripted runtime's containers are forgotten with their pods' scripts;
+                // the pod's address is released.
                 Effect::Runtime {
-                    op: RuntimeOp::RemovePod { .. },
+                    op: RuntimeOp::RemovePod { pod_uid },
                     ..
-                } => {}
+                } => self.runtime.remove_pod(&pod_uid),
                 Effect::Runtime { id, op } => {
                     // Probes are left out of traces.
                     let what = match &op {
@@ -1156,6 +1167,16 @@ impl Sim {
             ctxs[n - 1].clone()
         }))
         .expect("bootstrap");
+        // The simulated apiserver's address, for the default/kubernetes Service.
+        let ctxs: Vec<_> = (0..6).map(|_| self.ctx()).collect();
+        let mut ctxs = ctxs.into_iter();
+        ready(
+            self.api
+                .ensure_kubernetes_service(SIM_APISERVER_ADDRESS, || {
+                    ctxs.next().expect("enough contexts")
+                }),
+        )
+        .expect("the kubernetes Service");
         self.open_feeds();
         let nodes = self.loaded.nodes.clone();
         for (i, spec) in nodes.iter().enumerate() {
@@ -1175,6 +1196,14 @@ impl Sim {
         self.add(Box::new(PodGc::default()), None);
         self.add(
             Box::new(gantry::controllers::namespace::NamespaceController::new()),
+            None,
+        );
+        self.add(
+            Box::new(gantry::controllers::endpoints::EndpointsController::new()),
+            None,
+        );
+        self.add(
+            Box::new(gantry::controllers::endpointslice::EndpointSliceController::new()),
             None,
         );
         for m in self.loaded.manifests.clone() {

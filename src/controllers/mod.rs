@@ -3,6 +3,9 @@
 //! `reconcile(key)` against a cache fed by watch events).
 
 pub mod cache;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod endpointutil;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;

@@ -74,6 +74,62 @@ pub struct ScriptedRuntime {
     /// How many times each container (pod uid, name) has started.
     starts: BTreeMap<(String, String), u32>,
     next: u64,
+    /// Each node's index, which picks its pod CIDR (nodes not listed get the next free index
+    /// when their first pod starts).
+    pub node_index: BTreeMap<String, u32>,
+    ipam: Ipam,
+}
+
+/// Pod addresses, like upstream's host-local IPAM over each node's podCIDR: node `i` has
+/// 10.(128 + i / 256).(i % 256).0/24 (the cluster CIDR 10.128.0.0/9, clear of the node
+/// addresses in 10.0.0.0/16 and of the service CIDR 10.96.0.0/12); a pod's containers share
+/// its address, which is handed out from .2 to .254 after the last one given, and released when
+/// the pod is removed.
+#[derive(Debug, Default)]
+struct Ipam {
+    /// pod uid → (node index, host part)
+    by_pod: BTreeMap<String, (u32, u8)>,
+    /// node index → host parts in use
+    used: BTreeMap<u32, std::collections::BTreeSet<u8>>,
+    /// node index → the last host part handed out
+    last: BTreeMap<u32, u8>,
+}
+
+/// Node indexes with a pod CIDR (32768 nodes).
+const MAX_NODES: u32 = 128 * 256;
+
+impl Ipam {
+    fn address(node: u32, host: u8) -> String {
+        format!("10.{}.{}.{host}", 128 + node / 256, node % 256)
+    }
+
+    /// The pod's address, given now if it has none; `None` when the node's range is full.
+    fn allocate(&mut self, pod_uid: &str, node: u32) -> Option<String> {
+        if let Some(&(n, h)) = self.by_pod.get(pod_uid) {
+            return Some(Self::address(n, h));
+        }
+        if node >= MAX_NODES {
+            return None;
+        }
+        let used = self.used.entry(node).or_default();
+        let last = self.last.get(&node).copied().unwrap_or(1);
+        let host = (last..=254)
+            .skip(1)
+            .chain(2..=last)
+            .find(|h| !used.contains(h))?;
+        used.insert(host);
+        self.last.insert(node, host);
+        self.by_pod.insert(pod_uid.to_string(), (node, host));
+        Some(Self::address(node, host))
+    }
+
+    fn release(&mut self, pod_uid: &str) {
+        if let Some((node, host)) = self.by_pod.remove(pod_uid) {
+            if let Some(used) = self.used.get_mut(&node) {
+                used.remove(&host);
+            }
+        }
+    }
 }
 
 impl ScriptedRuntime {
@@ -133,10 +189,18 @@ impl ScriptedRuntime {
                         pod_labels: pod_labels.clone(),
                     },
                 );
+                let node = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default();
+                let next_index = self.node_index.len() as u32;
+                let index = *self.node_index.entry(node).or_insert(next_index);
+                let pod_ip = self.ipam.allocate(m.uid.as_deref().unwrap_or(""), index);
                 Outcome {
                     result: RuntimeResult::Started {
                         container_id: id,
-                        pod_ip: None,
+                        pod_ip,
                     },
                     exit,
                 }
@@ -151,11 +215,15 @@ impl ScriptedRuntime {
                     exit: None,
                 }
             }
-            // Its containers stay as scripted; the hosts do not pass this on.
-            RuntimeOp::RemovePod { .. } => Outcome {
-                result: RuntimeResult::Stopped { exit_code: 0 },
-                exit: None,
-            },
+            // Its containers stay as scripted; its address is released (the hosts call
+            // `remove_pod` and send no answer).
+            RuntimeOp::RemovePod { pod_uid } => {
+                self.remove_pod(pod_uid);
+                Outcome {
+                    result: RuntimeResult::Stopped { exit_code: 0 },
+                    exit: None,
+                }
+            }
             RuntimeOp::Probe {
                 container_id, kind, ..
             } => {
@@ -185,6 +253,11 @@ impl ScriptedRuntime {
                 }
             }
         }
+    }
+
+    /// The pod is gone: its address is free again (k8s: the sandbox's CNI DEL).
+    pub fn remove_pod(&mut self, pod_uid: &str) {
+        self.ipam.release(pod_uid);
     }
 
     /// A container exited on its own: forget it (returns false if it was already gone).
