@@ -240,9 +240,8 @@ pub fn kubernetes_service_objects(address: &str) -> Vec<(&'static ResourceInfo, 
         Err(_) => "FQDN",
     };
     let res = |group: &str, plural: &str| registry::by_plural(group, plural).expect("registered");
-    let meta = |labels: Value| {
-        json!({"name": "kubernetes", "namespace": "default", "labels": labels})
-    };
+    let meta =
+        |labels: Value| json!({"name": "kubernetes", "namespace": "default", "labels": labels});
     vec![
         (
             res("", "services"),

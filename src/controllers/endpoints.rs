@@ -226,7 +226,22 @@ pub fn desired(svc: &Service, pods: &[&Pod], existing: Option<&Endpoints>) -> Va
     if !annotations.is_empty() {
         meta["annotations"] = json!(annotations);
     }
-    json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": meta, "subsets": subsets})
+    let mut ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": meta});
+    // k8s: no subsets is no field (omitempty), as kubectl shows it.
+    if !subsets.is_empty() {
+        ep["subsets"] = json!(subsets);
+    }
+    ep
+}
+
+/// Sets `to[field]` to `from[field]`, or removes it where `from` has none.
+fn copy_field(to: &mut Value, from: &Value, field: &str) {
+    if let Some(obj) = to.as_object_mut() {
+        match from.get(field) {
+            Some(v) => obj.insert(field.to_string(), v.clone()),
+            None => obj.remove(field),
+        };
+    }
 }
 
 /// Whether the current Endpoints already say what `want` says.
@@ -319,9 +334,9 @@ impl EndpointsController {
             Some(current) => {
                 // An update of what the cache has: a stale copy answers 409 and is retried.
                 let mut body = serde_json::to_value(&*current).expect("serializes");
-                body["metadata"]["labels"] = want["metadata"]["labels"].clone();
-                body["metadata"]["annotations"] = want["metadata"]["annotations"].clone();
-                body["subsets"] = want["subsets"].clone();
+                copy_field(&mut body["metadata"], &want["metadata"], "labels");
+                copy_field(&mut body["metadata"], &want["metadata"], "annotations");
+                copy_field(&mut body, &want, "subsets");
                 ApiOp::Update {
                     resource: res("endpoints"),
                     namespace: Some(ns),
@@ -564,7 +579,7 @@ mod tests {
             let s = svc(patch);
             let refs: Vec<&Pod> = pods.iter().collect();
             let ep = desired(&s, &refs, None);
-            let subsets = ep["subsets"].as_array().unwrap();
+            let subsets = ep["subsets"].as_array().cloned().unwrap_or_default();
             let all = |f: &str| -> Vec<String> { subsets.iter().flat_map(|s| ips(s, f)).collect() };
             assert_eq!(all("addresses"), ready, "{what}");
             assert_eq!(all("notReadyAddresses"), not_ready, "{what}");
@@ -636,7 +651,7 @@ mod tests {
         );
         // A service without ports lists nothing unless it is headless.
         let no_ports = svc(json!({"spec": {"ports": null}}));
-        assert_eq!(desired(&no_ports, &[&a], None)["subsets"], json!([]));
+        assert_eq!(desired(&no_ports, &[&a], None).get("subsets"), None);
         let headless = svc(json!({"spec": {"ports": null, "clusterIP": "None"}}));
         assert_eq!(
             ips(&desired(&headless, &[&a], None)["subsets"][0], "addresses"),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
 use rand::RngCore;
 use serde_json::{json, Value};
 
@@ -66,13 +66,6 @@ pub fn pod_endpoint(pod: &Pod, svc: &Service, zone: Option<&str>) -> Value {
         ep["hostname"] = json!(h);
     }
     ep
-}
-
-/// An endpoint in its canonical (typed, re-serialized) form, to compare with stored ones.
-fn canonical_endpoint(v: &Value) -> Value {
-    serde_json::from_value::<Endpoint>(v.clone())
-        .and_then(serde_json::to_value)
-        .unwrap_or(Value::Null)
 }
 
 fn canonical_ports(ports: &[EndpointPort]) -> Value {
@@ -145,10 +138,9 @@ pub fn plan(
         }
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
         let z = node.and_then(zone);
-        let ep = canonical_endpoint(&pod_endpoint(pod, svc, z.as_deref()));
-        let ports: Vec<EndpointPort> =
-            serde_json::from_value(json!(util::pod_ports(pod, svc))).expect("valid ports");
-        let ports = canonical_ports(&ports);
+        // Built in the form the typed objects serialize to, so they compare with stored ones.
+        let ep = pod_endpoint(pod, svc, z.as_deref());
+        let ports = json!(util::pod_ports(pod, svc));
         let key = ports.to_string();
         groups
             .entry(key)
@@ -237,22 +229,17 @@ pub fn plan(
     plan.deletes
         .extend(spare.filter_map(|s| s.metadata.name.clone()));
     // 3. Kept slices are written when they differ.
+    let labels = slice_labels(svc);
     for (s, w) in kept {
-        let body = slice_body(svc, Some(s), &w);
-        let current = serde_json::to_value(s).expect("serializes");
-        let ports = |v: &Value| match &v["ports"] {
-            Value::Null => json!([]),
-            p => p.clone(),
-        };
-        let endpoints = |v: &Value| match &v["endpoints"] {
-            Value::Null => json!([]),
-            e => e.clone(),
-        };
-        let same = current["metadata"]["labels"] == body["metadata"]["labels"]
-            && ports(&current) == ports(&body)
-            && endpoints(&current) == endpoints(&body);
+        let same = s.metadata.labels.as_ref() == Some(&labels)
+            && canonical_ports(s.ports.as_deref().unwrap_or(&[])) == w.ports
+            && s.endpoints.len() == w.endpoints.len()
+            && s.endpoints
+                .iter()
+                .zip(w.endpoints.values())
+                .all(|(have, want)| serde_json::to_value(have).ok().as_ref() == Some(want));
         if !same {
-            plan.updates.push(body);
+            plan.updates.push(slice_body(svc, Some(s), &w));
         }
     }
     plan

@@ -186,12 +186,18 @@ pub fn services_of(pod: &Pod, services: &Cache<Service>) -> Vec<String> {
 
 /// The reference from an endpoint to its pod.
 pub fn target_ref(pod: &Pod) -> Value {
-    json!({
-        "kind": "Pod",
-        "namespace": pod.metadata.namespace,
-        "name": pod.metadata.name,
-        "uid": pod.metadata.uid,
-    })
+    let mut r = json!({"kind": "Pod"});
+    let m = &pod.metadata;
+    for (field, value) in [
+        ("namespace", &m.namespace),
+        ("name", &m.name),
+        ("uid", &m.uid),
+    ] {
+        if let Some(v) = value {
+            r[field] = json!(v);
+        }
+    }
+    r
 }
 
 /// What of a pod its endpoints depend on: a pod update that changes none of it needs no

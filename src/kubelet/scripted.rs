@@ -353,4 +353,69 @@ mod tests {
         assert_eq!(web.keys().collect::<Vec<_>>(), ["default/w"]);
         assert_eq!(web["default/w"].len(), 4);
     }
+
+    fn start_on(pod: &str, node: &str, container: &str) -> RuntimeOp {
+        let RuntimeOp::Start { pod, container } = start(pod, &[], container, "img") else {
+            unreachable!()
+        };
+        let mut p = (*pod).clone();
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: Some(node.into()),
+            ..Default::default()
+        });
+        RuntimeOp::Start {
+            pod: std::sync::Arc::new(p),
+            container,
+        }
+    }
+
+    fn ip(rt: &mut ScriptedRuntime, op: &RuntimeOp) -> Option<String> {
+        match rt.run(op, Time::ZERO).result {
+            RuntimeResult::Started { pod_ip, .. } => pod_ip,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pods_get_addresses_from_their_nodes_ranges() {
+        let mut rt = ScriptedRuntime::default();
+        rt.node_index.insert("n0".into(), 0);
+        rt.node_index.insert("n300".into(), 300);
+        let table = [
+            ("a", "n0", "c", "10.128.0.2"),
+            ("a", "n0", "d", "10.128.0.2"), // the pod's containers share its address
+            ("b", "n0", "c", "10.128.0.3"),
+            ("c", "n300", "c", "10.129.44.2"),
+            ("d", "unlisted", "c", "10.128.2.2"), // the next free index
+        ];
+        for (pod, node, container, want) in table {
+            assert_eq!(
+                ip(&mut rt, &start_on(pod, node, container)).as_deref(),
+                Some(want)
+            );
+        }
+        // Released addresses are handed out again after the rest of the range.
+        rt.run(
+            &RuntimeOp::RemovePod {
+                pod_uid: "uid-a".into(),
+            },
+            Time::ZERO,
+        );
+        assert_eq!(
+            ip(&mut rt, &start_on("e", "n0", "c")).as_deref(),
+            Some("10.128.0.4")
+        );
+        for i in 0..250 {
+            assert!(
+                ip(&mut rt, &start_on(&format!("f{i}"), "n0", "c")).is_some(),
+                "{i}"
+            );
+        }
+        // After .254 the freed .2 comes back; then the range (.2 to .254) is full.
+        assert_eq!(
+            ip(&mut rt, &start_on("f", "n0", "c")).as_deref(),
+            Some("10.128.0.2")
+        );
+        assert_eq!(ip(&mut rt, &start_on("g", "n0", "c")), None);
+    }
 }
