@@ -511,6 +511,12 @@ spec:
         // kubectl's views of services and endpoints, with the default/kubernetes Service.
         let out = s.kubectl_ok(&["get", "svc,ep", "-A"]);
         assert!(out.contains("kubernetes") && out.contains("web"), "{out}");
+        let (code, _, err) = s.kubectl(&["get", "endpoints", "web"]);
+        assert_eq!(code, 0);
+        assert!(
+            err.contains("Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"),
+            "{err}"
+        );
         let out = s.kubectl_ok(&["get", "endpointslices", "-n", "default"]);
         assert!(out.lines().any(|l| l.starts_with("kubernetes ")), "{out}");
         let out = s.kubectl_ok(&["cluster-info"]);

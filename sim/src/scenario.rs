@@ -266,6 +266,12 @@ pub struct Check {
     pub count: Option<usize>,
     /// The most pods (not terminating) matching `runningPods`' selector at once.
     pub at_most: Option<usize>,
+    /// A Service whose endpoints are checked: its Endpoints' `addresses` and
+    /// `notReadyAddresses`, and the ready endpoints of its EndpointSlices.
+    pub endpoints: Option<String>,
+    pub addresses: Option<usize>,
+    pub not_ready_addresses: Option<usize>,
+    pub ready_endpoints: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -491,6 +497,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             check.replicaset.is_some(),
             check.node.is_some(),
             check.running_pods.is_some(),
+            check.endpoints.is_some(),
         ]
         .iter()
         .filter(|k| **k)
@@ -498,7 +505,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         if subjects != 1 {
             return Err(err(
                 line,
-                format!("expectations[{i}]: check exactly one of replicaset, node, runningPods"),
+                format!(
+                    "expectations[{i}]: check exactly one of replicaset, node, runningPods, endpoints"
+                ),
             ));
         }
         if e.eventually.is_some() && check.by.is_none() {

@@ -1110,6 +1110,45 @@ impl Sim {
                 ),
             );
         }
+        if let Some(svc) = &c.endpoints {
+            let ep = self.cached(resource("", "endpoints"), Some(&c.namespace), svc);
+            let count = |field: &str| -> usize {
+                ep.and_then(|e| e["subsets"].as_array())
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s[field].as_array().map_or(0, Vec::len))
+                    .sum()
+            };
+            let (ready, not_ready) = (count("addresses"), count("notReadyAddresses"));
+            let slices = self
+                .feeds
+                .get(resource("discovery.k8s.io", "endpointslices"))
+                .map(|f| {
+                    f.cacher
+                        .objects()
+                        .filter(|s| {
+                            s["metadata"]["namespace"] == c.namespace.as_str()
+                                && s["metadata"]["labels"]["kubernetes.io/service-name"]
+                                    == svc.as_str()
+                        })
+                        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                        .filter(|e| e["conditions"]["ready"] == true)
+                        .count()
+                })
+                .unwrap_or(0);
+            let ok = ep.is_some()
+                && c.addresses.is_none_or(|n| n == ready)
+                && c.not_ready_addresses.is_none_or(|n| n == not_ready)
+                && c.ready_endpoints.is_none_or(|n| n == slices);
+            return (
+                ok,
+                format!(
+                    "endpoints {svc}: {} addresses={ready} notReadyAddresses={not_ready}, \
+                     {slices} ready in slices",
+                    if ep.is_some() { "exist" } else { "absent" }
+                ),
+            );
+        }
         (false, "nothing to check".into())
     }
 
