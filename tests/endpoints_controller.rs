@@ -72,12 +72,13 @@ fn run_pod(d: &mut Driver, name: &str, ip: &str, ready: bool) {
                "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox",
                         "ports": [{"name": "http", "containerPort": 8080}]}]}}),
     );
-    set_status(d, pod, ip, ready);
+    set_status(d, pod, ip, ready, "2025-01-01T00:00:01Z");
 }
 
-fn set_status(d: &mut Driver, mut pod: Value, ip: &str, ready: bool) {
+fn set_status(d: &mut Driver, mut pod: Value, ip: &str, ready: bool, since: &str) {
     pod["status"] = json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]});
+        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                        "lastTransitionTime": since}]});
     let name = pod["metadata"]["name"].as_str().unwrap().to_string();
     d.client(ApiOp::Update {
         resource: res("pods"),
@@ -127,6 +128,11 @@ fn a_service_gets_endpoints_and_slices_that_follow_its_pods_and_go_with_it() {
     d.advance(Duration::from_millis(10));
     let ep = get(&mut d, "endpoints", "web").expect("created for the new Service");
     assert_eq!(ep["subsets"], Value::Null, "{ep}");
+    // The first write's trigger: the Service's creation.
+    assert_eq!(
+        ep["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"],
+        svc["metadata"]["creationTimestamp"]
+    );
     assert_eq!(ep["metadata"]["labels"], json!({"team": "a"}));
     let slices = slices_of(&d, "web");
     assert_eq!(slices.len(), 1);
@@ -206,9 +212,15 @@ fn a_service_gets_endpoints_and_slices_that_follow_its_pods_and_go_with_it() {
 
     // `a` turns not ready: it moves to notReadyAddresses and its slice condition follows.
     let a = get(&mut d, "pods", "a").unwrap();
-    set_status(&mut d, a, "10.128.0.2", false);
+    set_status(&mut d, a, "10.128.0.2", false, "2025-01-01T00:05:00Z");
     d.advance(Duration::from_millis(10));
     let ep = get(&mut d, "endpoints", "web").unwrap();
+    // The write says when the change that caused it happened: a's Ready transition.
+    const TRIGGER: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+    assert_eq!(
+        ep["metadata"]["annotations"][TRIGGER], "2025-01-01T00:05:00Z",
+        "{ep}"
+    );
     assert_eq!(
         ips(&ep["subsets"][0]["notReadyAddresses"]),
         ["10.128.0.2", "10.128.0.5"]
@@ -222,6 +234,10 @@ fn a_service_gets_endpoints_and_slices_that_follow_its_pods_and_go_with_it() {
         .unwrap()
         .clone();
     assert_eq!(a["conditions"]["ready"], false);
+    assert_eq!(
+        slices[0]["metadata"]["annotations"][TRIGGER],
+        "2025-01-01T00:05:00Z"
+    );
 
     // `b` is being deleted: gone from the Endpoints, terminating in its slice.
     d.client(ApiOp::Delete {
@@ -529,5 +545,65 @@ spec:
             (code != 0 && slices(&s).is_empty()).then_some(())
         });
         s.kubectl_ok(&["delete", "replicaset", "web"]);
+    }
+}
+
+#[test]
+fn converged_endpoints_are_not_rewritten_whatever_the_service_shape() {
+    // (service spec): an unnamed numeric port, a headless Service without ports, two ports
+    // with an app protocol, publishNotReadyAddresses.
+    let shapes = [
+        json!({"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}),
+        json!({"selector": {"app": "web"}, "clusterIP": "None"}),
+        json!({"selector": {"app": "web"}, "ports": [
+            {"name": "http", "port": 80, "targetPort": "http", "appProtocol": "http"},
+            {"name": "dns", "port": 53, "protocol": "UDP"}]}),
+        json!({"selector": {"app": "web"}, "publishNotReadyAddresses": true,
+               "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}),
+    ];
+    for (i, spec) in shapes.into_iter().enumerate() {
+        let mut d = Driver::new(6);
+        d.add(Box::new(EndpointsController::new()));
+        d.add(Box::new(EndpointSliceController::new()));
+        create(
+            &mut d,
+            "services",
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "web", "namespace": "default"}, "spec": spec}),
+        );
+        run_pod(&mut d, "a", "10.128.0.2", true);
+        run_pod(&mut d, "b", "10.128.0.3", false);
+        d.advance(Duration::from_secs(1));
+        let ep = get(&mut d, "endpoints", "web").unwrap();
+        let all: usize = ep["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| ips(&s["addresses"]).len() + ips(&s["notReadyAddresses"]).len())
+            .sum();
+        assert_eq!(all, 2, "shape {i}: {ep}");
+        let before = (
+            writes_by(&d, "endpoints-controller"),
+            writes_by(&d, "endpointslice-controller"),
+        );
+        // Every Service and pod looked at again (a relist would do the same).
+        for name in ["a", "b"] {
+            let mut p = get(&mut d, "pods", name).unwrap();
+            p["metadata"]["labels"]["touched"] = json!("yes");
+            d.client(ApiOp::Update {
+                resource: res("pods"),
+                namespace: Some("default".into()),
+                name: name.into(),
+                body: p,
+                part: Part::Main,
+            })
+            .unwrap();
+        }
+        d.advance(Duration::from_secs(5));
+        let after = (
+            writes_by(&d, "endpoints-controller"),
+            writes_by(&d, "endpointslice-controller"),
+        );
+        assert_eq!(before, after, "shape {i}: {:?}", d.log);
     }
 }

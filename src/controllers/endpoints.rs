@@ -199,8 +199,14 @@ pub fn truncate(subsets: &mut [Value]) -> bool {
 }
 
 /// The Endpoints a Service should have: its subsets, labels and annotations (`existing` is
-/// the current object, whose other annotations are kept).
-pub fn desired(svc: &Service, pods: &[&Pod], existing: Option<&Endpoints>) -> Value {
+/// the current object, whose other annotations are kept; `trigger` the last-change trigger
+/// time, the annotation removed without one).
+pub fn desired(
+    svc: &Service,
+    pods: &[&Pod],
+    existing: Option<&Endpoints>,
+    trigger: Option<&str>,
+) -> Value {
     let entries: Vec<Entry> = pods.iter().flat_map(|p| pod_entries(p, svc)).collect();
     let mut subsets = repack(entries);
     let truncated = truncate(&mut subsets);
@@ -214,6 +220,10 @@ pub fn desired(svc: &Service, pods: &[&Pod], existing: Option<&Endpoints>) -> Va
     let mut annotations = existing
         .and_then(|e| e.metadata.annotations.clone())
         .unwrap_or_default();
+    match trigger {
+        Some(t) => annotations.insert(util::LAST_CHANGE_TRIGGER_TIME.into(), t.into()),
+        None => annotations.remove(util::LAST_CHANGE_TRIGGER_TIME),
+    };
     if truncated {
         annotations.insert(OVER_CAPACITY.into(), "truncated".into());
     } else {
@@ -249,10 +259,13 @@ fn up_to_date(current: &Endpoints, want: &Value) -> bool {
     let Ok(want) = serde_json::from_value::<Endpoints>(want.clone()) else {
         return false;
     };
+    // k8s: a new trigger time alone is no reason to write (syncService compares subsets,
+    // labels and the over-capacity annotation).
     let norm = |e: &Endpoints| {
         let subsets = e.subsets.clone().unwrap_or_default();
         let labels = e.metadata.labels.clone().unwrap_or_default();
-        let annotations = e.metadata.annotations.clone().unwrap_or_default();
+        let mut annotations = e.metadata.annotations.clone().unwrap_or_default();
+        annotations.remove(util::LAST_CHANGE_TRIGGER_TIME);
         (subsets, labels, annotations)
     };
     norm(current) == norm(&want)
@@ -262,6 +275,7 @@ pub struct EndpointsController {
     services: Cache<Service>,
     pods: Cache<Pod>,
     endpoints: Cache<Endpoints>,
+    triggers: util::TriggerTimes,
     queue: WorkQueue,
     /// Syncs in progress: requests outstanding, and whether one failed.
     syncs: BTreeMap<String, (usize, bool)>,
@@ -282,6 +296,7 @@ impl EndpointsController {
             services: Cache::new(),
             pods: Cache::new(),
             endpoints: Cache::new(),
+            triggers: util::TriggerTimes::default(),
             queue: WorkQueue::new(),
             syncs: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -310,6 +325,7 @@ impl EndpointsController {
         let (ns, name) = (ns.to_string(), name.to_string());
         let existing = self.endpoints.get_shared(&key);
         let Some(svc) = self.services.get_shared(&key) else {
+            self.triggers.forget(&key);
             // k8s: the Endpoints of a deleted Service go with it.
             if existing.is_some() {
                 let op = ApiOp::Delete {
@@ -328,7 +344,8 @@ impl EndpointsController {
             return self.finish(&key, false, now);
         }
         let pods = util::selected_pods(&svc, &self.pods);
-        let want = desired(&svc, &pods, existing.as_deref());
+        let trigger = self.triggers.compute(&key, &svc, &pods);
+        let want = desired(&svc, &pods, existing.as_deref(), trigger.as_deref());
         let op = match existing {
             Some(current) if up_to_date(&current, &want) => return self.finish(&key, false, now),
             Some(current) => {
@@ -578,7 +595,7 @@ mod tests {
         for (what, patch, pods, ready, not_ready) in table {
             let s = svc(patch);
             let refs: Vec<&Pod> = pods.iter().collect();
-            let ep = desired(&s, &refs, None);
+            let ep = desired(&s, &refs, None, None);
             let subsets = ep["subsets"].as_array().cloned().unwrap_or_default();
             let all = |f: &str| -> Vec<String> { subsets.iter().flat_map(|s| ips(s, f)).collect() };
             assert_eq!(all("addresses"), ready, "{what}");
@@ -602,7 +619,7 @@ mod tests {
             true,
             json!({"spec": {"hostname": "h", "subdomain": "s"}}),
         );
-        let ep = desired(&s, &[&p], None);
+        let ep = desired(&s, &[&p], None, None);
         assert_eq!(
             ep["subsets"][0]["addresses"][0],
             json!({"ip": "10.0.0.2", "nodeName": "n1", "hostname": "h",
@@ -626,7 +643,7 @@ mod tests {
             true,
             json!({"spec": {"containers": [{"name": "c"}]}}),
         );
-        let ep = desired(&s, &[&a, &b], None);
+        let ep = desired(&s, &[&a, &b], None, None);
         let subsets = ep["subsets"].as_array().unwrap();
         assert_eq!(subsets.len(), 2, "{subsets:?}");
         let by_ips: BTreeMap<Vec<String>, Vec<String>> = subsets
@@ -651,10 +668,13 @@ mod tests {
         );
         // A service without ports lists nothing unless it is headless.
         let no_ports = svc(json!({"spec": {"ports": null}}));
-        assert_eq!(desired(&no_ports, &[&a], None).get("subsets"), None);
+        assert_eq!(desired(&no_ports, &[&a], None, None).get("subsets"), None);
         let headless = svc(json!({"spec": {"ports": null, "clusterIP": "None"}}));
         assert_eq!(
-            ips(&desired(&headless, &[&a], None)["subsets"][0], "addresses"),
+            ips(
+                &desired(&headless, &[&a], None, None)["subsets"][0],
+                "addresses"
+            ),
             ["10.0.0.2"]
         );
     }
@@ -673,7 +693,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Pod> = pods.iter().collect();
-        let ep = desired(&s, &refs, None);
+        let ep = desired(&s, &refs, None, None);
         let count = |f: &str| -> usize {
             ep["subsets"]
                 .as_array()
@@ -696,7 +716,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Pod> = ready.iter().collect();
-        let ep = desired(&s, &refs, None);
+        let ep = desired(&s, &refs, None, None);
         let count = |f: &str| -> usize {
             ep["subsets"]
                 .as_array()
@@ -712,7 +732,7 @@ mod tests {
         )
         .unwrap();
         let a = pod("a", "10.0.0.2", true, json!({}));
-        let ep = desired(&s, &[&a], Some(&current));
+        let ep = desired(&s, &[&a], Some(&current), None);
         assert_eq!(ep["metadata"]["annotations"], json!({"keep": "me"}));
     }
 }

@@ -121,13 +121,15 @@ fn owned_by(slice: &EndpointSlice, svc: &Service) -> bool {
 }
 
 /// Reconciles a Service's slices (k8s: reconciler.reconcile, simplified): `existing` are the
-/// slices labelled as this controller's for the Service; `zone` gives a node's zone.
+/// slices labelled as this controller's for the Service; `zone` gives a node's zone; the
+/// slices written carry `trigger` as their last-change trigger time (or none).
 pub fn plan(
     svc: &Service,
     pods: &[&Pod],
     zone: &dyn Fn(&str) -> Option<String>,
     existing: &[&EndpointSlice],
     max_per_slice: usize,
+    trigger: Option<&str>,
 ) -> Plan {
     // The endpoints wanted, grouped by the ports they serve (k8s: endpointMeta by portMapKey).
     let mut groups: BTreeMap<String, (Value, BTreeMap<String, Value>)> = BTreeMap::new();
@@ -223,7 +225,7 @@ pub fn plan(
     for w in new_slices {
         match spare.next() {
             Some(s) => kept.push((s, w)),
-            None => plan.creates.push(slice_body(svc, None, &w)),
+            None => plan.creates.push(slice_body(svc, None, &w, trigger)),
         }
     }
     plan.deletes
@@ -239,13 +241,18 @@ pub fn plan(
                 .zip(w.endpoints.values())
                 .all(|(have, want)| serde_json::to_value(have).ok().as_ref() == Some(want));
         if !same {
-            plan.updates.push(slice_body(svc, Some(s), &w));
+            plan.updates.push(slice_body(svc, Some(s), &w, trigger));
         }
     }
     plan
 }
 
-fn slice_body(svc: &Service, existing: Option<&EndpointSlice>, w: &Wanted) -> Value {
+fn slice_body(
+    svc: &Service,
+    existing: Option<&EndpointSlice>,
+    w: &Wanted,
+    trigger: Option<&str>,
+) -> Value {
     let mut body = match existing {
         Some(s) => serde_json::to_value(s).expect("serializes"),
         None => json!({
@@ -269,6 +276,20 @@ fn slice_body(svc: &Service, existing: Option<&EndpointSlice>, w: &Wanted) -> Va
     body["apiVersion"] = json!("discovery.k8s.io/v1");
     body["kind"] = json!("EndpointSlice");
     body["metadata"]["labels"] = json!(slice_labels(svc));
+    // k8s: addTriggerTimeAnnotation — set, or removed without a new trigger time.
+    let meta = body["metadata"].as_object_mut().expect("metadata");
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("annotations");
+    match trigger {
+        Some(t) => annotations.insert(util::LAST_CHANGE_TRIGGER_TIME.into(), json!(t)),
+        None => annotations.remove(util::LAST_CHANGE_TRIGGER_TIME),
+    };
+    if annotations.is_empty() {
+        meta.remove("annotations");
+    }
     body["endpoints"] = json!(w.endpoints.values().collect::<Vec<_>>());
     match w.ports.as_array() {
         Some(p) if !p.is_empty() => body["ports"] = w.ports.clone(),
@@ -291,6 +312,7 @@ pub struct EndpointSliceController {
     services: Cache<Service>,
     pods: Cache<Pod>,
     nodes: Cache<Node>,
+    triggers: util::TriggerTimes,
     /// Indexed by `namespace/service` for the slices this controller manages ("" for others).
     slices: Cache<EndpointSlice>,
     queue: WorkQueue,
@@ -337,6 +359,7 @@ impl EndpointSliceController {
             services: Cache::new(),
             pods: Cache::new(),
             nodes: Cache::new(),
+            triggers: util::TriggerTimes::default(),
             slices: Cache::with_index(|s| managed_service(s).unwrap_or_default()),
             queue: WorkQueue::new(),
             syncs: BTreeMap::new(),
@@ -405,6 +428,7 @@ impl EndpointSliceController {
         let existing: Vec<Arc<EndpointSlice>> =
             self.slices.indexed(&key).map(|(_, s)| s.clone()).collect();
         let Some(svc) = self.services.get_shared(&key) else {
+            self.triggers.forget(&key);
             // The Service is gone: so are its slices (k8s leaves this to the garbage
             // collector, through their owner references).
             for s in existing {
@@ -440,7 +464,15 @@ impl EndpointSliceController {
                 .cloned()
         };
         let refs: Vec<&EndpointSlice> = existing.iter().map(|s| &**s).collect();
-        let plan = plan(&svc, &pods, &zone, &refs, MAX_ENDPOINTS_PER_SLICE);
+        let trigger = self.triggers.compute(&key, &svc, &pods);
+        let plan = plan(
+            &svc,
+            &pods,
+            &zone,
+            &refs,
+            MAX_ENDPOINTS_PER_SLICE,
+            trigger.as_deref(),
+        );
         for body in plan.creates {
             let op = ApiOp::Create {
                 resource: slices_res(),
@@ -660,7 +692,7 @@ mod tests {
         let refs: Vec<&Pod> = pods.iter().collect();
         let existing: Vec<EndpointSlice> = slices.clone();
         let ex: Vec<&EndpointSlice> = existing.iter().collect();
-        let p = plan(svc, &refs, &zone, &ex, 3);
+        let p = plan(svc, &refs, &zone, &ex, 3, None);
         let counts = (p.creates.len(), p.updates.len(), p.deletes.len());
         apply(slices, p, next);
         counts
@@ -743,7 +775,7 @@ mod tests {
             .map(|i| pod(&format!("p{i}"), true, json!({})))
             .collect();
         let refs: Vec<&Pod> = pods.iter().collect();
-        let p = plan(&s, &refs, &zone, &[], 3);
+        let p = plan(&s, &refs, &zone, &[], 3, None);
         assert_eq!(
             (p.creates.len(), p.updates.len(), p.deletes.len()),
             (3, 0, 0)
@@ -782,7 +814,7 @@ mod tests {
             pod("p3", true, json!({"status": {"podIP": null}})),
         ];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let p = plan(&s, &refs, &zone, &[], 3);
+        let p = plan(&s, &refs, &zone, &[], 3, None);
         let eps = p.creates[0]["endpoints"].as_array().unwrap();
         assert_eq!(eps.len(), 1);
         assert_eq!(eps[0]["conditions"]["terminating"], true);
@@ -851,7 +883,7 @@ mod tests {
             pod("p2", true, json!({"spec": {"containers": [{"name": "c"}]}})),
         ];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let p = plan(&s, &refs, &zone, &[], 100);
+        let p = plan(&s, &refs, &zone, &[], 100, None);
         let mut ports: Vec<Vec<String>> = p
             .creates
             .iter()

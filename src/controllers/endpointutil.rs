@@ -244,6 +244,59 @@ pub fn services_for_change(
     keys
 }
 
+/// The annotation saying when the last change that led to this write happened.
+/// k8s: v1.EndpointsLastChangeTriggerTime
+pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+type Timestamp = k8s_openapi::jiff::Timestamp;
+
+/// Per Service, the trigger times seen at its last sync: the Service's creation time, and each
+/// pod's Ready condition's last transition. k8s: endpointsliceutil.TriggerTimeTracker
+#[derive(Debug, Default)]
+pub struct TriggerTimes {
+    last: BTreeMap<String, (Option<Timestamp>, BTreeMap<String, Timestamp>)>,
+}
+
+impl TriggerTimes {
+    /// The earliest trigger time that changed since the Service's last sync, formatted as the
+    /// annotation wants it; `None` when none did (the annotation is then removed).
+    /// k8s: ComputeEndpointLastChangeTriggerTime
+    pub fn compute(&mut self, key: &str, svc: &Service, pods: &[&Pod]) -> Option<String> {
+        let (last_svc, last_pods) = self.last.remove(key).unwrap_or_default();
+        let mut min: Option<Timestamp> = None;
+        let mut seen = BTreeMap::new();
+        for pod in pods {
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(|t| t.0);
+            let (Some(t), Some(name)) = (ready, pod.metadata.name.as_ref()) else {
+                continue;
+            };
+            if last_pods.get(name).is_none_or(|last| t > *last) {
+                min = Some(min.map_or(t, |m| m.min(t)));
+            }
+            seen.insert(name.clone(), t);
+        }
+        let created = svc.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        if let Some(c) = created {
+            if last_svc.is_none_or(|last| c > last) {
+                min = Some(min.map_or(c, |m| m.min(c)));
+            }
+        }
+        self.last.insert(key.to_string(), (created, seen));
+        min.map(|t| t.to_string())
+    }
+
+    /// The Service is gone.
+    pub fn forget(&mut self, key: &str) {
+        self.last.remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +434,42 @@ mod tests {
         let mut v = base_pod();
         v["status"]["conditions"][0]["status"] = json!("False");
         assert_ne!(endpoint_view(&a), endpoint_view(&pod(v)));
+    }
+
+    #[test]
+    fn the_trigger_time_is_the_earliest_change_since_the_last_sync() {
+        let svc: Service =
+            serde_json::from_value(json!({"metadata": {"name": "s", "namespace": "ns",
+            "creationTimestamp": "2024-01-01T00:00:00Z"}}))
+            .unwrap();
+        let at = |name: &str, t: &str| -> Pod {
+            let mut v = base_pod();
+            v["metadata"]["name"] = json!(name);
+            v["status"]["conditions"][0]["lastTransitionTime"] = json!(t);
+            pod(v)
+        };
+        let mut tt = TriggerTimes::default();
+        let (a, b) = (
+            at("a", "2024-01-01T00:00:05Z"),
+            at("b", "2024-01-01T00:00:03Z"),
+        );
+        // First sync: everything is new, the Service's creation is the earliest.
+        assert_eq!(
+            tt.compute("ns/s", &svc, &[&a, &b]).as_deref(),
+            Some("2024-01-01T00:00:00Z")
+        );
+        // Nothing changed: no trigger time.
+        assert_eq!(tt.compute("ns/s", &svc, &[&a, &b]), None);
+        // One pod's readiness changed: its transition.
+        let a2 = at("a", "2024-01-01T00:01:00.5Z");
+        assert_eq!(
+            tt.compute("ns/s", &svc, &[&a2, &b]).as_deref(),
+            Some("2024-01-01T00:01:00.5Z")
+        );
+        tt.forget("ns/s");
+        assert_eq!(
+            tt.compute("ns/s", &svc, &[&a2, &b]).as_deref(),
+            Some("2024-01-01T00:00:00Z")
+        );
     }
 }
