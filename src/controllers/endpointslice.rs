@@ -8,7 +8,7 @@
 //! k8s: pkg/controller/endpointslice (syncService), staging/src/k8s.io/endpointslice
 //! (reconciler.go, utils.go podToEndpoint); reference/k8s-semantics.md §6.1–6.2.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -574,15 +574,6 @@ impl EndpointSliceController {
             }
         }
     }
-
-    /// The Services with slices in the cache (for tests and traces).
-    pub fn services_with_slices(&self) -> BTreeSet<String> {
-        self.slices
-            .index_values()
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .collect()
-    }
 }
 
 fn revision_of_value(obj: &Value) -> u64 {
@@ -639,6 +630,7 @@ impl Component for EndpointSliceController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn svc(v: Value) -> Service {
         let mut base = json!({"metadata": {"name": "s", "namespace": "ns", "uid": "su",
@@ -898,5 +890,53 @@ mod tests {
             .collect();
         ports.sort();
         assert_eq!(ports, [vec!["http", "raw"], vec!["raw"]]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever the pods do between syncs, a reconcile leaves every included pod in exactly
+        /// one slice, no slice over the maximum, no empty slice unless it is the one placeholder,
+        /// and a second reconcile with nothing changed writes nothing.
+        #[test]
+        fn reconciling_converges_from_any_history(
+            steps in proptest::collection::vec(
+                proptest::collection::vec((0u32..40, 0u8..4), 0..40), 1..6),
+        ) {
+            let s = svc(json!({"spec": {"ports": [
+                {"name": "http", "port": 80, "targetPort": "http"}]}}));
+            let mut slices = Vec::new();
+            let mut next = 0;
+            for step in steps {
+                // Each pod: 0 ready, 1 not ready, 2 terminating, 3 without the named port.
+                let mut by_name = BTreeMap::new();
+                for (n, kind) in step {
+                    let patch = match kind {
+                        2 => json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"}}),
+                        3 => json!({"spec": {"containers": [{"name": "c"}]}}),
+                        _ => json!({}),
+                    };
+                    by_name.insert(n, pod(&format!("p{n}"), kind != 1, patch));
+                }
+                let pods: Vec<Pod> = by_name.into_values().collect();
+                reconcile(&s, &pods, &mut slices, &mut next);
+                let mut seen = BTreeSet::new();
+                for sl in &slices {
+                    proptest::prop_assert!(sl.endpoints.len() <= 3);
+                    for e in &sl.endpoints {
+                        let name = e.target_ref.as_ref().unwrap().name.clone().unwrap();
+                        proptest::prop_assert!(seen.insert(name));
+                    }
+                }
+                let want: BTreeSet<String> =
+                    pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+                proptest::prop_assert_eq!(&seen, &want);
+                let empty = slices.iter().filter(|s| s.endpoints.is_empty()).count();
+                proptest::prop_assert!(
+                    empty == 0 || (empty == 1 && slices.len() == 1 && pods.is_empty()),
+                    "{} empty of {}", empty, slices.len()
+                );
+                proptest::prop_assert_eq!(reconcile(&s, &pods, &mut slices, &mut next), (0, 0, 0));
+            }
+        }
     }
 }
