@@ -828,6 +828,9 @@ impl Sim {
             return;
         };
         self.slots[slot].alive = false;
+        // The node's pod sandboxes are gone: their addresses are free (its pods get new ones
+        // when a restarted kubelet starts them again).
+        self.runtime.node_down(node);
         for i in 0..self.informers.len() {
             if self.informers[i].slot == slot {
                 let res = self.informers[i].resource;

@@ -255,6 +255,14 @@ impl ScriptedRuntime {
         }
     }
 
+    /// The node crashed: the addresses of its pods are free again.
+    pub fn node_down(&mut self, node: &str) {
+        if let Some(&index) = self.node_index.get(node) {
+            self.ipam.by_pod.retain(|_, (n, _)| *n != index);
+            self.ipam.used.remove(&index);
+        }
+    }
+
     /// The pod is gone: its address is free again (k8s: the sandbox's CNI DEL).
     pub fn remove_pod(&mut self, pod_uid: &str) {
         self.ipam.release(pod_uid);
@@ -417,5 +425,15 @@ mod tests {
             Some("10.128.0.2")
         );
         assert_eq!(ip(&mut rt, &start_on("g", "n0", "c")), None);
+        // The node crashes: its pods get new addresses when started again.
+        rt.node_down("n0");
+        assert_eq!(
+            ip(&mut rt, &start_on("b", "n0", "c")).as_deref(),
+            Some("10.128.0.3")
+        );
+        assert_eq!(
+            ip(&mut rt, &start_on("c", "n300", "c")).as_deref(),
+            Some("10.129.44.2")
+        );
     }
 }
