@@ -186,9 +186,9 @@ impl Driver {
                         self.timers.insert((at, idx, id), ());
                     }
                     Effect::Runtime {
-                        op: crate::component::RuntimeOp::RemovePod { .. },
+                        op: crate::component::RuntimeOp::RemovePod { pod_uid },
                         ..
-                    } => {}
+                    } => self.runtime.remove_pod(&pod_uid),
                     Effect::Runtime { id, op } => {
                         let what = op.describe();
                         self.runtime_log.push((self.now, what));

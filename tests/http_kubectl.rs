@@ -684,6 +684,13 @@ fn a_restarted_server_keeps_every_object_and_resource_version() {
         .parse::<i64>()
         .unwrap();
     assert_eq!(ep["subsets"][0]["ports"][0]["port"], port);
+    let (_, slice) = again.json(
+        "GET",
+        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
+        "",
+        b"",
+    );
+    assert_eq!(slice["ports"][0]["port"], port, "{slice}");
     let items = |text: &str| serde_json::from_str::<Value>(text).unwrap()["items"].clone();
     assert_eq!(items(&after), items(&before));
     assert_eq!(items(&after).as_array().unwrap().len(), 2);

@@ -356,6 +356,12 @@ pub struct Check {
     /// With `pods`: `none` (no ownerReferences) or `gone` (not being deleted, with a
     /// controller reference to an object that no longer exists with that UID).
     pub owner: Option<String>,
+    /// A Service whose endpoints are checked: its Endpoints' `addresses` and
+    /// `notReadyAddresses`, and the ready endpoints of its EndpointSlices.
+    pub endpoints: Option<String>,
+    pub addresses: Option<usize>,
+    pub not_ready_addresses: Option<usize>,
+    pub ready_endpoints: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -611,6 +617,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             check.node.is_some(),
             check.running_pods.is_some(),
             check.pods.is_some(),
+            check.endpoints.is_some(),
         ]
         .iter()
         .filter(|k| **k)
@@ -618,7 +625,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         if subjects != 1 {
             return Err(err(
                 line,
-                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods, pods"),
+                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods, pods, endpoints"),
             ));
         }
         if let Some(sel) = &check.pods {

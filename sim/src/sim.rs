@@ -229,6 +229,9 @@ pub struct Sim {
     processed: u64,
 }
 
+/// Where the simulated apiserver is reached (the default/kubernetes Service's endpoint).
+pub const SIM_APISERVER_ADDRESS: &str = "10.0.255.254:6443";
+
 fn node_config(spec: &NodeSpec, i: usize) -> NodeConfig {
     let name = spec.name.clone().expect("expanded");
     let mut c = NodeConfig::new(&name);
@@ -285,6 +288,13 @@ impl Sim {
                 behavior: behavior(s, &format!("pods {sel}")),
             });
         }
+        // Node i's pods get addresses from its pod CIDR (see ScriptedRuntime::node_index).
+        runtime.node_index = loaded
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone().expect("expanded"), i as u32))
+            .collect();
         let mut tallies = BTreeMap::new();
         for e in &loaded.scenario.expectations {
             for c in [&e.eventually, &e.always, &e.never].into_iter().flatten() {
@@ -662,11 +672,12 @@ impl Sim {
                         );
                     }
                 }
-                // The scripted runtime's containers are forgotten with their pods' scripts.
+                // The scripted runtime's containers are forgotten with their pods' scripts;
+                // the pod's address is released.
                 Effect::Runtime {
-                    op: RuntimeOp::RemovePod { .. },
+                    op: RuntimeOp::RemovePod { pod_uid },
                     ..
-                } => {}
+                } => self.runtime.remove_pod(&pod_uid),
                 Effect::Runtime { id, op } => {
                     // Probes are left out of traces.
                     let what = match &op {
@@ -875,6 +886,9 @@ impl Sim {
             return;
         };
         self.slots[slot].alive = false;
+        // The node's pod sandboxes are gone: their addresses are free (its pods get new ones
+        // when a restarted kubelet starts them again).
+        self.runtime.node_down(node);
         for i in 0..self.informers.len() {
             if self.informers[i].slot == slot {
                 let res = self.informers[i].resource;
@@ -1346,6 +1360,45 @@ impl Sim {
                 format!("{n} pods{what}"),
             );
         }
+        if let Some(svc) = &c.endpoints {
+            let ep = self.cached(resource("", "endpoints"), Some(&c.namespace), svc);
+            let count = |field: &str| -> usize {
+                ep.and_then(|e| e["subsets"].as_array())
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s[field].as_array().map_or(0, Vec::len))
+                    .sum()
+            };
+            let (ready, not_ready) = (count("addresses"), count("notReadyAddresses"));
+            let slices = self
+                .feeds
+                .get(resource("discovery.k8s.io", "endpointslices"))
+                .map(|f| {
+                    f.cacher
+                        .objects()
+                        .filter(|s| {
+                            s["metadata"]["namespace"] == c.namespace.as_str()
+                                && s["metadata"]["labels"]["kubernetes.io/service-name"]
+                                    == svc.as_str()
+                        })
+                        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                        .filter(|e| e["conditions"]["ready"] == true)
+                        .count()
+                })
+                .unwrap_or(0);
+            let ok = ep.is_some()
+                && c.addresses.is_none_or(|n| n == ready)
+                && c.not_ready_addresses.is_none_or(|n| n == not_ready)
+                && c.ready_endpoints.is_none_or(|n| n == slices);
+            return (
+                ok,
+                format!(
+                    "endpoints {svc}: {} addresses={ready} notReadyAddresses={not_ready}, \
+                     {slices} ready in slices",
+                    if ep.is_some() { "exist" } else { "absent" }
+                ),
+            );
+        }
         (false, "nothing to check".into())
     }
 
@@ -1455,6 +1508,16 @@ impl Sim {
             ctxs[n - 1].clone()
         }))
         .expect("bootstrap");
+        // The simulated apiserver's address, for the default/kubernetes Service.
+        let ctxs: Vec<_> = (0..6).map(|_| self.ctx()).collect();
+        let mut ctxs = ctxs.into_iter();
+        ready(
+            self.api
+                .ensure_kubernetes_service(SIM_APISERVER_ADDRESS, || {
+                    ctxs.next().expect("enough contexts")
+                }),
+        )
+        .expect("the kubernetes Service");
         self.open_feeds();
         let nodes = self.loaded.nodes.clone();
         for (i, spec) in nodes.iter().enumerate() {
@@ -1486,6 +1549,14 @@ impl Sim {
         );
         self.add(
             Box::new(gantry::controllers::garbagecollector::GarbageCollector::new()),
+            None,
+        );
+        self.add(
+            Box::new(gantry::controllers::endpoints::EndpointsController::new()),
+            None,
+        );
+        self.add(
+            Box::new(gantry::controllers::endpointslice::EndpointSliceController::new()),
             None,
         );
         for m in self.loaded.manifests.clone() {

@@ -281,6 +281,60 @@ fn supported_fields(res: &ResourceInfo) -> &'static [&'static str] {
 /// The namespaces every cluster starts with.
 pub const BOOT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The `default/kubernetes` Service's clusterIP: the first address of the default service CIDR
+/// 10.96.0.0/12 (ClusterIP allocation proper is not served yet).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
+/// The `default/kubernetes` Service (port 443 `https` to the apiserver's port), its Endpoints
+/// and its EndpointSlice, for an apiserver reached at `address` (`host:port`;
+/// kubectl-compat.md §4). The slice is the apiserver's, not the EndpointSlice controller's
+/// (no managed-by label), and the Endpoints are not mirrored.
+pub fn kubernetes_service_objects(address: &str) -> Vec<(&'static ResourceInfo, Value)> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .map(|(h, p)| {
+            (
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse::<u16>().unwrap_or(6443),
+            )
+        })
+        .unwrap_or_else(|| ("127.0.0.1".into(), 6443));
+    let address_type = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => "IPv4",
+        Ok(std::net::IpAddr::V6(_)) => "IPv6",
+        Err(_) => "FQDN",
+    };
+    let res = |group: &str, plural: &str| registry::by_plural(group, plural).expect("registered");
+    let meta =
+        |labels: Value| json!({"name": "kubernetes", "namespace": "default", "labels": labels});
+    vec![
+        (
+            res("", "services"),
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": meta(json!({"component": "apiserver", "provider": "kubernetes"})),
+                   "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
+                            "clusterIPs": [KUBERNETES_SERVICE_IP],
+                            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                            "sessionAffinity": "None"}}),
+        ),
+        (
+            res("", "endpoints"),
+            json!({"apiVersion": "v1", "kind": "Endpoints",
+                   "metadata": meta(json!({"endpointslice.kubernetes.io/skip-mirror": "true"})),
+                   "subsets": [{"addresses": [{"ip": host}],
+                                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
+        ),
+        (
+            res("discovery.k8s.io", "endpointslices"),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": meta(json!({"kubernetes.io/service-name": "kubernetes"})),
+                   "addressType": address_type,
+                   "endpoints": [{"addresses": [host], "conditions": {"ready": true}}],
+                   "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}),
+        ),
+    ]
+}
+
 /// How often a read-modify-write retries when another writer got in between.
 const RETRIES: usize = 5;
 
@@ -582,6 +636,41 @@ impl<S: Store> ApiServer<S> {
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             match self.create(namespaces(), None, body, &next()).await {
                 Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the `default/kubernetes` Service, Endpoints and EndpointSlice for an apiserver
+    /// reached at `address` (`host:port`) if they are absent, and points the Endpoints and
+    /// the slice at `address` if they point elsewhere (its address may differ from the last
+    /// run's). k8s: the apiserver's controlplane reconciler (pkg/controlplane/reconcilers).
+    pub async fn ensure_kubernetes_service(
+        &self,
+        address: &str,
+        mut next: impl FnMut() -> RequestContext,
+    ) -> Result<(), ApiError> {
+        for (res, obj) in kubernetes_service_objects(address) {
+            let ns = obj["metadata"]["namespace"].as_str().map(String::from);
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+            match self.create(res, ns.as_deref(), obj.clone(), &next()).await {
+                Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" && res.plural != "services" => {
+                    let mut current = self.get(res, ns.as_deref(), &name).await?;
+                    let fields: &[&str] = match res.plural {
+                        "endpoints" => &["subsets"],
+                        _ => &["addressType", "endpoints", "ports"],
+                    };
+                    if fields.iter().any(|f| current[*f] != obj[*f]) {
+                        for f in fields {
+                            current[*f] = obj[*f].clone();
+                        }
+                        self.update(res, ns.as_deref(), &name, current, Part::Main, &next())
+                            .await?;
+                    }
+                }
                 Err(e) if e.reason == "AlreadyExists" => {}
                 Err(e) => return Err(e),
             }

@@ -4,6 +4,9 @@
 
 pub mod cache;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod endpointutil;
 pub mod eventttl;
 pub mod garbagecollector;
 pub mod namespace;

@@ -74,6 +74,62 @@ pub struct ScriptedRuntime {
     /// How many times each container (pod uid, name) has started.
     starts: BTreeMap<(String, String), u32>,
     next: u64,
+    /// Each node's index, which picks its pod CIDR (nodes not listed get the next free index
+    /// when their first pod starts).
+    pub node_index: BTreeMap<String, u32>,
+    ipam: Ipam,
+}
+
+/// Pod addresses, like upstream's host-local IPAM over each node's podCIDR: node `i` has
+/// 10.(128 + i / 256).(i % 256).0/24 (the cluster CIDR 10.128.0.0/9, clear of the node
+/// addresses in 10.0.0.0/16 and of the service CIDR 10.96.0.0/12); a pod's containers share
+/// its address, which is handed out from .2 to .254 after the last one given, and released when
+/// the pod is removed.
+#[derive(Debug, Default)]
+struct Ipam {
+    /// pod uid → (node index, host part)
+    by_pod: BTreeMap<String, (u32, u8)>,
+    /// node index → host parts in use
+    used: BTreeMap<u32, std::collections::BTreeSet<u8>>,
+    /// node index → the last host part handed out
+    last: BTreeMap<u32, u8>,
+}
+
+/// Node indexes with a pod CIDR (32768 nodes).
+const MAX_NODES: u32 = 128 * 256;
+
+impl Ipam {
+    fn address(node: u32, host: u8) -> String {
+        format!("10.{}.{}.{host}", 128 + node / 256, node % 256)
+    }
+
+    /// The pod's address, given now if it has none; `None` when the node's range is full.
+    fn allocate(&mut self, pod_uid: &str, node: u32) -> Option<String> {
+        if let Some(&(n, h)) = self.by_pod.get(pod_uid) {
+            return Some(Self::address(n, h));
+        }
+        if node >= MAX_NODES {
+            return None;
+        }
+        let used = self.used.entry(node).or_default();
+        let last = self.last.get(&node).copied().unwrap_or(1);
+        let host = (last..=254)
+            .skip(1)
+            .chain(2..=last)
+            .find(|h| !used.contains(h))?;
+        used.insert(host);
+        self.last.insert(node, host);
+        self.by_pod.insert(pod_uid.to_string(), (node, host));
+        Some(Self::address(node, host))
+    }
+
+    fn release(&mut self, pod_uid: &str) {
+        if let Some((node, host)) = self.by_pod.remove(pod_uid) {
+            if let Some(used) = self.used.get_mut(&node) {
+                used.remove(&host);
+            }
+        }
+    }
 }
 
 impl ScriptedRuntime {
@@ -133,10 +189,18 @@ impl ScriptedRuntime {
                         pod_labels: pod_labels.clone(),
                     },
                 );
+                let node = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default();
+                let next_index = self.node_index.len() as u32;
+                let index = *self.node_index.entry(node).or_insert(next_index);
+                let pod_ip = self.ipam.allocate(m.uid.as_deref().unwrap_or(""), index);
                 Outcome {
                     result: RuntimeResult::Started {
                         container_id: id,
-                        pod_ip: None,
+                        pod_ip,
                     },
                     exit,
                 }
@@ -151,11 +215,15 @@ impl ScriptedRuntime {
                     exit: None,
                 }
             }
-            // Its containers stay as scripted; the hosts do not pass this on.
-            RuntimeOp::RemovePod { .. } => Outcome {
-                result: RuntimeResult::Stopped { exit_code: 0 },
-                exit: None,
-            },
+            // Its containers stay as scripted; its address is released (the hosts call
+            // `remove_pod` and send no answer).
+            RuntimeOp::RemovePod { pod_uid } => {
+                self.remove_pod(pod_uid);
+                Outcome {
+                    result: RuntimeResult::Stopped { exit_code: 0 },
+                    exit: None,
+                }
+            }
             RuntimeOp::Probe {
                 container_id, kind, ..
             } => {
@@ -185,6 +253,19 @@ impl ScriptedRuntime {
                 }
             }
         }
+    }
+
+    /// The node crashed: the addresses of its pods are free again.
+    pub fn node_down(&mut self, node: &str) {
+        if let Some(&index) = self.node_index.get(node) {
+            self.ipam.by_pod.retain(|_, (n, _)| *n != index);
+            self.ipam.used.remove(&index);
+        }
+    }
+
+    /// The pod is gone: its address is free again (k8s: the sandbox's CNI DEL).
+    pub fn remove_pod(&mut self, pod_uid: &str) {
+        self.ipam.release(pod_uid);
     }
 
     /// A container exited on its own: forget it (returns false if it was already gone).
@@ -279,5 +360,80 @@ mod tests {
         let web = rt.containers_of(&Selector::parse("app=web").unwrap());
         assert_eq!(web.keys().collect::<Vec<_>>(), ["default/w"]);
         assert_eq!(web["default/w"].len(), 4);
+    }
+
+    fn start_on(pod: &str, node: &str, container: &str) -> RuntimeOp {
+        let RuntimeOp::Start { pod, container } = start(pod, &[], container, "img") else {
+            unreachable!()
+        };
+        let mut p = (*pod).clone();
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: Some(node.into()),
+            ..Default::default()
+        });
+        RuntimeOp::Start {
+            pod: std::sync::Arc::new(p),
+            container,
+        }
+    }
+
+    fn ip(rt: &mut ScriptedRuntime, op: &RuntimeOp) -> Option<String> {
+        match rt.run(op, Time::ZERO).result {
+            RuntimeResult::Started { pod_ip, .. } => pod_ip,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pods_get_addresses_from_their_nodes_ranges() {
+        let mut rt = ScriptedRuntime::default();
+        rt.node_index.insert("n0".into(), 0);
+        rt.node_index.insert("n300".into(), 300);
+        let table = [
+            ("a", "n0", "c", "10.128.0.2"),
+            ("a", "n0", "d", "10.128.0.2"), // the pod's containers share its address
+            ("b", "n0", "c", "10.128.0.3"),
+            ("c", "n300", "c", "10.129.44.2"),
+            ("d", "unlisted", "c", "10.128.2.2"), // the next free index
+        ];
+        for (pod, node, container, want) in table {
+            assert_eq!(
+                ip(&mut rt, &start_on(pod, node, container)).as_deref(),
+                Some(want)
+            );
+        }
+        // Released addresses are handed out again after the rest of the range.
+        rt.run(
+            &RuntimeOp::RemovePod {
+                pod_uid: "uid-a".into(),
+            },
+            Time::ZERO,
+        );
+        assert_eq!(
+            ip(&mut rt, &start_on("e", "n0", "c")).as_deref(),
+            Some("10.128.0.4")
+        );
+        for i in 0..250 {
+            assert!(
+                ip(&mut rt, &start_on(&format!("f{i}"), "n0", "c")).is_some(),
+                "{i}"
+            );
+        }
+        // After .254 the freed .2 comes back; then the range (.2 to .254) is full.
+        assert_eq!(
+            ip(&mut rt, &start_on("f", "n0", "c")).as_deref(),
+            Some("10.128.0.2")
+        );
+        assert_eq!(ip(&mut rt, &start_on("g", "n0", "c")), None);
+        // The node crashes: its pods get new addresses when started again.
+        rt.node_down("n0");
+        assert_eq!(
+            ip(&mut rt, &start_on("b", "n0", "c")).as_deref(),
+            Some("10.128.0.3")
+        );
+        assert_eq!(
+            ip(&mut rt, &start_on("c", "n300", "c")).as_deref(),
+            Some("10.129.44.2")
+        );
     }
 }

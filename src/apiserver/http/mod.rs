@@ -86,70 +86,16 @@ impl State {
 }
 
 /// What a fresh API holds besides the boot namespaces (kubectl-compat.md §4): the
-/// `default/kubernetes` Service and its Endpoints pointing at this server, and a `default`
+/// `default/kubernetes` Service and its Endpoints and EndpointSlice pointing at this server,
+/// and a `default`
 /// ServiceAccount in each boot namespace. Existing objects are left as they are.
 pub async fn boot_objects(state: &State) -> Result<(), ApiError> {
     use crate::api::registry::by_plural;
-    use serde_json::json;
-    let (host, port) = state
-        .config
-        .address
-        .rsplit_once(':')
-        .map(|(h, p)| {
-            (
-                h.trim_matches(['[', ']']).to_string(),
-                p.parse::<u16>().unwrap_or(6443),
-            )
-        })
-        .unwrap_or_else(|| ("127.0.0.1".into(), 6443));
+    state
+        .api
+        .ensure_kubernetes_service(&state.config.address, || state.ctx())
+        .await?;
     let res = |group: &str, plural: &str| by_plural(group, plural).expect("registered");
-    let objects = vec![
-        (
-            res("", "services"),
-            json!({"apiVersion": "v1", "kind": "Service",
-                   "metadata": {"name": "kubernetes", "namespace": "default",
-                                "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                   // k8s: the first address of the service CIDR (10.96.0.0/12 by default).
-                   "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
-                            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
-                            "sessionAffinity": "None"}}),
-        ),
-        (
-            res("", "endpoints"),
-            json!({"apiVersion": "v1", "kind": "Endpoints",
-                   "metadata": {"name": "kubernetes", "namespace": "default",
-                                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-                   "subsets": [{"addresses": [{"ip": host}],
-                                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
-        ),
-    ];
-    for (res, obj) in objects {
-        let ns = obj["metadata"]["namespace"].as_str().map(String::from);
-        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let subsets = obj["subsets"].clone();
-        match state
-            .api
-            .create(res, ns.as_deref(), obj, &state.ctx())
-            .await
-        {
-            Ok(_) => {}
-            // k8s: the apiserver keeps the kubernetes Endpoints pointing at itself (its
-            // address may differ from the last run's).
-            Err(e) if e.reason == "AlreadyExists" && res.plural == "endpoints" => {
-                let mut current = state.api.get(res, ns.as_deref(), &name).await?;
-                if current["subsets"] != subsets {
-                    current["subsets"] = subsets;
-                    let part = super::Part::Main;
-                    state
-                        .api
-                        .update(res, ns.as_deref(), &name, current, part, &state.ctx())
-                        .await?;
-                }
-            }
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => return Err(e),
-        }
-    }
     // Namespaces made before (by an earlier run, or the boot ones) get theirs too.
     let namespaces = res("", "namespaces");
     let (all, _) = state
@@ -189,9 +135,10 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
     }
 }
 
-/// Starts the control plane's cores inside the server: the scheduler and the Deployment, ReplicaSet,
-/// replication (ReplicationControllers), node lifecycle, taint eviction, namespace and pod
-/// garbage collection controllers and the Event expiry, each driven against this
+/// Starts the control plane's cores inside the server: the scheduler and the Deployment,
+/// ReplicaSet, replication (ReplicationControllers), node lifecycle, taint eviction, namespace,
+/// pod garbage collection, garbage collector, Endpoints and EndpointSlice controllers and the
+/// Event expiry, each driven against this
 /// server's API as the simulator drives them.
 /// They run on a thread of their own (an actix arbiter), so that a busy controller never
 /// holds up the watch caches' delivery to HTTP clients. Returns the arbiter (stopping it stops
@@ -232,8 +179,16 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
             Box::new(crate::controllers::eventttl::EventTtl::new()),
         );
         inprocess::spawn(
-            state,
+            state.clone(),
             Box::new(crate::controllers::garbagecollector::GarbageCollector::new()),
+        );
+        inprocess::spawn(
+            state.clone(),
+            Box::new(crate::controllers::endpoints::EndpointsController::new()),
+        );
+        inprocess::spawn(
+            state,
+            Box::new(crate::controllers::endpointslice::EndpointSliceController::new()),
         );
     });
     arbiter

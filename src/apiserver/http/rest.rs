@@ -104,19 +104,32 @@ async fn serve(
     version: &str,
     tail: &str,
 ) -> HttpResponse {
+    let t = target(group, version, tail);
+    // k8s: v1 Endpoints are deprecated from v1.33: every request is told so.
+    let deprecated = matches!(&t, Ok(t) if t.res.group.is_empty() && t.res.plural == "endpoints");
     let outcome = async {
-        let t = target(group, version, tail)?;
+        let t = t?;
         let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
         let body = read_body(body, state.config.max_body_bytes).await?;
         handle(&req, &state, t, &query, &body).await
     };
-    match outcome.await {
+    let response = match outcome.await {
         Ok(response) => response,
         Err(e) => respond::error(&e),
+    };
+    if deprecated {
+        with_warnings(response, &[ENDPOINTS_DEPRECATED.to_string()])
+    } else {
+        response
     }
 }
+
+/// The warning upstream gives every v1 Endpoints request (k8s: the resource's deprecation
+/// notice, v1.33).
+const ENDPOINTS_DEPRECATED: &str =
+    "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice";
 
 async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();

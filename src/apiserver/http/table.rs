@@ -108,6 +108,13 @@ fn columns(res: &ResourceInfo) -> Vec<Column> {
             wide("Selector", "The selector of the service."),
         ],
         ("", "endpoints") => vec![NAME, col("Endpoints", "Endpoints of the resource."), AGE],
+        ("discovery.k8s.io", "endpointslices") => vec![
+            NAME,
+            col("AddressType", "addressType specifies the type of address carried by this EndpointSlice. All addresses in this slice must be the same type."),
+            col("Ports", "ports specifies the list of network ports exposed by each endpoint in this slice."),
+            col("Endpoints", "endpoints is a list of unique endpoints in this slice."),
+            AGE,
+        ],
         ("", "events") => vec![
             col("Last Seen", "The time the event was last seen."),
             col("Type", "Type of this event (Normal, Warning)."),
@@ -170,6 +177,29 @@ fn s(v: &Value) -> String {
 
 fn n(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
+}
+
+/// The first three items joined by commas, then ` + N more...`; `empty` for none.
+/// k8s: kubectl's printers listWithMoreString
+fn list_with_more(items: &[String], empty: &str) -> String {
+    const MAX: usize = 3;
+    let shown = items[..items.len().min(MAX)].join(",");
+    if items.len() > MAX {
+        format!("{shown} + {} more...", items.len() - MAX)
+    } else if shown.is_empty() {
+        empty.to_string()
+    } else {
+        shown
+    }
+}
+
+/// k8s: net.JoinHostPort (IPv6 addresses in brackets).
+fn join_host_port(host: &str, port: impl std::fmt::Display) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 fn or_none(v: String) -> String {
@@ -391,16 +421,58 @@ fn cells(res: &ResourceInfo, o: &Value, now: i64) -> Vec<Value> {
                 json!(selector(&o["spec"]["selector"])),
             ]
         }
+        // k8s: kubectl's printers formatEndpoints — the first 3 ready `ip:port`s, then
+        // `+ N more...`; `<none>` without subsets.
         ("", "endpoints") => {
             let mut eps = Vec::new();
-            for subset in o["subsets"].as_array().into_iter().flatten() {
-                for a in subset["addresses"].as_array().into_iter().flatten() {
-                    for p in subset["ports"].as_array().into_iter().flatten() {
-                        eps.push(format!("{}:{}", s(&a["ip"]), n(&p["port"])));
-                    }
+            let subsets = o["subsets"].as_array().cloned().unwrap_or_default();
+            for subset in &subsets {
+                let addrs = subset["addresses"].as_array().cloned().unwrap_or_default();
+                let ports = subset["ports"].as_array().cloned().unwrap_or_default();
+                if ports.is_empty() {
+                    eps.extend(addrs.iter().map(|a| s(&a["ip"])));
+                }
+                for p in &ports {
+                    eps.extend(
+                        addrs
+                            .iter()
+                            .map(|a| join_host_port(&s(&a["ip"]), n(&p["port"]))),
+                    );
                 }
             }
-            vec![name, json!(or_none(eps.join(","))), created]
+            let cell = if subsets.is_empty() {
+                "<none>".to_string()
+            } else {
+                list_with_more(&eps, "")
+            };
+            vec![name, json!(cell), created]
+        }
+        // k8s: printEndpointSlice, formatDiscoveryPorts / formatDiscoveryEndpoints.
+        ("discovery.k8s.io", "endpointslices") => {
+            let ports: Vec<String> = o["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| match (&p["port"], &p["name"]) {
+                    (Value::Number(n), _) => n.to_string(),
+                    (_, Value::String(name)) => name.clone(),
+                    _ => "*".into(),
+                })
+                .collect();
+            let addresses: Vec<String> = o["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                .map(|a| s(&a))
+                .collect();
+            vec![
+                name,
+                json!(s(&o["addressType"])),
+                json!(list_with_more(&ports, "<unset>")),
+                json!(list_with_more(&addresses, "<unset>")),
+                created,
+            ]
         }
         ("", "events") => {
             let io = &o["involvedObject"];
@@ -619,6 +691,38 @@ mod tests {
                     "80:30080/TCP",
                     "<unknown>"
                 ]),
+            ),
+            (
+                "",
+                "endpoints",
+                json!({"metadata": {"name": "e"}, "subsets": [
+                    {"addresses": [{"ip": "10.1.0.1"}, {"ip": "10.1.0.2"}, {"ip": "fd00::3"}, {"ip": "10.1.0.4"}],
+                     "notReadyAddresses": [{"ip": "10.1.0.9"}], "ports": [{"port": 80}]}]}),
+                json!([
+                    "e",
+                    "10.1.0.1:80,10.1.0.2:80,[fd00::3]:80 + 1 more...",
+                    "<unknown>"
+                ]),
+            ),
+            (
+                "",
+                "endpoints",
+                json!({"metadata": {"name": "e"}}),
+                json!(["e", "<none>", "<unknown>"]),
+            ),
+            (
+                "discovery.k8s.io",
+                "endpointslices",
+                json!({"metadata": {"name": "e-x"}, "addressType": "IPv4",
+                       "ports": [{"name": "http", "port": 8080}],
+                       "endpoints": [{"addresses": ["10.1.0.1"]}, {"addresses": ["10.1.0.2"]}]}),
+                json!(["e-x", "IPv4", "8080", "10.1.0.1,10.1.0.2", "<unknown>"]),
+            ),
+            (
+                "discovery.k8s.io",
+                "endpointslices",
+                json!({"metadata": {"name": "e-y"}, "addressType": "IPv4", "endpoints": []}),
+                json!(["e-y", "IPv4", "<unset>", "<unset>", "<unknown>"]),
             ),
             (
                 "",
