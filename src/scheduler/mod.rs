@@ -8,14 +8,16 @@ pub mod plugins;
 pub mod queue;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rand::{Rng, RngCore};
 use serde::Deserialize;
 use serde_json::json;
 
-use self::node_info::NodeInfo;
-use self::plugins::{CycleState, Profile};
+use self::node_info::{has_pod_affinity, NodeInfo};
+use self::plugins::default_preemption::{self, priority};
+use self::plugins::{CycleState, Profile, Rejection, Snapshot};
 use self::queue::SchedulingQueue;
 use crate::api::registry::{self, ResourceInfo};
 use crate::apiserver::{format_time, Part};
@@ -72,7 +74,16 @@ fn pending(pod: &Pod) -> bool {
 pub struct Scheduler {
     profile: Profile,
     pods: Cache<Pod>,
-    nodes: BTreeMap<String, NodeInfo>,
+    /// Every node, sorted by name (found by binary search; iterated without collecting). Boxed
+    /// so an insertion in the middle moves pointers, not NodeInfos.
+    #[allow(clippy::vec_box)]
+    nodes: Vec<Box<NodeInfo>>,
+    /// Normalized image name → how many nodes have it (ImageLocality's spread).
+    image_nodes: BTreeMap<String, usize>,
+    /// Pods counted on the nodes that have pod (anti-)affinity terms.
+    pods_with_affinity: usize,
+    /// Pending pods nominated to a node by preemption: node → pod key → pod.
+    nominated: BTreeMap<String, BTreeMap<String, Arc<Pod>>>,
     /// The nodes were listed (k8s: WaitForCacheSync before the first scheduling cycle).
     nodes_synced: bool,
     queue: SchedulingQueue,
@@ -91,12 +102,23 @@ impl Default for Scheduler {
     }
 }
 
+/// The pod's `status.nominatedNodeName`.
+fn nominated_node(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
 impl Scheduler {
     pub fn new() -> Self {
         Scheduler {
             profile: Profile::default(),
             pods: Cache::new(),
-            nodes: BTreeMap::new(),
+            nodes: Vec::new(),
+            image_nodes: BTreeMap::new(),
+            pods_with_affinity: 0,
+            nominated: BTreeMap::new(),
             nodes_synced: false,
             queue: SchedulingQueue::default(),
             assumed: BTreeMap::new(),
@@ -107,14 +129,59 @@ impl Scheduler {
         }
     }
 
+    fn node_index(&self, name: &str) -> Result<usize, usize> {
+        self.nodes.binary_search_by(|n| n.name().cmp(name))
+    }
+
+    fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.node_index(name).ok().map(|i| &*self.nodes[i])
+    }
+
+    /// Counts a pod on a node (bound or assumed).
+    fn add_to_node(&mut self, node: &str, key: &str, pod: &Arc<Pod>) {
+        if let Ok(i) = self.node_index(node) {
+            let info = &mut self.nodes[i];
+            let before = info.pods_with_affinity;
+            info.add_pod(key, pod);
+            self.pods_with_affinity += info.pods_with_affinity - before;
+        }
+    }
+
+    fn remove_from_node(&mut self, node: &str, key: &str) {
+        if let Ok(i) = self.node_index(node) {
+            let info = &mut self.nodes[i];
+            let before = info.pods_with_affinity;
+            info.remove_pod(key);
+            self.pods_with_affinity -= before - info.pods_with_affinity;
+        }
+    }
+
+    fn count_images(&mut self, info: &NodeInfo, sign: isize) {
+        for image in info.images.keys() {
+            let n = self.image_nodes.entry(image.clone()).or_default();
+            *n = n.saturating_add_signed(sign);
+            if *n == 0 {
+                self.image_nodes.remove(image);
+            }
+        }
+    }
+
+    fn forget_nomination(&mut self, key: &str) {
+        self.nominated.retain(|_, pods| {
+            pods.remove(key);
+            !pods.is_empty()
+        });
+    }
+
     fn on_pod(&mut self, change: Change<Pod>, now: Time) {
         let key = change.key.clone();
         // Undo what the old state contributed.
         if let Some(old) = &change.old {
             if let Some(n) = node_name(old) {
-                if let Some(info) = self.nodes.get_mut(n) {
-                    info.remove_pod(&key);
-                }
+                self.remove_from_node(n, &key);
+            }
+            if nominated_node(old).is_some() {
+                self.forget_nomination(&key);
             }
         }
         match &change.new {
@@ -123,19 +190,26 @@ impl Scheduler {
                     self.queue.done(&key);
                     // A bound pod replaces its assumption.
                     if let Some(assumed_on) = self.assumed.remove(&key) {
-                        if let Some(info) = self.nodes.get_mut(&assumed_on) {
-                            info.remove_pod(&key);
-                        }
+                        self.remove_from_node(&assumed_on, &key);
                     }
                     if !terminal(pod) {
-                        if let Some(info) = self.nodes.get_mut(n) {
-                            info.add_pod(&key, pod);
+                        let added = change.old.as_ref().is_none_or(|o| node_name(o).is_none());
+                        self.add_to_node(n, &key, pod);
+                        if added && has_pod_affinity(pod) {
+                            // k8s: an assigned pod added may satisfy pending pods' affinity.
+                            self.queue.move_all_to_active_or_backoff(now);
                         }
                     } else {
                         // Resources freed.
                         self.queue.move_all_to_active_or_backoff(now);
                     }
                 } else if pending(pod) {
+                    if let Some(n) = nominated_node(pod) {
+                        self.nominated
+                            .entry(n.to_string())
+                            .or_default()
+                            .insert(key.clone(), pod.clone());
+                    }
                     let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
                     self.queue.add_or_update(&key, priority, now);
                 } else {
@@ -145,9 +219,7 @@ impl Scheduler {
             None => {
                 self.queue.delete(&key);
                 if let Some(assumed_on) = self.assumed.remove(&key) {
-                    if let Some(info) = self.nodes.get_mut(&assumed_on) {
-                        info.remove_pod(&key);
-                    }
+                    self.remove_from_node(&assumed_on, &key);
                 }
                 if change.old.as_ref().is_some_and(|p| node_name(p).is_some()) {
                     // k8s: a deleted assigned pod frees resources.
@@ -159,26 +231,82 @@ impl Scheduler {
 
     fn on_node(&mut self, name: String, node: Option<Node>, now: Time) {
         match node {
-            Some(node) => {
-                match self.nodes.get_mut(&name) {
-                    Some(info) => info.update_node(node),
-                    None => {
-                        let mut info = NodeInfo::new(node);
-                        // Pods already bound there (seen before the node).
-                        for (key, pod) in self.pods.iter() {
-                            if node_name(pod) == Some(name.as_str()) && !terminal(pod) {
-                                info.add_pod(key, pod);
-                            }
-                        }
-                        self.nodes.insert(name, info);
+            Some(node) => match self.node_index(&name) {
+                Ok(i) => {
+                    let old = &self.nodes[i].node;
+                    // k8s: QueueingHints — a node update helps only if something the plugins
+                    // look at changed (labels, taints, unschedulable, allocatable, images).
+                    let relevant = old.metadata.labels != node.metadata.labels
+                        || old.spec != node.spec
+                        || old.status.as_ref().map(|s| (&s.allocatable, &s.images))
+                            != node.status.as_ref().map(|s| (&s.allocatable, &s.images));
+                    let old_info = std::mem::replace(
+                        &mut self.nodes[i],
+                        Box::new(NodeInfo::new(Node::default())),
+                    );
+                    self.count_images(&old_info, -1);
+                    let mut info = old_info;
+                    info.update_node(node);
+                    self.count_images(&info, 1);
+                    self.nodes[i] = info;
+                    if relevant {
+                        self.queue.move_all_to_active_or_backoff(now);
                     }
                 }
-                self.queue.move_all_to_active_or_backoff(now);
-            }
+                Err(i) => {
+                    let mut info = NodeInfo::new(node);
+                    // Pods already bound there (seen before the node).
+                    for (key, pod) in self.pods.iter_shared() {
+                        if node_name(pod) == Some(name.as_str()) && !terminal(pod) {
+                            info.add_pod(key, pod);
+                        }
+                    }
+                    self.pods_with_affinity += info.pods_with_affinity;
+                    self.count_images(&info, 1);
+                    self.nodes.insert(i, Box::new(info));
+                    self.queue.move_all_to_active_or_backoff(now);
+                }
+            },
             None => {
-                self.nodes.remove(&name);
+                if let Ok(i) = self.node_index(&name) {
+                    let info = self.nodes.remove(i);
+                    self.pods_with_affinity -= info.pods_with_affinity;
+                    self.count_images(&info, -1);
+                }
             }
         }
+    }
+
+    /// Filters one node, with the resources of higher-or-equal priority pods nominated to it
+    /// counted as if they were there (k8s: addNominatedPods in RunFilterPluginsWithNominatedPods).
+    fn filter_node(
+        &self,
+        key: &str,
+        pod: &Pod,
+        state: &CycleState,
+        info: &NodeInfo,
+    ) -> Result<(), Rejection> {
+        let run = |info: &NodeInfo| {
+            for f in &self.profile.filters {
+                f.filter(pod, state, info)?;
+            }
+            Ok(())
+        };
+        if let Some(noms) = self.nominated.get(info.name()) {
+            let p = priority(pod);
+            let others: Vec<_> = noms
+                .iter()
+                .filter(|(k, n)| k.as_str() != key && priority(n) >= p)
+                .collect();
+            if !others.is_empty() {
+                let mut with = info.clone();
+                for (k, n) in others {
+                    with.add_pod(k, n);
+                }
+                run(&with)?;
+            }
+        }
+        run(info)
     }
 
     /// One scheduling cycle for one pod.
@@ -193,13 +321,27 @@ impl Scheduler {
             self.queue.delete(&key);
             return;
         };
-        let state = CycleState::new(&pod);
-        let nodes: Vec<(&String, &NodeInfo)> = self.nodes.iter().collect();
-        let n = nodes.len();
+        let mut state = CycleState::new(&pod);
+        let snapshot = Snapshot {
+            nodes: &self.nodes,
+            pods_with_affinity: self.pods_with_affinity,
+            image_nodes: &self.image_nodes,
+        };
+        let n = self.nodes.len();
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        // k8s: PreFilter — a rejection here holds for every node.
+        for f in &self.profile.filters {
+            if let Err(r) = f.pre_filter(&pod, &mut state, &snapshot) {
+                reasons.insert(r.reason, n);
+                self.mark_unschedulable(&key, &pod, &reasons, None, now, out);
+                return;
+            }
+        }
         let want = feasible_nodes_to_find(n);
         // Indexes into `nodes`.
         let mut feasible: Vec<usize> = Vec::new();
-        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        // Nodes where preemption might help (k8s: not UnschedulableAndUnresolvable).
+        let mut resolvable: Vec<usize> = Vec::new();
         let mut processed = 0;
         for i in 0..n {
             if feasible.len() >= want {
@@ -207,33 +349,46 @@ impl Scheduler {
             }
             let at = (self.next_start + i) % n;
             processed += 1;
-            let info = nodes[at].1;
-            match self
-                .profile
-                .filters
-                .iter()
-                .map(|f| f.filter(&pod, &state, info))
-                .find(|r| r.is_err())
-            {
-                Some(Err(reason)) => *reasons.entry(reason).or_default() += 1,
-                _ => feasible.push(at),
+            match self.filter_node(&key, &pod, &state, &self.nodes[at]) {
+                Err(r) => {
+                    if r.resolvable {
+                        resolvable.push(at);
+                    }
+                    *reasons.entry(r.reason).or_default() += 1;
+                }
+                Ok(()) => feasible.push(at),
             }
         }
+        if n > 0 {
+            self.next_start = (self.next_start + processed) % n;
+        }
         if feasible.is_empty() {
-            if n > 0 {
-                self.next_start = (self.next_start + processed) % n;
+            // k8s: PostFilter — DefaultPreemption.
+            let nominated = nominated_node(&pod).and_then(|name| self.node(name));
+            let candidate = if default_preemption::eligible(&pod, nominated) {
+                let potential: Vec<&NodeInfo> =
+                    resolvable.iter().map(|&i| &*self.nodes[i]).collect();
+                default_preemption::preempt(&self.profile.filters, &pod, &state, &potential, n, rng)
+            } else {
+                None
+            };
+            let nominate = candidate.as_ref().map(|c| c.node.clone());
+            if let Some(c) = candidate {
+                self.evict(&key, &c.node, &c.victims, out);
             }
-            self.mark_unschedulable(&key, &pod, n, &reasons, now, out);
+            self.mark_unschedulable(&key, &pod, &reasons, nominate, now, out);
             return;
         }
         // Score: each plugin over all feasible nodes, normalized, weighted, summed.
+        let infos: Vec<&NodeInfo> = feasible.iter().map(|&i| &*self.nodes[i]).collect();
         let mut totals = vec![0i64; feasible.len()];
         for plugin in &self.profile.scores {
-            let mut scores: Vec<i64> = feasible
+            plugin.pre_score(&pod, &mut state, &snapshot, &infos);
+            let mut scores: Vec<i64> = infos
                 .iter()
-                .map(|&at| plugin.score(&pod, &state, nodes[at].1))
+                .map(|n| plugin.score(&pod, &state, n))
                 .collect();
-            plugin.normalize(&mut scores);
+            plugin.normalize(&state, &infos, &mut scores);
             for (t, s) in totals.iter_mut().zip(scores) {
                 *t += s * plugin.weight();
             }
@@ -250,12 +405,10 @@ impl Scheduler {
                 }
             }
         }
-        let node = nodes[feasible[chosen]].0.clone();
-        self.next_start = (self.next_start + processed) % n;
+        let node = infos[chosen].name().to_string();
         // Assume, then bind.
-        if let Some(info) = self.nodes.get_mut(&node) {
-            info.add_pod(&key, &pod);
-        }
+        self.add_to_node(&node, &key, &pod);
+        self.forget_nomination(&key);
         self.assumed.insert(key.clone(), node.clone());
         let id = self.next_id;
         self.next_id += 1;
@@ -274,15 +427,66 @@ impl Scheduler {
         });
     }
 
+    /// k8s: prepareCandidate — each victim gets a DisruptionTarget condition and is deleted
+    /// gracefully.
+    fn evict(
+        &mut self,
+        key: &str,
+        node: &str,
+        victims: &[(String, Arc<Pod>)],
+        out: &mut Vec<Effect>,
+    ) {
+        for (victim, pod) in victims {
+            out.push(Effect::Log {
+                v: 2,
+                message: format!("Preempting {victim} on node {node} for {key}"),
+            });
+            let namespace = pod.metadata.namespace.clone();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mut body = serde_json::to_value(&**pod).expect("pods serialize");
+            let mut conditions: Vec<serde_json::Value> = body["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            conditions.retain(|c| c["type"] != "DisruptionTarget");
+            conditions.push(json!({
+                "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                "message": format!("{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+            }));
+            body["status"]["conditions"] = json!(conditions);
+            for op in [
+                ApiOp::Update {
+                    resource: pods(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    body,
+                    part: Part::Status,
+                },
+                ApiOp::Delete {
+                    resource: pods(),
+                    namespace,
+                    name,
+                    grace_period_seconds: None,
+                    precondition_uid: pod.metadata.uid.clone(),
+                },
+            ] {
+                let id = self.next_id;
+                self.next_id += 1;
+                out.push(Effect::Api { id, op });
+            }
+        }
+    }
+
     fn mark_unschedulable(
         &mut self,
         key: &str,
         pod: &Pod,
-        n: usize,
         reasons: &BTreeMap<String, usize>,
+        nominate: Option<String>,
         now: Time,
         out: &mut Vec<Effect>,
     ) {
+        let n = self.nodes.len();
         self.queue.unschedulable(key, now);
         // k8s: "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint ..."
         let mut parts: Vec<String> = reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
@@ -302,7 +506,10 @@ impl Scheduler {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
             .map(|c| (c.status.clone(), c.message.clone()));
-        if current == Some(("False".into(), Some(message.clone()))) {
+        let nominated = nominate.as_deref().or(nominated_node(pod));
+        if current == Some(("False".into(), Some(message.clone())))
+            && nominated == nominated_node(pod)
+        {
             return;
         }
         let mut body = serde_json::to_value(pod).expect("pods serialize");
@@ -316,6 +523,10 @@ impl Scheduler {
             "message": message, "lastProbeTime": null, "lastTransitionTime": format_time(now),
         }));
         body["status"]["conditions"] = json!(conditions);
+        if let Some(n) = nominated {
+            // k8s: the preemptor's status.nominatedNodeName
+            body["status"]["nominatedNodeName"] = json!(n);
+        }
         let id = self.next_id;
         self.next_id += 1;
         out.push(Effect::Api {
@@ -344,9 +555,7 @@ impl Scheduler {
             Err(e) => {
                 // k8s: a failed binding forgets the assumption and retries after backoff.
                 if self.assumed.remove(&key).is_some() {
-                    if let Some(info) = self.nodes.get_mut(&node) {
-                        info.remove_pod(&key);
-                    }
+                    self.remove_from_node(&node, &key);
                 }
                 if e.code == 404 {
                     self.queue.delete(&key);
@@ -418,9 +627,9 @@ impl Component for Scheduler {
                     }
                     let gone: Vec<String> = self
                         .nodes
-                        .keys()
-                        .filter(|k| !fresh.contains_key(*k))
-                        .cloned()
+                        .iter()
+                        .map(|n| n.name().to_string())
+                        .filter(|k| !fresh.contains_key(k))
                         .collect();
                     for name in gone {
                         self.on_node(name, None, now);
