@@ -1148,7 +1148,7 @@ impl Sim {
     pub fn run(mut self) -> Report {
         let mut n = 0;
         let mut ctxs = Vec::new();
-        for _ in 0..gantry::apiserver::BOOT_NAMESPACES.len() {
+        for _ in 0..gantry::apiserver::BOOT_OBJECTS {
             ctxs.push(self.ctx());
         }
         ready(self.api.bootstrap(|| {
