@@ -15,10 +15,10 @@ use rand::{Rng, RngCore};
 use serde::Deserialize;
 use serde_json::json;
 
-use self::node_info::{has_pod_affinity, NodeInfo};
+use self::node_info::NodeInfo;
 use self::plugins::default_preemption::{self, priority};
 use self::plugins::{CycleState, Profile, Rejection, Snapshot};
-use self::queue::SchedulingQueue;
+use self::queue::{events, SchedulingQueue};
 use crate::api::registry::{self, ResourceInfo};
 use crate::apiserver::{format_time, Part};
 use crate::component::{ApiOp, Component, Effect, Input, WatchSpec};
@@ -36,13 +36,19 @@ fn nodes() -> &'static ResourceInfo {
     registry::by_plural("", "nodes").expect("registered")
 }
 
-/// k8s: numFeasibleNodesToFind with percentageOfNodesToScore 0 (adaptive).
-pub fn feasible_nodes_to_find(n: usize) -> usize {
+/// k8s: numFeasibleNodesToFind — `percentage` is percentageOfNodesToScore, 0 (the default)
+/// for adaptive: 50 − N/125, at least 5; never fewer than 100 nodes (§5.3).
+pub fn feasible_nodes_to_find(n: usize, percentage: u32) -> usize {
     const MIN_FEASIBLE: usize = 100;
-    if n < MIN_FEASIBLE {
+    const MIN_PERCENTAGE: i64 = 5;
+    if n < MIN_FEASIBLE || percentage >= 100 {
         return n;
     }
-    let pct = (50 - (n / 125) as i64).max(5) as usize;
+    let pct = if percentage == 0 {
+        (50 - (n / 125) as i64).max(MIN_PERCENTAGE) as usize
+    } else {
+        percentage as usize
+    };
     (n * pct / 100).max(MIN_FEASIBLE)
 }
 
@@ -71,6 +77,16 @@ fn pending(pod: &Pod) -> bool {
     ours && node_name(pod).is_none() && pod.metadata.deletion_timestamp.is_none() && !terminal(pod)
 }
 
+/// Why a scheduling cycle found no node.
+struct Failure {
+    /// Rejection reason → nodes.
+    reasons: BTreeMap<String, usize>,
+    /// The events that may help (`queue::events`), from the rejecting plugins.
+    wanted: u32,
+    /// The node preemption made room on.
+    nominate: Option<String>,
+}
+
 pub struct Scheduler {
     profile: Profile,
     pods: Cache<Pod>,
@@ -94,6 +110,8 @@ pub struct Scheduler {
     next_start: usize,
     next_id: u64,
     armed: Option<Time>,
+    /// k8s: KubeSchedulerConfiguration percentageOfNodesToScore (0: adaptive).
+    percentage_of_nodes_to_score: u32,
 }
 
 impl Default for Scheduler {
@@ -126,7 +144,14 @@ impl Scheduler {
             next_start: 0,
             next_id: 1,
             armed: None,
+            percentage_of_nodes_to_score: 0,
         }
+    }
+
+    /// Sets percentageOfNodesToScore (0 is adaptive, 100 all nodes).
+    pub fn with_percentage_of_nodes_to_score(mut self, percentage: u32) -> Self {
+        self.percentage_of_nodes_to_score = percentage;
+        self
     }
 
     fn node_index(&self, name: &str) -> Result<usize, usize> {
@@ -193,15 +218,27 @@ impl Scheduler {
                         self.remove_from_node(&assumed_on, &key);
                     }
                     if !terminal(pod) {
-                        let added = change.old.as_ref().is_none_or(|o| node_name(o).is_none());
+                        let old_labels = change
+                            .old
+                            .as_ref()
+                            .filter(|o| node_name(o).is_some())
+                            .map(|o| &o.metadata.labels);
                         self.add_to_node(n, &key, pod);
-                        if added && has_pod_affinity(pod) {
-                            // k8s: an assigned pod added may satisfy pending pods' affinity.
-                            self.queue.move_all_to_active_or_backoff(now);
+                        // k8s: an assigned pod added (or relabeled) may satisfy pending pods'
+                        // affinity or spread.
+                        match old_labels {
+                            None => self
+                                .queue
+                                .move_all_to_active_or_backoff(now, events::POD_ADD),
+                            Some(l) if *l != pod.metadata.labels => self
+                                .queue
+                                .move_all_to_active_or_backoff(now, events::POD_LABEL),
+                            Some(_) => {}
                         }
                     } else {
                         // Resources freed.
-                        self.queue.move_all_to_active_or_backoff(now);
+                        self.queue
+                            .move_all_to_active_or_backoff(now, events::POD_DELETE);
                     }
                 } else if pending(pod) {
                     if let Some(n) = nominated_node(pod) {
@@ -223,7 +260,8 @@ impl Scheduler {
                 }
                 if change.old.as_ref().is_some_and(|p| node_name(p).is_some()) {
                     // k8s: a deleted assigned pod frees resources.
-                    self.queue.move_all_to_active_or_backoff(now);
+                    self.queue
+                        .move_all_to_active_or_backoff(now, events::POD_DELETE);
                 }
             }
         }
@@ -234,12 +272,20 @@ impl Scheduler {
             Some(node) => match self.node_index(&name) {
                 Ok(i) => {
                     let old = &self.nodes[i].node;
-                    // k8s: QueueingHints — a node update helps only if something the plugins
-                    // look at changed (labels, taints, unschedulable, allocatable, images).
-                    let relevant = old.metadata.labels != node.metadata.labels
-                        || old.spec != node.spec
-                        || old.status.as_ref().map(|s| (&s.allocatable, &s.images))
-                            != node.status.as_ref().map(|s| (&s.allocatable, &s.images));
+                    // k8s: a node update is an event only for what changed (NodeLabelChange,
+                    // NodeTaintChange incl. unschedulable, NodeAllocatableChange).
+                    let mut event = 0;
+                    if old.metadata.labels != node.metadata.labels {
+                        event |= events::NODE_LABEL;
+                    }
+                    if old.spec != node.spec {
+                        event |= events::NODE_TAINT;
+                    }
+                    if old.status.as_ref().map(|s| &s.allocatable)
+                        != node.status.as_ref().map(|s| &s.allocatable)
+                    {
+                        event |= events::NODE_ALLOCATABLE;
+                    }
                     let old_info = std::mem::replace(
                         &mut self.nodes[i],
                         Box::new(NodeInfo::new(Node::default())),
@@ -249,8 +295,8 @@ impl Scheduler {
                     info.update_node(node);
                     self.count_images(&info, 1);
                     self.nodes[i] = info;
-                    if relevant {
-                        self.queue.move_all_to_active_or_backoff(now);
+                    if event != 0 {
+                        self.queue.move_all_to_active_or_backoff(now, event);
                     }
                 }
                 Err(i) => {
@@ -264,7 +310,8 @@ impl Scheduler {
                     self.pods_with_affinity += info.pods_with_affinity;
                     self.count_images(&info, 1);
                     self.nodes.insert(i, Box::new(info));
-                    self.queue.move_all_to_active_or_backoff(now);
+                    self.queue
+                        .move_all_to_active_or_backoff(now, events::NODE_ADD);
                 }
             },
             None => {
@@ -272,6 +319,8 @@ impl Scheduler {
                     let info = self.nodes.remove(i);
                     self.pods_with_affinity -= info.pods_with_affinity;
                     self.count_images(&info, -1);
+                    self.queue
+                        .move_all_to_active_or_backoff(now, events::NODE_DELETE);
                 }
             }
         }
@@ -285,10 +334,10 @@ impl Scheduler {
         pod: &Pod,
         state: &CycleState,
         info: &NodeInfo,
-    ) -> Result<(), Rejection> {
+    ) -> Result<(), (Rejection, u32)> {
         let run = |info: &NodeInfo| {
             for f in &self.profile.filters {
-                f.filter(pod, state, info)?;
+                f.filter(pod, state, info).map_err(|r| (r, f.events()))?;
             }
             Ok(())
         };
@@ -329,15 +378,22 @@ impl Scheduler {
         };
         let n = self.nodes.len();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        // The events that may help, from the plugins that rejected (all without a node).
+        let mut wanted = if n == 0 { events::ALL } else { 0 };
         // k8s: PreFilter — a rejection here holds for every node.
         for f in &self.profile.filters {
             if let Err(r) = f.pre_filter(&pod, &mut state, &snapshot) {
                 reasons.insert(r.reason, n);
-                self.mark_unschedulable(&key, &pod, &reasons, None, now, out);
+                let failure = Failure {
+                    reasons,
+                    wanted: f.events(),
+                    nominate: None,
+                };
+                self.mark_unschedulable(&key, &pod, failure, now, out);
                 return;
             }
         }
-        let want = feasible_nodes_to_find(n);
+        let want = feasible_nodes_to_find(n, self.percentage_of_nodes_to_score);
         // Indexes into `nodes`.
         let mut feasible: Vec<usize> = Vec::new();
         // Nodes where preemption might help (k8s: not UnschedulableAndUnresolvable).
@@ -350,10 +406,11 @@ impl Scheduler {
             let at = (self.next_start + i) % n;
             processed += 1;
             match self.filter_node(&key, &pod, &state, &self.nodes[at]) {
-                Err(r) => {
+                Err((r, plugin_events)) => {
                     if r.resolvable {
                         resolvable.push(at);
                     }
+                    wanted |= plugin_events;
                     *reasons.entry(r.reason).or_default() += 1;
                 }
                 Ok(()) => feasible.push(at),
@@ -376,7 +433,12 @@ impl Scheduler {
             if let Some(c) = candidate {
                 self.evict(&key, &c.node, &c.victims, out);
             }
-            self.mark_unschedulable(&key, &pod, &reasons, nominate, now, out);
+            let failure = Failure {
+                reasons,
+                wanted,
+                nominate,
+            };
+            self.mark_unschedulable(&key, &pod, failure, now, out);
             return;
         }
         // Score: each plugin over all feasible nodes, normalized, weighted, summed.
@@ -481,13 +543,17 @@ impl Scheduler {
         &mut self,
         key: &str,
         pod: &Pod,
-        reasons: &BTreeMap<String, usize>,
-        nominate: Option<String>,
+        failure: Failure,
         now: Time,
         out: &mut Vec<Effect>,
     ) {
         let n = self.nodes.len();
-        self.queue.unschedulable(key, now);
+        let Failure {
+            reasons,
+            wanted,
+            nominate,
+        } = failure;
+        self.queue.unschedulable(key, now, wanted);
         // k8s: "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint ..."
         let mut parts: Vec<String> = reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
         parts.sort();
@@ -673,16 +739,21 @@ mod tests {
     fn feasible_node_sampling() {
         // k8s: all nodes below 100; pct = 50 − N/125 floored at 5; at least 100
         let cases = [
-            (10, 10),
-            (99, 99),
-            (100, 100),
-            (500, 230),
-            (1000, 420),
-            (5000, 500),
-            (6000, 300),
+            (10, 0, 10),
+            (99, 0, 99),
+            (100, 0, 100),
+            (500, 0, 230),
+            (1000, 0, 420),
+            (5000, 0, 500),
+            (6000, 0, 300),
+            // A configured percentage: at least 100 nodes, all at 100 %.
+            (5000, 10, 500),
+            (5000, 1, 100),
+            (5000, 100, 5000),
+            (50, 10, 50),
         ];
-        for (n, want) in cases {
-            assert_eq!(feasible_nodes_to_find(n), want, "{n} nodes");
+        for (n, pct, want) in cases {
+            assert_eq!(feasible_nodes_to_find(n, pct), want, "{n} nodes at {pct} %");
         }
     }
 }

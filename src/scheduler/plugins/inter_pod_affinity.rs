@@ -142,6 +142,12 @@ impl FilterPlugin for InterPodAffinity {
         "InterPodAffinity"
     }
 
+    /// k8s: EventsToRegister — Node Add, UpdateNodeLabel; Pod Add, UpdatePodLabel, Delete
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD | NODE_LABEL | POD_ADD | POD_LABEL | POD_DELETE
+    }
+
     fn pre_filter(
         &self,
         pod: &Pod,

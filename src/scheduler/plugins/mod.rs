@@ -98,6 +98,9 @@ pub trait FilterPlugin {
         Ok(())
     }
     fn filter(&self, pod: &Pod, state: &CycleState, node: &NodeInfo) -> Result<(), Rejection>;
+    /// The cluster events that may make a pod this plugin rejected schedulable (a mask of
+    /// `queue::events`). k8s: EnqueueExtensions.EventsToRegister
+    fn events(&self) -> u32;
 }
 
 /// Ranks feasible nodes; scores are 0..=100 after `normalize`.

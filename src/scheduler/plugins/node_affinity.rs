@@ -95,6 +95,12 @@ impl FilterPlugin for NodeAffinity {
         "NodeAffinity"
     }
 
+    /// k8s: EventsToRegister — Node Add, UpdateNodeLabel
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD | NODE_LABEL
+    }
+
     fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), Rejection> {
         if required_matches(pod, node) {
             Ok(())

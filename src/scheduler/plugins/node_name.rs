@@ -13,6 +13,12 @@ impl FilterPlugin for NodeName {
         "NodeName"
     }
 
+    /// k8s: EventsToRegister — Node Add
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD
+    }
+
     fn filter(
         &self,
         pod: &Pod,

@@ -41,6 +41,12 @@ impl FilterPlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
+    /// k8s: EventsToRegister — Node Add, UpdateNodeAllocatable; assigned Pod Delete
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD | NODE_ALLOCATABLE | POD_DELETE
+    }
+
     fn filter(&self, _pod: &Pod, state: &CycleState, node: &NodeInfo) -> Result<(), Rejection> {
         match insufficient(state, node) {
             // k8s: Unschedulable — preemption may free the resources.

@@ -15,6 +15,12 @@ impl FilterPlugin for NodeUnschedulable {
         "NodeUnschedulable"
     }
 
+    /// k8s: EventsToRegister — Node Add, UpdateNodeTaint
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD | NODE_TAINT
+    }
+
     fn filter(
         &self,
         pod: &Pod,

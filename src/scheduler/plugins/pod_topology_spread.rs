@@ -168,6 +168,12 @@ impl FilterPlugin for PodTopologySpread {
         "PodTopologySpread"
     }
 
+    /// k8s: EventsToRegister — Node Add, Delete, UpdateNodeLabel, UpdateNodeTaint; Pod Add, UpdatePodLabel, Delete
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD | NODE_DELETE | NODE_LABEL | NODE_TAINT | POD_ADD | POD_LABEL | POD_DELETE
+    }
+
     fn pre_filter(
         &self,
         pod: &Pod,

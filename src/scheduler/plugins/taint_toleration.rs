@@ -30,6 +30,12 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
 
+    /// k8s: EventsToRegister — Node Add, UpdateNodeTaint
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD | NODE_TAINT
+    }
+
     fn filter(
         &self,
         pod: &Pod,
