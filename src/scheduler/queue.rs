@@ -38,6 +38,9 @@ struct Entry {
     /// When the pod last entered the queue (orders activeQ, starts backoff).
     timestamp: Time,
     attempts: u32,
+    /// Its place in activeQ or backoffQ, so it is removed without a scan.
+    active_at: Option<(Reverse<i32>, Time, u64)>,
+    backoff_at: Option<(Time, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -64,15 +67,25 @@ pub fn backoff(attempts: u32) -> Duration {
 
 impl SchedulingQueue {
     fn push_active(&mut self, key: &str) {
-        let e = &self.entries[key];
         self.seq += 1;
-        self.active
-            .insert((Reverse(e.priority), e.timestamp, self.seq, key.to_string()));
+        let seq = self.seq;
+        let Some(e) = self.entries.get_mut(key).filter(|e| e.active_at.is_none()) else {
+            return; // gone, or already in activeQ
+        };
+        let at = (Reverse(e.priority), e.timestamp, seq);
+        e.active_at = Some(at);
+        self.active.insert((at.0, at.1, at.2, key.to_string()));
     }
 
     fn remove_everywhere(&mut self, key: &str) {
-        self.active.retain(|(_, _, _, k)| k != key);
-        self.backoff.retain(|_, k| k != key);
+        if let Some(e) = self.entries.get_mut(key) {
+            if let Some((p, t, seq)) = e.active_at.take() {
+                self.active.remove(&(p, t, seq, key.to_string()));
+            }
+            if let Some(at) = e.backoff_at.take() {
+                self.backoff.remove(&at);
+            }
+        }
         self.unschedulable.remove(key);
     }
 
@@ -89,6 +102,8 @@ impl SchedulingQueue {
                         priority,
                         timestamp: now,
                         attempts: 0,
+                        active_at: None,
+                        backoff_at: None,
                     },
                 );
                 self.push_active(key);
@@ -117,6 +132,7 @@ impl SchedulingQueue {
         let key = first.3;
         if let Some(e) = self.entries.get_mut(&key) {
             e.attempts += 1;
+            e.active_at = None;
         }
         self.in_flight.insert(key.clone());
         Some(key)
@@ -160,7 +176,11 @@ impl SchedulingQueue {
             self.push_active(key);
         } else {
             self.seq += 1;
-            self.backoff.insert((ready, self.seq), key.to_string());
+            let at = (ready, self.seq);
+            self.backoff.insert(at, key.to_string());
+            if let Some(e) = self.entries.get_mut(key) {
+                e.backoff_at = Some(at);
+            }
         }
     }
 
@@ -187,6 +207,9 @@ impl SchedulingQueue {
                 break;
             }
             let key = self.backoff.remove(&(ready, seq)).expect("present");
+            if let Some(e) = self.entries.get_mut(&key) {
+                e.backoff_at = None;
+            }
             self.push_active(&key);
         }
         while self.next_flush.is_some_and(|t| t <= now) {
@@ -243,6 +266,12 @@ mod tests {
         assert_eq!(q.pop().as_deref(), Some("high"));
         assert_eq!(q.pop().as_deref(), Some("low"));
         assert_eq!(q.pop().as_deref(), Some("low2"));
+        assert_eq!(q.pop(), None);
+        // A deleted pod leaves activeQ (by its recorded place, not a scan).
+        q.add_or_update("a", 0, Time::from_secs(4));
+        q.add_or_update("b", 0, Time::from_secs(5));
+        q.delete("a");
+        assert_eq!(q.pop().as_deref(), Some("b"));
         assert_eq!(q.pop(), None);
     }
 
