@@ -113,9 +113,10 @@ fn spreads_by_least_allocated_and_respects_capacity() {
         (cond["status"].as_str(), cond["reason"].as_str()),
         (Some("False"), Some("Unschedulable"))
     );
+    // k8s: FitError with DefaultPreemption's PostFilter message.
     assert_eq!(
         cond["message"],
-        "0/3 nodes are available: 3 Insufficient cpu."
+        "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
     );
 }
 
@@ -156,7 +157,7 @@ fn taints_and_node_selectors_filter_nodes() {
     // k8s: each node reports its first failing filter (TaintToleration runs before NodeAffinity).
     assert_eq!(
         msg,
-        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}."
+        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     );
 }
 
@@ -425,4 +426,45 @@ fn a_high_priority_pod_preempts_lower_ones() {
     assert!(!now.contains_key("low-1"));
     assert_eq!(now["vip"]["spec"]["nodeName"], "n1", "{:#?}", d.log);
     assert_eq!(now["mid-1"]["spec"]["nodeName"], "n1");
+}
+
+/// k8s: InterPodAffinity — required anti-affinity per hostname puts one replica per node; the
+/// fourth waits with upstream's message. Preferred node affinity steers a second workload.
+#[test]
+fn pod_anti_affinity_and_preferred_node_affinity() {
+    let mut d = cluster(
+        8,
+        &[
+            node("n1", "4", "8Gi", json!([])),
+            node("n2", "4", "8Gi", json!([])),
+            node("n3", "4", "8Gi", json!([])),
+        ],
+    );
+    let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
+    create_rs(&mut d, rs("db", 4, "100m", anti));
+    let got = placement(&d);
+    assert_eq!(got.get(""), Some(&1), "{got:?}");
+    assert!(["n1", "n2", "n3"].iter().all(|n| got[*n] == 1), "{got:?}");
+    let pending = pods(&d)
+        .into_iter()
+        .find(|p| p["spec"]["nodeName"].is_null())
+        .unwrap();
+    assert_eq!(
+        pending["status"]["conditions"][0]["message"],
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+    );
+    let prefer = json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}}]}}});
+    create_rs(&mut d, rs("web", 3, "100m", prefer));
+    let web: Vec<String> = pods(&d)
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == "web")
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        web,
+        vec!["n2", "n2", "n2"],
+        "weight 2 × 100 outweighs the spread scores"
+    );
 }

@@ -85,6 +85,8 @@ struct Failure {
     wanted: u32,
     /// The node preemption made room on.
     nominate: Option<String>,
+    /// Why preemption did not help (k8s: Diagnosis.PostFilterMsg).
+    post_filter: Option<String>,
 }
 
 pub struct Scheduler {
@@ -388,6 +390,7 @@ impl Scheduler {
                     reasons,
                     wanted: f.events(),
                     nominate: None,
+                    post_filter: None,
                 };
                 self.mark_unschedulable(&key, &pod, failure, now, out);
                 return;
@@ -422,21 +425,23 @@ impl Scheduler {
         if feasible.is_empty() {
             // k8s: PostFilter — DefaultPreemption.
             let nominated = nominated_node(&pod).and_then(|name| self.node(name));
-            let candidate = if default_preemption::eligible(&pod, nominated) {
+            let candidate = default_preemption::eligible(&pod, nominated).and_then(|()| {
                 let potential: Vec<&NodeInfo> =
                     resolvable.iter().map(|&i| &*self.nodes[i]).collect();
                 default_preemption::preempt(&self.profile.filters, &pod, &state, &potential, n, rng)
-            } else {
-                None
+            });
+            let (nominate, post_filter) = match candidate {
+                Ok(c) => {
+                    self.evict(&key, &c.node, &c.victims, out);
+                    (Some(c.node), None)
+                }
+                Err(why) => (None, Some(why)),
             };
-            let nominate = candidate.as_ref().map(|c| c.node.clone());
-            if let Some(c) = candidate {
-                self.evict(&key, &c.node, &c.victims, out);
-            }
             let failure = Failure {
                 reasons,
                 wanted,
                 nominate,
+                post_filter,
             };
             self.mark_unschedulable(&key, &pod, failure, now, out);
             return;
@@ -552,6 +557,7 @@ impl Scheduler {
             reasons,
             wanted,
             nominate,
+            post_filter,
         } = failure;
         self.queue.unschedulable(key, now, wanted);
         // k8s: "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint ..."
@@ -560,7 +566,12 @@ impl Scheduler {
         let message = if n == 0 {
             "no nodes available to schedule pods".to_string()
         } else {
-            format!("0/{n} nodes are available: {}.", parts.join(", "))
+            // k8s: FitError.Error() — the filters' reasons, then PostFilter's message.
+            let mut m = format!("0/{n} nodes are available: {}.", parts.join(", "));
+            if let Some(why) = post_filter {
+                m.push_str(&format!(" preemption: {why}"));
+            }
+            m
         };
         out.push(Effect::Log {
             v: 2,

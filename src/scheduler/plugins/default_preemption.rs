@@ -32,24 +32,27 @@ fn start_time(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
 }
 
 /// k8s: PodEligibleToPreemptOthers — not with preemptionPolicy Never, and not while a previous
-/// preemption's victims on the nominated node are still terminating.
-pub fn eligible(pod: &Pod, nominated_node: Option<&NodeInfo>) -> bool {
+/// preemption's victims on the nominated node are still terminating. The error is upstream's
+/// message.
+pub fn eligible(pod: &Pod, nominated_node: Option<&NodeInfo>) -> Result<(), String> {
     if pod
         .spec
         .as_ref()
         .and_then(|s| s.preemption_policy.as_deref())
         == Some("Never")
     {
-        return false;
+        return Err("not eligible due to preemptionPolicy=Never.".into());
     }
     let p = priority(pod);
-    match nominated_node {
-        Some(node) => !node
-            .pods
+    let waiting = nominated_node.is_some_and(|node| {
+        node.pods
             .values()
-            .any(|v| v.pod.metadata.deletion_timestamp.is_some() && priority(&v.pod) < p),
-        None => true,
+            .any(|v| v.pod.metadata.deletion_timestamp.is_some() && priority(&v.pod) < p)
+    });
+    if waiting {
+        return Err("not eligible due to a terminating pod on the nominated node.".into());
     }
+    Ok(())
 }
 
 /// k8s: GetOffsetAndNumCandidates
@@ -151,7 +154,9 @@ pub fn pick_one(candidates: &[Candidate]) -> Option<usize> {
 }
 
 /// k8s: DryRunPreemption from a random offset over the nodes where preemption might help,
-/// until enough candidates are found, then pickOneNodeForPreemption.
+/// until enough candidates are found, then pickOneNodeForPreemption. Without a candidate, the
+/// error is upstream's message ("0/3 nodes are available: 3 No preemption victims found for
+/// incoming pod.").
 pub fn preempt(
     filters: &[Box<dyn FilterPlugin>],
     pod: &Pod,
@@ -159,9 +164,25 @@ pub fn preempt(
     potential: &[&NodeInfo],
     all_nodes: usize,
     rng: &mut dyn RngCore,
-) -> Option<Candidate> {
+) -> Result<Candidate, String> {
+    let none = || {
+        let mut parts = Vec::new();
+        if !potential.is_empty() {
+            parts.push(format!(
+                "{} No preemption victims found for incoming pod",
+                potential.len()
+            ));
+        }
+        if all_nodes > potential.len() {
+            parts.push(format!(
+                "{} Preemption is not helpful for scheduling",
+                all_nodes - potential.len()
+            ));
+        }
+        format!("0/{all_nodes} nodes are available: {}.", parts.join(", "))
+    };
     if potential.is_empty() {
-        return None;
+        return Err(none());
     }
     let want = num_candidates(all_nodes).max(1);
     let offset = rng.gen_range(0..potential.len());
@@ -178,8 +199,8 @@ pub fn preempt(
             }
         }
     }
-    let i = pick_one(&candidates)?;
-    Some(candidates.swap_remove(i))
+    let i = pick_one(&candidates).ok_or_else(none)?;
+    Ok(candidates.swap_remove(i))
 }
 
 #[cfg(test)]
@@ -297,14 +318,17 @@ mod tests {
         let t = "2026-01-01T00:00:00Z";
         let mut never = p("pre", 10, "1", t);
         never.spec.as_mut().unwrap().preemption_policy = Some("Never".into());
-        assert!(!eligible(&never, None));
-        assert!(eligible(&p("pre", 10, "1", t), None));
+        assert_eq!(
+            eligible(&never, None),
+            Err("not eligible due to preemptionPolicy=Never.".into())
+        );
+        assert!(eligible(&p("pre", 10, "1", t), None).is_ok());
         let mut going = p("old", 1, "1", t);
         going.metadata.deletion_timestamp = Some(serde_json::from_value(json!(t)).unwrap());
         let n = cluster(vec![(
             crate::scheduler::plugins::testing::node("n", json!({})),
             vec![going],
         )]);
-        assert!(!eligible(&p("pre", 10, "1", t), n.get("n")));
+        assert!(eligible(&p("pre", 10, "1", t), n.get("n")).is_err());
     }
 }
