@@ -1,6 +1,8 @@
 //! The scheduler, as a sans-IO state machine: pending pods go through the scheduling queue,
 //! filter and score plugins pick a node, and a binding is posted (pods/binding). The pod is
-//! assumed on that node until the binding's watch event confirms it.
+//! assumed on that node until the binding's watch event confirms it. When no node fits,
+//! DefaultPreemption may evict lower-priority pods and nominate a node; the pod waits in the
+//! queue for the cluster events its rejecting plugins register.
 //! k8s: pkg/scheduler/schedule_one.go (reference §5)
 
 pub mod node_info;
