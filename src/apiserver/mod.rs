@@ -892,6 +892,12 @@ impl<S: Store> ApiServer<S> {
                 }
             }
             let mut new = self.merge_update(res, &old, body, part, ctx)?;
+            if (res.group, res.plural) == ("scheduling.k8s.io", "priorityclasses")
+                && old["globalDefault"] != json!(true)
+            {
+                self.admit_priority_class(res, object::name(&old), &new)
+                    .await?;
+            }
             let bytes = encode(&new);
             // k8s: a no-op update writes nothing. (Stored values are `encode`d, so the stored
             // bytes stand for `old`.)
