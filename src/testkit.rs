@@ -81,11 +81,11 @@ impl Driver {
             events: Vec::new(),
         };
         let mut ctxs = Vec::new();
-        for _ in 0..crate::apiserver::BOOT_NAMESPACES.len() {
+        for _ in 0..crate::apiserver::BOOT_OBJECTS {
             ctxs.push(d.ctx());
         }
         let mut it = ctxs.into_iter();
-        ready(d.api.bootstrap(|| it.next().expect("one per namespace"))).expect("bootstrap");
+        ready(d.api.bootstrap(|| it.next().expect("one per boot object"))).expect("bootstrap");
         d
     }
 

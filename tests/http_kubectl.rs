@@ -1069,3 +1069,43 @@ fn the_controllers_and_the_scheduler_run_inside_the_server() {
             == 1
     });
 }
+
+/// k8s: scheduling.k8s.io/v1 PriorityClass — the system classes exist, `kubectl get pc` prints
+/// the upstream columns, and the Priority admission plugin resolves a pod's class.
+#[test]
+fn kubectl_lists_priority_classes_and_pods_get_their_priority() {
+    let s = GantryServer::start();
+    let out = s.kubectl_ok(&["get", "priorityclasses"]);
+    for want in [
+        "NAME",
+        "VALUE",
+        "GLOBAL-DEFAULT",
+        "PREEMPTIONPOLICY",
+        "system-cluster-critical",
+        "2000000000",
+        "system-node-critical",
+        "2000001000",
+    ] {
+        assert!(out.contains(want), "{want} in {out}");
+    }
+    let file = write(
+        &s,
+        "pc.yaml",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: vip}\nspec:\n  priorityClassName: high\n  containers: [{name: c, image: busybox}]\n",
+    );
+    s.kubectl_ok(&["create", "-f", &file]);
+    let prio = s.kubectl_ok(&["get", "pod", "vip", "-o", "jsonpath={.spec.priority}"]);
+    assert_eq!(prio.trim(), "1000");
+    let (code, _, err) = s.kubectl(&[
+        "run",
+        "x",
+        "--image=busybox",
+        "--overrides",
+        r#"{"spec": {"priorityClassName": "nope"}}"#,
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no PriorityClass with name nope was found"),
+        "{err}"
+    );
+}

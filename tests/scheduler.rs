@@ -113,9 +113,10 @@ fn spreads_by_least_allocated_and_respects_capacity() {
         (cond["status"].as_str(), cond["reason"].as_str()),
         (Some("False"), Some("Unschedulable"))
     );
+    // k8s: FitError with DefaultPreemption's PostFilter message.
     assert_eq!(
         cond["message"],
-        "0/3 nodes are available: 3 Insufficient cpu."
+        "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
     );
 }
 
@@ -156,7 +157,7 @@ fn taints_and_node_selectors_filter_nodes() {
     // k8s: each node reports its first failing filter (TaintToleration runs before NodeAffinity).
     assert_eq!(
         msg,
-        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}."
+        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     );
 }
 
@@ -234,4 +235,238 @@ fn the_same_seed_places_the_same_way() {
             m
         });
     assert!(spread.values().all(|c| *c <= 2), "{spread:?}");
+}
+
+fn priority_class(name: &str, value: i64, global_default: bool) -> Value {
+    json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+           "value": value, "globalDefault": global_default})
+}
+
+fn create(
+    d: &mut Driver,
+    plural: (&str, &str),
+    ns: Option<&str>,
+    body: Value,
+) -> Result<Value, u16> {
+    d.client(ApiOp::Create {
+        resource: by_plural(plural.0, plural.1).unwrap(),
+        namespace: ns.map(String::from),
+        body,
+    })
+    .map_err(|e| e.code)
+}
+
+fn bare_pod(name: &str, cpu: &str, spec_extra: Value) -> Value {
+    let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+                                  "resources": {"requests": {"cpu": cpu}}}]}});
+    for (k, v) in spec_extra.as_object().unwrap() {
+        p["spec"][k] = v.clone();
+    }
+    p
+}
+
+/// k8s: plugin/pkg/admission/priority — the class sets spec.priority; unknown classes and a
+/// second globalDefault are forbidden; the system classes exist from the start.
+#[test]
+fn priority_classes_set_pod_priority_at_admission() {
+    let mut d = cluster(5, &[]);
+    let pc = ("scheduling.k8s.io", "priorityclasses");
+    let got = create(&mut d, pc, None, priority_class("high", 1000, false)).unwrap();
+    assert_eq!(got["preemptionPolicy"], "PreemptLowerPriority", "defaulted");
+    let p = create(
+        &mut d,
+        ("", "pods"),
+        Some("default"),
+        bare_pod("a", "1", json!({"priorityClassName": "high"})),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            p["spec"]["priority"].as_i64(),
+            p["spec"]["preemptionPolicy"].as_str()
+        ),
+        (Some(1000), Some("PreemptLowerPriority"))
+    );
+    let p = create(
+        &mut d,
+        ("", "pods"),
+        Some("default"),
+        bare_pod("b", "1", json!({})),
+    )
+    .unwrap();
+    assert_eq!(p["spec"]["priority"], 0, "no class and no default");
+    let p = create(
+        &mut d,
+        ("", "pods"),
+        Some("default"),
+        bare_pod(
+            "c",
+            "1",
+            json!({"priorityClassName": "system-node-critical"}),
+        ),
+    )
+    .unwrap();
+    assert_eq!(p["spec"]["priority"], 2_000_001_000);
+    let cases = [
+        (
+            bare_pod("d", "1", json!({"priorityClassName": "nope"})),
+            403,
+        ),
+        (
+            bare_pod(
+                "e",
+                "1",
+                json!({"priorityClassName": "high", "priority": 7}),
+            ),
+            403,
+        ),
+    ];
+    for (body, code) in cases {
+        assert_eq!(
+            create(&mut d, ("", "pods"), Some("default"), body).err(),
+            Some(code)
+        );
+    }
+    create(&mut d, pc, None, priority_class("default-prio", 10, true)).unwrap();
+    let p = create(
+        &mut d,
+        ("", "pods"),
+        Some("default"),
+        bare_pod("f", "1", json!({})),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            p["spec"]["priority"].as_i64(),
+            p["spec"]["priorityClassName"].as_str()
+        ),
+        (Some(10), Some("default-prio"))
+    );
+    assert_eq!(
+        create(&mut d, pc, None, priority_class("another", 5, true)).err(),
+        Some(403)
+    );
+    assert_eq!(
+        create(
+            &mut d,
+            pc,
+            None,
+            priority_class("too-high", 2_000_000_000, false)
+        )
+        .err(),
+        Some(422)
+    );
+    assert_eq!(
+        create(&mut d, pc, None, priority_class("system-mine", 5, false)).err(),
+        Some(422)
+    );
+}
+
+/// k8s: DefaultPreemption — a full node, a high-priority pod: the lowest-priority pods go
+/// (gracefully), the preemptor is nominated, and it is bound once they are gone.
+#[test]
+fn a_high_priority_pod_preempts_lower_ones() {
+    let mut d = cluster(6, &[node("n1", "2", "4Gi", json!([]))]);
+    let pc = ("scheduling.k8s.io", "priorityclasses");
+    create(&mut d, pc, None, priority_class("low", 10, false)).unwrap();
+    create(&mut d, pc, None, priority_class("mid", 20, false)).unwrap();
+    create(&mut d, pc, None, priority_class("high", 1000, false)).unwrap();
+    for (name, class) in [("low-1", "low"), ("mid-1", "mid")] {
+        create(
+            &mut d,
+            ("", "pods"),
+            Some("default"),
+            bare_pod(name, "1", json!({"priorityClassName": class})),
+        )
+        .unwrap();
+    }
+    assert_eq!(placement(&d), BTreeMap::from([("n1".into(), 2)]));
+    create(
+        &mut d,
+        ("", "pods"),
+        Some("default"),
+        bare_pod("vip", "1", json!({"priorityClassName": "high"})),
+    )
+    .unwrap();
+    let by_name = |d: &Driver| -> BTreeMap<String, Value> {
+        pods(d)
+            .into_iter()
+            .map(|p| (p["metadata"]["name"].as_str().unwrap().to_string(), p))
+            .collect()
+    };
+    let now = by_name(&d);
+    assert!(
+        now["low-1"]["metadata"]["deletionTimestamp"].is_string(),
+        "the low pod is the victim"
+    );
+    assert!(now["mid-1"]["metadata"]["deletionTimestamp"].is_null());
+    let target = now["low-1"]["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "DisruptionTarget");
+    assert!(target, "victims get DisruptionTarget");
+    assert_eq!(now["vip"]["status"]["nominatedNodeName"], "n1");
+    assert!(
+        now["vip"]["spec"]["nodeName"].is_null(),
+        "not bound while the victim terminates"
+    );
+    // The kubelet would finish the graceful deletion; here it is forced.
+    d.client(ApiOp::Delete {
+        resource: by_plural("", "pods").unwrap(),
+        namespace: Some("default".into()),
+        name: "low-1".into(),
+        grace_period_seconds: Some(0),
+        precondition_uid: None,
+        precondition_resource_version: None,
+        propagation_policy: None,
+    })
+    .unwrap();
+    d.advance(Duration::from_secs(5));
+    let now = by_name(&d);
+    assert!(!now.contains_key("low-1"));
+    assert_eq!(now["vip"]["spec"]["nodeName"], "n1", "{:#?}", d.log);
+    assert_eq!(now["mid-1"]["spec"]["nodeName"], "n1");
+}
+
+/// k8s: InterPodAffinity — required anti-affinity per hostname puts one replica per node; the
+/// fourth waits with upstream's message. Preferred node affinity steers a second workload.
+#[test]
+fn pod_anti_affinity_and_preferred_node_affinity() {
+    let mut d = cluster(
+        8,
+        &[
+            node("n1", "4", "8Gi", json!([])),
+            node("n2", "4", "8Gi", json!([])),
+            node("n3", "4", "8Gi", json!([])),
+        ],
+    );
+    let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
+    create_rs(&mut d, rs("db", 4, "100m", anti));
+    let got = placement(&d);
+    assert_eq!(got.get(""), Some(&1), "{got:?}");
+    assert!(["n1", "n2", "n3"].iter().all(|n| got[*n] == 1), "{got:?}");
+    let pending = pods(&d)
+        .into_iter()
+        .find(|p| p["spec"]["nodeName"].is_null())
+        .unwrap();
+    assert_eq!(
+        pending["status"]["conditions"][0]["message"],
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+    );
+    let prefer = json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}}]}}});
+    create_rs(&mut d, rs("web", 3, "100m", prefer));
+    let web: Vec<String> = pods(&d)
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == "web")
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        web,
+        vec!["n2", "n2", "n2"],
+        "weight 2 × 100 outweighs the spread scores"
+    );
 }

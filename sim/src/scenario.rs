@@ -362,6 +362,11 @@ pub struct Check {
     pub addresses: Option<usize>,
     pub not_ready_addresses: Option<usize>,
     pub ready_endpoints: Option<usize>,
+    /// With `runningPods`: exactly this many of them on each node (unlisted nodes: none).
+    pub nodes: Option<BTreeMap<String, usize>>,
+    /// With `runningPods`: exactly this many in each zone (by the node's
+    /// topology.kubernetes.io/zone label; unlisted zones: none).
+    pub zones: Option<BTreeMap<String, usize>>,
 }
 
 #[derive(Debug)]
@@ -658,6 +663,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
                 line,
                 format!("expectations[{i}].eventually: `by` (the deadline) is required"),
             ));
+        }
+        if (check.nodes.is_some() || check.zones.is_some()) && check.running_pods.is_none() {
+            return Err(err(
+                line,
+                format!("expectations[{i}]: `nodes` and `zones` go with `runningPods`"),
+            ));
+        }
+        for n in check.nodes.iter().flat_map(|m| m.keys()) {
+            if !names.contains(n) {
+                return Err(err(
+                    line_of(text, &format!("{n}:")),
+                    format!("expectations[{i}].nodes: there is no node named {n:?}"),
+                ));
+            }
         }
         if let Some(n) = &check.node {
             if !names.contains(n) {

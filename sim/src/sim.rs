@@ -122,6 +122,9 @@ impl Feeds {
     }
 }
 
+/// The zone label the scenario's `zone:` sets and `zones:` expectations read.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 /// Running and live counts for one `runningPods` selector, kept as pods change.
 struct Tally {
     selector: Selector,
@@ -129,6 +132,8 @@ struct Tally {
     running: usize,
     /// Not terminating.
     live: usize,
+    /// The running ones by node.
+    per_node: BTreeMap<String, usize>,
 }
 
 impl Tally {
@@ -156,15 +161,28 @@ impl Tally {
     }
 
     fn change(&mut self, prev: Option<&Value>, new: Option<&Value>) {
+        let node = |p: &Value| p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
         if let Some(p) = prev.filter(|p| self.matches(p)) {
             let (r, l) = Self::counts(p);
             self.running -= r;
             self.live -= l;
+            if r > 0 {
+                let n = node(p);
+                if let Some(c) = self.per_node.get_mut(&n) {
+                    *c -= r;
+                    if *c == 0 {
+                        self.per_node.remove(&n);
+                    }
+                }
+            }
         }
         if let Some(n) = new.filter(|n| self.matches(n)) {
             let (r, l) = Self::counts(n);
             self.running += r;
             self.live += l;
+            if r > 0 {
+                *self.per_node.entry(node(n)).or_default() += r;
+            }
         }
     }
 }
@@ -303,6 +321,7 @@ impl Sim {
                         selector: Selector::parse(sel).unwrap_or_default(),
                         running: 0,
                         live: 0,
+                        per_node: BTreeMap::new(),
                     });
                 }
             }
@@ -1340,13 +1359,33 @@ impl Sim {
             if let Some(min) = c.at_least {
                 ok &= t.running >= min;
             }
-            return (
-                ok,
-                format!(
-                    "{} running and ready, {} not terminating",
-                    t.running, t.live
-                ),
+            let mut detail = format!(
+                "{} running and ready, {} not terminating",
+                t.running, t.live
             );
+            if let Some(want) = &c.nodes {
+                // Exactly these counts per node; unlisted nodes have none.
+                ok &= t.per_node.iter().all(|(n, c)| want.get(n) == Some(c))
+                    && want
+                        .iter()
+                        .all(|(n, c)| *c == 0 || t.per_node.get(n) == Some(c));
+                detail.push_str(&format!(", by node {:?}", t.per_node));
+            }
+            if let Some(want) = &c.zones {
+                let mut zones: BTreeMap<String, usize> = BTreeMap::new();
+                for (node, n) in &t.per_node {
+                    let zone = self
+                        .cached(resource("", "nodes"), None, node)
+                        .and_then(|o| o["metadata"]["labels"][ZONE_LABEL].as_str())
+                        .unwrap_or("")
+                        .to_string();
+                    *zones.entry(zone).or_default() += n;
+                }
+                ok &= zones.iter().all(|(z, c)| want.get(z) == Some(c))
+                    && want.iter().all(|(z, c)| *c == 0 || zones.get(z) == Some(c));
+                detail.push_str(&format!(", by zone {zones:?}"));
+            }
+            return (ok, detail);
         }
         if let Some(sel) = &c.pods {
             let n = self.count_pods(sel, c.owner.as_deref());
@@ -1500,7 +1539,7 @@ impl Sim {
     pub fn run(mut self) -> Report {
         let mut n = 0;
         let mut ctxs = Vec::new();
-        for _ in 0..gantry::apiserver::BOOT_NAMESPACES.len() {
+        for _ in 0..gantry::apiserver::BOOT_OBJECTS {
             ctxs.push(self.ctx());
         }
         ready(self.api.bootstrap(|| {
@@ -1719,6 +1758,12 @@ fn describe(c: &Check) -> String {
     }
     if let Some(n) = c.active_replica_sets {
         parts.push(format!("activeReplicaSets={n}"));
+    }
+    if let Some(m) = &c.nodes {
+        parts.push(format!("nodes={m:?}"));
+    }
+    if let Some(m) = &c.zones {
+        parts.push(format!("zones={m:?}"));
     }
     if let Some(a) = c.after {
         parts.push(format!("after {:?}", a.0));

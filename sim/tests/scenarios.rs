@@ -113,6 +113,16 @@ fn bad_scenarios_name_the_key_and_line() {
             "bad.yaml:",
             "missing field `duration`",
         ),
+        (
+            format!("{base}expectations:\n  - always: {{node: n1, zones: {{a: 1}}}}\n"),
+            "bad.yaml:6:",
+            "`nodes` and `zones` go with `runningPods`",
+        ),
+        (
+            format!("{base}expectations:\n  - always:\n      runningPods: app=web\n      nodes: {{n9: 1}}\n"),
+            "bad.yaml:",
+            "expectations[0].nodes: there is no node named \"n9\"",
+        ),
     ];
     for (text, location, message) in cases {
         let e = parse_err(&text);

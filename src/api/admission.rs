@@ -51,9 +51,126 @@ pub fn default_toleration_seconds(spec: &mut PodSpec) {
     }
 }
 
+/// k8s: the built-in PriorityClasses the apiserver creates at start (scheduling/types.go).
+pub const SYSTEM_CLUSTER_CRITICAL: (&str, i32) = ("system-cluster-critical", 2_000_000_000);
+pub const SYSTEM_NODE_CRITICAL: (&str, i32) = ("system-node-critical", 2_000_001_000);
+/// k8s: HighestUserDefinablePriority
+pub const HIGHEST_USER_DEFINABLE_PRIORITY: i32 = 1_000_000_000;
+/// k8s: DefaultPriorityWhenNoDefaultClassExists
+pub const DEFAULT_PRIORITY: i32 = 0;
+
+/// The system PriorityClasses, as created at bootstrap.
+pub fn system_priority_classes() -> Vec<serde_json::Value> {
+    [SYSTEM_CLUSTER_CRITICAL, SYSTEM_NODE_CRITICAL]
+        .iter()
+        .map(|(name, value)| {
+            serde_json::json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value,
+                "description": "Used for system critical pods that must not be moved from their current node."})
+        })
+        .collect()
+}
+
+/// What the Priority admission plugin resolved for a pod: the class name (empty without one),
+/// its value and preemption policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedPriority {
+    pub class: String,
+    pub value: i32,
+    pub preemption_policy: Option<String>,
+}
+
+/// k8s: plugin/pkg/admission/priority admitPod — sets spec.priority (and preemptionPolicy)
+/// from the class; a pod may not give a different integer itself. The error is the message of
+/// the 403.
+pub fn apply_pod_priority(
+    spec: &mut serde_json::Value,
+    resolved: &ResolvedPriority,
+) -> Result<(), String> {
+    if let Some(given) = spec.get("priority").and_then(serde_json::Value::as_i64) {
+        if given != i64::from(resolved.value) {
+            return Err(format!(
+                "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {} from the given PriorityClass name",
+                resolved.value
+            ));
+        }
+    }
+    if let Some(policy) = &resolved.preemption_policy {
+        if let Some(given) = spec
+            .get("preemptionPolicy")
+            .and_then(serde_json::Value::as_str)
+        {
+            if given != policy {
+                return Err(format!(
+                    "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+                ));
+            }
+        }
+        spec["preemptionPolicy"] = serde_json::json!(policy);
+    }
+    if !resolved.class.is_empty() {
+        spec["priorityClassName"] = serde_json::json!(resolved.class);
+    }
+    spec["priority"] = serde_json::json!(resolved.value);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_priority_comes_from_the_class() {
+        use serde_json::json;
+        let high = ResolvedPriority {
+            class: "high".into(),
+            value: 1000,
+            preemption_policy: Some("PreemptLowerPriority".into()),
+        };
+        // (spec given, resolved, spec after or the error's start) — k8s: admitPod
+        let cases = [
+            (
+                json!({}),
+                high.clone(),
+                Ok(
+                    json!({"priority": 1000, "priorityClassName": "high", "preemptionPolicy": "PreemptLowerPriority"}),
+                ),
+            ),
+            (
+                json!({"priority": 1000}),
+                high.clone(),
+                Ok(
+                    json!({"priority": 1000, "priorityClassName": "high", "preemptionPolicy": "PreemptLowerPriority"}),
+                ),
+            ),
+            (
+                json!({"priority": 5}),
+                high.clone(),
+                Err("the integer value of priority (5) must not be provided"),
+            ),
+            (
+                json!({"preemptionPolicy": "Never"}),
+                high,
+                Err("the string value of PreemptionPolicy (Never)"),
+            ),
+            (
+                json!({}),
+                ResolvedPriority {
+                    class: String::new(),
+                    value: DEFAULT_PRIORITY,
+                    preemption_policy: None,
+                },
+                Ok(json!({"priority": 0})),
+            ),
+        ];
+        for (i, (mut spec, resolved, want)) in cases.into_iter().enumerate() {
+            match (apply_pod_priority(&mut spec, &resolved), want) {
+                (Ok(()), Ok(w)) => assert_eq!(spec, w, "case {i}"),
+                (Err(e), Err(w)) => assert!(e.starts_with(w), "case {i}: {e}"),
+                (got, want) => panic!("case {i}: {got:?} vs {want:?}"),
+            }
+        }
+    }
 
     fn tol(key: Option<&str>, op: &str, effect: Option<&str>, secs: Option<i64>) -> Toleration {
         Toleration {

@@ -83,7 +83,7 @@ pub fn pod_spec(s: &mut PodSpec) {
         &mut s.service_account,
         s.service_account_name.clone().unwrap_or_default(),
     );
-    set(&mut s.priority, 0);
+    // spec.priority is not defaulted: the Priority admission plugin sets it on create.
     for c in s
         .containers
         .iter_mut()

@@ -237,6 +237,16 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
     ),
     resource("coordination.k8s.io", "Lease", "leases", "lease", true),
+    ResourceInfo {
+        short_names: &["pc"],
+        ..resource(
+            "scheduling.k8s.io",
+            "PriorityClass",
+            "priorityclasses",
+            "priorityclass",
+            false,
+        )
+    },
 ];
 
 /// Look a resource up by group and plural (the form URLs use).
@@ -282,7 +292,7 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::{apps, coordination, core, discovery};
+    use k8s_openapi::api::{apps, coordination, core, discovery, scheduling};
     use k8s_openapi::{ClusterResourceScope, Resource};
 
     /// The registry entry must agree with k8s-openapi's own metadata for the type, so the table
@@ -317,7 +327,8 @@ mod tests {
         check::<apps::v1::Deployment>();
         check::<discovery::v1::EndpointSlice>();
         check::<coordination::v1::Lease>();
-        assert_eq!(RESOURCES.len(), 14, "every registry entry is checked above");
+        check::<scheduling::v1::PriorityClass>();
+        assert_eq!(RESOURCES.len(), 15, "every registry entry is checked above");
     }
 
     #[test]
@@ -423,7 +434,8 @@ mod tests {
                 ("", "v1"),
                 ("apps", "v1"),
                 ("discovery.k8s.io", "v1"),
-                ("coordination.k8s.io", "v1")
+                ("coordination.k8s.io", "v1"),
+                ("scheduling.k8s.io", "v1")
             ]
         );
     }

@@ -615,3 +615,54 @@ pub fn secret(errs: &mut Errors, s: &Secret) {
         });
     }
 }
+
+/// k8s: ValidatePriorityClass / ValidatePriorityClassUpdate (pkg/apis/scheduling/validation).
+pub fn priority_class(
+    errs: &mut Errors,
+    pc: &k8s_openapi::api::scheduling::v1::PriorityClass,
+    old: Option<&k8s_openapi::api::scheduling::v1::PriorityClass>,
+) {
+    use super::admission::{
+        HIGHEST_USER_DEFINABLE_PRIORITY, SYSTEM_CLUSTER_CRITICAL, SYSTEM_NODE_CRITICAL,
+    };
+    let name = pc.metadata.name.as_deref().unwrap_or("");
+    if name.starts_with("system-") {
+        let known = [SYSTEM_CLUSTER_CRITICAL, SYSTEM_NODE_CRITICAL]
+            .iter()
+            .any(|(n, v)| *n == name && *v == pc.value && pc.global_default != Some(true));
+        if !known {
+            errs.push(FieldError::forbidden(
+                "metadata.name",
+                format!("priority class names with 'system-' prefix are reserved for system use only. error: {name:?} is not a known system priority class or its value or globalDefault do not match"),
+            ));
+        }
+    } else if pc.value > HIGHEST_USER_DEFINABLE_PRIORITY {
+        errs.push(FieldError::forbidden(
+            "value",
+            format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}"),
+        ));
+    }
+    if let Some(p) = pc.preemption_policy.as_deref() {
+        if p != "PreemptLowerPriority" && p != "Never" {
+            errs.push(FieldError::not_supported(
+                "preemptionPolicy",
+                p,
+                &["Never", "PreemptLowerPriority"],
+            ));
+        }
+    }
+    if let Some(old) = old {
+        if old.value != pc.value {
+            errs.push(FieldError::forbidden(
+                "value",
+                "may not be changed in an update.",
+            ));
+        }
+        if old.preemption_policy != pc.preemption_policy {
+            errs.push(FieldError::forbidden(
+                "preemptionPolicy",
+                "may not be changed in an update.",
+            ));
+        }
+    }
+}

@@ -23,10 +23,10 @@ use bytes::Bytes;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 
-use crate::api::names;
 use crate::api::registry::{self, ResourceInfo};
 use crate::api::selector::Selector;
 use crate::api::status::{ApiError, FieldError};
+use crate::api::{admission, names};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
 pub use watch::{ApiEvent, ApiWatch, EventType};
@@ -280,6 +280,9 @@ fn supported_fields(res: &ResourceInfo) -> &'static [&'static str] {
 
 /// The namespaces every cluster starts with.
 pub const BOOT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+/// The objects `bootstrap` creates: the namespaces and the two system PriorityClasses (one
+/// request context each).
+pub const BOOT_OBJECTS: usize = BOOT_NAMESPACES.len() + 2;
 
 /// The `default/kubernetes` Service's clusterIP: the first address of the default service CIDR
 /// 10.96.0.0/12 (ClusterIP allocation proper is not served yet).
@@ -640,6 +643,16 @@ impl<S: Store> ApiServer<S> {
                 Err(e) => return Err(e),
             }
         }
+        // k8s: the scheduling post-start hook creates the system PriorityClasses.
+        let classes =
+            registry::by_plural("scheduling.k8s.io", "priorityclasses").expect("registered");
+        for body in admission::system_priority_classes() {
+            match self.create(classes, None, body, &next()).await {
+                Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 
@@ -786,6 +799,79 @@ impl<S: Store> ApiServer<S> {
         Ok(())
     }
 
+    /// The PriorityClasses, listed from the store.
+    async fn priority_classes(&self) -> Result<Vec<Value>, ApiError> {
+        let res = registry::by_plural("scheduling.k8s.io", "priorityclasses").expect("registered");
+        Ok(self.list(res, None, &ListOptions::default()).await?.0)
+    }
+
+    /// k8s: Priority admission — a pod's priorityClassName (or the globalDefault class) sets
+    /// spec.priority and spec.preemptionPolicy; an unknown class is forbidden.
+    async fn admit_pod_priority(
+        &self,
+        res: &ResourceInfo,
+        name: &str,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
+        let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+            return Ok(()); // validation reports it
+        };
+        let class = spec["priorityClassName"].as_str().unwrap_or("").to_string();
+        let classes = self.priority_classes().await?;
+        let found = if class.is_empty() {
+            classes.iter().find(|c| c["globalDefault"] == json!(true))
+        } else {
+            let found = classes
+                .iter()
+                .find(|c| object::meta_str(c, "name") == Some(class.as_str()));
+            if found.is_none() {
+                return Err(ApiError::forbidden(
+                    res,
+                    name,
+                    format!("no PriorityClass with name {class} was found"),
+                ));
+            }
+            found
+        };
+        let resolved = match found {
+            Some(c) => admission::ResolvedPriority {
+                class: object::meta_str(c, "name").unwrap_or("").to_string(),
+                value: c["value"].as_i64().unwrap_or(0) as i32,
+                preemption_policy: c["preemptionPolicy"].as_str().map(String::from),
+            },
+            None => admission::ResolvedPriority {
+                class: String::new(),
+                value: admission::DEFAULT_PRIORITY,
+                preemption_policy: None,
+            },
+        };
+        admission::apply_pod_priority(spec, &resolved)
+            .map_err(|why| ApiError::forbidden(res, name, why))
+    }
+
+    /// k8s: Priority admission — only one PriorityClass may be the globalDefault.
+    async fn admit_priority_class(
+        &self,
+        res: &ResourceInfo,
+        name: &str,
+        obj: &Value,
+    ) -> Result<(), ApiError> {
+        if obj["globalDefault"] != json!(true) {
+            return Ok(());
+        }
+        for c in self.priority_classes().await? {
+            let other = object::meta_str(&c, "name").unwrap_or("");
+            if c["globalDefault"] == json!(true) && other != name {
+                return Err(ApiError::forbidden(
+                    res,
+                    name,
+                    format!("PriorityClass {other} is already marked as default. Only one default can exist"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub async fn create(
         &self,
         res: &ResourceInfo,
@@ -873,6 +959,13 @@ impl<S: Store> ApiServer<S> {
             );
         }
         errs.extend(object_meta_errors(res, &obj)?);
+        match (res.group, res.plural) {
+            ("", "pods") => self.admit_pod_priority(res, &name, &mut obj).await?,
+            ("scheduling.k8s.io", "priorityclasses") => {
+                self.admit_priority_class(res, &name, &obj).await?
+            }
+            _ => {}
+        }
         strategy::prepare_for_create(res, &mut obj);
         errs.extend(strategy::default_and_validate(res, &mut obj, None)?);
         if !errs.is_empty() {
@@ -961,6 +1054,12 @@ impl<S: Store> ApiServer<S> {
                 }
             }
             let mut new = self.merge_update(res, &old, body, part, ctx)?;
+            if (res.group, res.plural) == ("scheduling.k8s.io", "priorityclasses")
+                && old["globalDefault"] != json!(true)
+            {
+                self.admit_priority_class(res, object::name(&old), &new)
+                    .await?;
+            }
             let bytes = encode(&new);
             // k8s: a no-op update writes nothing. (Stored values are `encode`d, so the stored
             // bytes stand for `old`.)

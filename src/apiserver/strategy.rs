@@ -175,6 +175,18 @@ pub(crate) fn default_and_validate(
             defaults::secret(s);
             validation::secret(errs, s);
         }),
+        ("scheduling.k8s.io", "priorityclasses") => typed(
+            res,
+            obj,
+            old,
+            |pc: &mut k8s_openapi::api::scheduling::v1::PriorityClass, old, errs| {
+                // k8s: SetDefaults_PriorityClass
+                if pc.preemption_policy.is_none() {
+                    pc.preemption_policy = Some("PreemptLowerPriority".into());
+                }
+                validation::priority_class(errs, pc, old.as_ref());
+            },
+        ),
         _ => Ok(Vec::new()),
     }
 }
@@ -224,6 +236,9 @@ pub(crate) fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Result<Vec<Stri
         ("apps", "deployments") => check::<apps::Deployment>(res, obj),
         ("discovery.k8s.io", "endpointslices") => check::<discovery::EndpointSlice>(res, obj),
         ("coordination.k8s.io", "leases") => check::<coordination::Lease>(res, obj),
+        ("scheduling.k8s.io", "priorityclasses") => {
+            check::<k8s_openapi::api::scheduling::v1::PriorityClass>(res, obj)
+        }
         _ => Ok(Vec::new()),
     }
 }

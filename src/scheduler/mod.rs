@@ -1,6 +1,8 @@
 //! The scheduler, as a sans-IO state machine: pending pods go through the scheduling queue,
 //! filter and score plugins pick a node, and a binding is posted (pods/binding). The pod is
-//! assumed on that node until the binding's watch event confirms it.
+//! assumed on that node until the binding's watch event confirms it. When no node fits,
+//! DefaultPreemption may evict lower-priority pods and nominate a node; the pod waits in the
+//! queue for the cluster events its rejecting plugins register.
 //! k8s: pkg/scheduler/schedule_one.go (reference §5)
 
 pub mod node_info;
@@ -8,6 +10,7 @@ pub mod plugins;
 pub mod queue;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rand::{Rng, RngCore};
@@ -15,8 +18,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::node_info::NodeInfo;
-use self::plugins::{CycleState, Profile};
-use self::queue::SchedulingQueue;
+use self::plugins::default_preemption::{self, priority};
+use self::plugins::{CycleState, Profile, Rejection, Snapshot};
+use self::queue::{events, SchedulingQueue};
 use crate::api::registry::{self, ResourceInfo};
 use crate::apiserver::{format_time, Part};
 use crate::component::{ApiOp, Component, Effect, Input, WatchSpec};
@@ -34,13 +38,19 @@ fn nodes() -> &'static ResourceInfo {
     registry::by_plural("", "nodes").expect("registered")
 }
 
-/// k8s: numFeasibleNodesToFind with percentageOfNodesToScore 0 (adaptive).
-pub fn feasible_nodes_to_find(n: usize) -> usize {
+/// k8s: numFeasibleNodesToFind — `percentage` is percentageOfNodesToScore, 0 (the default)
+/// for adaptive: 50 − N/125, at least 5; never fewer than 100 nodes (§5.3).
+pub fn feasible_nodes_to_find(n: usize, percentage: u32) -> usize {
     const MIN_FEASIBLE: usize = 100;
-    if n < MIN_FEASIBLE {
+    const MIN_PERCENTAGE: i64 = 5;
+    if n < MIN_FEASIBLE || percentage >= 100 {
         return n;
     }
-    let pct = (50 - (n / 125) as i64).max(5) as usize;
+    let pct = if percentage == 0 {
+        (50 - (n / 125) as i64).max(MIN_PERCENTAGE) as usize
+    } else {
+        percentage as usize
+    };
     (n * pct / 100).max(MIN_FEASIBLE)
 }
 
@@ -69,10 +79,31 @@ fn pending(pod: &Pod) -> bool {
     ours && node_name(pod).is_none() && pod.metadata.deletion_timestamp.is_none() && !terminal(pod)
 }
 
+/// Why a scheduling cycle found no node.
+struct Failure {
+    /// Rejection reason → nodes.
+    reasons: BTreeMap<String, usize>,
+    /// The events that may help (`queue::events`), from the rejecting plugins.
+    wanted: u32,
+    /// The node preemption made room on.
+    nominate: Option<String>,
+    /// Why preemption did not help (k8s: Diagnosis.PostFilterMsg).
+    post_filter: Option<String>,
+}
+
 pub struct Scheduler {
     profile: Profile,
     pods: Cache<Pod>,
-    nodes: BTreeMap<String, NodeInfo>,
+    /// Every node, sorted by name (found by binary search; iterated without collecting). Boxed
+    /// so an insertion in the middle moves pointers, not NodeInfos.
+    #[allow(clippy::vec_box)]
+    nodes: Vec<Box<NodeInfo>>,
+    /// Normalized image name → how many nodes have it (ImageLocality's spread).
+    image_nodes: BTreeMap<String, usize>,
+    /// Pods counted on the nodes that have pod (anti-)affinity terms.
+    pods_with_affinity: usize,
+    /// Pending pods nominated to a node by preemption: node → pod key → pod.
+    nominated: BTreeMap<String, BTreeMap<String, Arc<Pod>>>,
     /// The nodes were listed (k8s: WaitForCacheSync before the first scheduling cycle).
     nodes_synced: bool,
     queue: SchedulingQueue,
@@ -83,6 +114,8 @@ pub struct Scheduler {
     next_start: usize,
     next_id: u64,
     armed: Option<Time>,
+    /// k8s: KubeSchedulerConfiguration percentageOfNodesToScore (0: adaptive).
+    percentage_of_nodes_to_score: u32,
 }
 
 impl Default for Scheduler {
@@ -91,12 +124,23 @@ impl Default for Scheduler {
     }
 }
 
+/// The pod's `status.nominatedNodeName`.
+fn nominated_node(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
 impl Scheduler {
     pub fn new() -> Self {
         Scheduler {
             profile: Profile::default(),
             pods: Cache::new(),
-            nodes: BTreeMap::new(),
+            nodes: Vec::new(),
+            image_nodes: BTreeMap::new(),
+            pods_with_affinity: 0,
+            nominated: BTreeMap::new(),
             nodes_synced: false,
             queue: SchedulingQueue::default(),
             assumed: BTreeMap::new(),
@@ -104,7 +148,58 @@ impl Scheduler {
             next_start: 0,
             next_id: 1,
             armed: None,
+            percentage_of_nodes_to_score: 0,
         }
+    }
+
+    /// Sets percentageOfNodesToScore (0 is adaptive, 100 all nodes).
+    pub fn with_percentage_of_nodes_to_score(mut self, percentage: u32) -> Self {
+        self.percentage_of_nodes_to_score = percentage;
+        self
+    }
+
+    fn node_index(&self, name: &str) -> Result<usize, usize> {
+        self.nodes.binary_search_by(|n| n.name().cmp(name))
+    }
+
+    fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.node_index(name).ok().map(|i| &*self.nodes[i])
+    }
+
+    /// Counts a pod on a node (bound or assumed).
+    fn add_to_node(&mut self, node: &str, key: &str, pod: &Arc<Pod>) {
+        if let Ok(i) = self.node_index(node) {
+            let info = &mut self.nodes[i];
+            let before = info.pods_with_affinity;
+            info.add_pod(key, pod);
+            self.pods_with_affinity += info.pods_with_affinity - before;
+        }
+    }
+
+    fn remove_from_node(&mut self, node: &str, key: &str) {
+        if let Ok(i) = self.node_index(node) {
+            let info = &mut self.nodes[i];
+            let before = info.pods_with_affinity;
+            info.remove_pod(key);
+            self.pods_with_affinity -= before - info.pods_with_affinity;
+        }
+    }
+
+    fn count_images(&mut self, info: &NodeInfo, sign: isize) {
+        for image in info.images.keys() {
+            let n = self.image_nodes.entry(image.clone()).or_default();
+            *n = n.saturating_add_signed(sign);
+            if *n == 0 {
+                self.image_nodes.remove(image);
+            }
+        }
+    }
+
+    fn forget_nomination(&mut self, key: &str) {
+        self.nominated.retain(|_, pods| {
+            pods.remove(key);
+            !pods.is_empty()
+        });
     }
 
     fn on_pod(&mut self, change: Change<Pod>, now: Time) {
@@ -112,9 +207,10 @@ impl Scheduler {
         // Undo what the old state contributed.
         if let Some(old) = &change.old {
             if let Some(n) = node_name(old) {
-                if let Some(info) = self.nodes.get_mut(n) {
-                    info.remove_pod(&key);
-                }
+                self.remove_from_node(n, &key);
+            }
+            if nominated_node(old).is_some() {
+                self.forget_nomination(&key);
             }
         }
         match &change.new {
@@ -123,19 +219,38 @@ impl Scheduler {
                     self.queue.done(&key);
                     // A bound pod replaces its assumption.
                     if let Some(assumed_on) = self.assumed.remove(&key) {
-                        if let Some(info) = self.nodes.get_mut(&assumed_on) {
-                            info.remove_pod(&key);
-                        }
+                        self.remove_from_node(&assumed_on, &key);
                     }
                     if !terminal(pod) {
-                        if let Some(info) = self.nodes.get_mut(n) {
-                            info.add_pod(&key, pod);
+                        let old_labels = change
+                            .old
+                            .as_ref()
+                            .filter(|o| node_name(o).is_some())
+                            .map(|o| &o.metadata.labels);
+                        self.add_to_node(n, &key, pod);
+                        // k8s: an assigned pod added (or relabeled) may satisfy pending pods'
+                        // affinity or spread.
+                        match old_labels {
+                            None => self
+                                .queue
+                                .move_all_to_active_or_backoff(now, events::POD_ADD),
+                            Some(l) if *l != pod.metadata.labels => self
+                                .queue
+                                .move_all_to_active_or_backoff(now, events::POD_LABEL),
+                            Some(_) => {}
                         }
                     } else {
                         // Resources freed.
-                        self.queue.move_all_to_active_or_backoff(now);
+                        self.queue
+                            .move_all_to_active_or_backoff(now, events::POD_DELETE);
                     }
                 } else if pending(pod) {
+                    if let Some(n) = nominated_node(pod) {
+                        self.nominated
+                            .entry(n.to_string())
+                            .or_default()
+                            .insert(key.clone(), pod.clone());
+                    }
                     let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
                     self.queue.add_or_update(&key, priority, now);
                 } else {
@@ -145,13 +260,12 @@ impl Scheduler {
             None => {
                 self.queue.delete(&key);
                 if let Some(assumed_on) = self.assumed.remove(&key) {
-                    if let Some(info) = self.nodes.get_mut(&assumed_on) {
-                        info.remove_pod(&key);
-                    }
+                    self.remove_from_node(&assumed_on, &key);
                 }
                 if change.old.as_ref().is_some_and(|p| node_name(p).is_some()) {
                     // k8s: a deleted assigned pod frees resources.
-                    self.queue.move_all_to_active_or_backoff(now);
+                    self.queue
+                        .move_all_to_active_or_backoff(now, events::POD_DELETE);
                 }
             }
         }
@@ -159,26 +273,93 @@ impl Scheduler {
 
     fn on_node(&mut self, name: String, node: Option<Node>, now: Time) {
         match node {
-            Some(node) => {
-                match self.nodes.get_mut(&name) {
-                    Some(info) => info.update_node(node),
-                    None => {
-                        let mut info = NodeInfo::new(node);
-                        // Pods already bound there (seen before the node).
-                        for (key, pod) in self.pods.iter() {
-                            if node_name(pod) == Some(name.as_str()) && !terminal(pod) {
-                                info.add_pod(key, pod);
-                            }
-                        }
-                        self.nodes.insert(name, info);
+            Some(node) => match self.node_index(&name) {
+                Ok(i) => {
+                    let old = &self.nodes[i].node;
+                    // k8s: a node update is an event only for what changed (NodeLabelChange,
+                    // NodeTaintChange incl. unschedulable, NodeAllocatableChange).
+                    let mut event = 0;
+                    if old.metadata.labels != node.metadata.labels {
+                        event |= events::NODE_LABEL;
+                    }
+                    if old.spec != node.spec {
+                        event |= events::NODE_TAINT;
+                    }
+                    if old.status.as_ref().map(|s| &s.allocatable)
+                        != node.status.as_ref().map(|s| &s.allocatable)
+                    {
+                        event |= events::NODE_ALLOCATABLE;
+                    }
+                    let old_info = std::mem::replace(
+                        &mut self.nodes[i],
+                        Box::new(NodeInfo::new(Node::default())),
+                    );
+                    self.count_images(&old_info, -1);
+                    let mut info = old_info;
+                    info.update_node(node);
+                    self.count_images(&info, 1);
+                    self.nodes[i] = info;
+                    if event != 0 {
+                        self.queue.move_all_to_active_or_backoff(now, event);
                     }
                 }
-                self.queue.move_all_to_active_or_backoff(now);
-            }
+                Err(i) => {
+                    let mut info = NodeInfo::new(node);
+                    // Pods already bound there (seen before the node).
+                    for (key, pod) in self.pods.iter_shared() {
+                        if node_name(pod) == Some(name.as_str()) && !terminal(pod) {
+                            info.add_pod(key, pod);
+                        }
+                    }
+                    self.pods_with_affinity += info.pods_with_affinity;
+                    self.count_images(&info, 1);
+                    self.nodes.insert(i, Box::new(info));
+                    self.queue
+                        .move_all_to_active_or_backoff(now, events::NODE_ADD);
+                }
+            },
             None => {
-                self.nodes.remove(&name);
+                if let Ok(i) = self.node_index(&name) {
+                    let info = self.nodes.remove(i);
+                    self.pods_with_affinity -= info.pods_with_affinity;
+                    self.count_images(&info, -1);
+                    self.queue
+                        .move_all_to_active_or_backoff(now, events::NODE_DELETE);
+                }
             }
         }
+    }
+
+    /// Filters one node, with the resources of higher-or-equal priority pods nominated to it
+    /// counted as if they were there (k8s: addNominatedPods in RunFilterPluginsWithNominatedPods).
+    fn filter_node(
+        &self,
+        key: &str,
+        pod: &Pod,
+        state: &CycleState,
+        info: &NodeInfo,
+    ) -> Result<(), (Rejection, u32)> {
+        let run = |info: &NodeInfo| {
+            for f in &self.profile.filters {
+                f.filter(pod, state, info).map_err(|r| (r, f.events()))?;
+            }
+            Ok(())
+        };
+        if let Some(noms) = self.nominated.get(info.name()) {
+            let p = priority(pod);
+            let others: Vec<_> = noms
+                .iter()
+                .filter(|(k, n)| k.as_str() != key && priority(n) >= p)
+                .collect();
+            if !others.is_empty() {
+                let mut with = info.clone();
+                for (k, n) in others {
+                    with.add_pod(k, n);
+                }
+                run(&with)?;
+            }
+        }
+        run(info)
     }
 
     /// One scheduling cycle for one pod.
@@ -193,13 +374,35 @@ impl Scheduler {
             self.queue.delete(&key);
             return;
         };
-        let state = CycleState::new(&pod);
-        let nodes: Vec<(&String, &NodeInfo)> = self.nodes.iter().collect();
-        let n = nodes.len();
-        let want = feasible_nodes_to_find(n);
+        let mut state = CycleState::new(&pod);
+        let snapshot = Snapshot {
+            nodes: &self.nodes,
+            pods_with_affinity: self.pods_with_affinity,
+            image_nodes: &self.image_nodes,
+        };
+        let n = self.nodes.len();
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        // The events that may help, from the plugins that rejected (all without a node).
+        let mut wanted = if n == 0 { events::ALL } else { 0 };
+        // k8s: PreFilter — a rejection here holds for every node.
+        for f in &self.profile.filters {
+            if let Err(r) = f.pre_filter(&pod, &mut state, &snapshot) {
+                reasons.insert(r.reason, n);
+                let failure = Failure {
+                    reasons,
+                    wanted: f.events(),
+                    nominate: None,
+                    post_filter: None,
+                };
+                self.mark_unschedulable(&key, &pod, failure, now, out);
+                return;
+            }
+        }
+        let want = feasible_nodes_to_find(n, self.percentage_of_nodes_to_score);
         // Indexes into `nodes`.
         let mut feasible: Vec<usize> = Vec::new();
-        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        // Nodes where preemption might help (k8s: not UnschedulableAndUnresolvable).
+        let mut resolvable: Vec<usize> = Vec::new();
         let mut processed = 0;
         for i in 0..n {
             if feasible.len() >= want {
@@ -207,33 +410,54 @@ impl Scheduler {
             }
             let at = (self.next_start + i) % n;
             processed += 1;
-            let info = nodes[at].1;
-            match self
-                .profile
-                .filters
-                .iter()
-                .map(|f| f.filter(&pod, &state, info))
-                .find(|r| r.is_err())
-            {
-                Some(Err(reason)) => *reasons.entry(reason).or_default() += 1,
-                _ => feasible.push(at),
+            match self.filter_node(&key, &pod, &state, &self.nodes[at]) {
+                Err((r, plugin_events)) => {
+                    if r.resolvable {
+                        resolvable.push(at);
+                    }
+                    wanted |= plugin_events;
+                    *reasons.entry(r.reason).or_default() += 1;
+                }
+                Ok(()) => feasible.push(at),
             }
         }
+        if n > 0 {
+            self.next_start = (self.next_start + processed) % n;
+        }
         if feasible.is_empty() {
-            if n > 0 {
-                self.next_start = (self.next_start + processed) % n;
-            }
-            self.mark_unschedulable(&key, &pod, n, &reasons, now, out);
+            // k8s: PostFilter — DefaultPreemption.
+            let nominated = nominated_node(&pod).and_then(|name| self.node(name));
+            let candidate = default_preemption::eligible(&pod, nominated).and_then(|()| {
+                let potential: Vec<&NodeInfo> =
+                    resolvable.iter().map(|&i| &*self.nodes[i]).collect();
+                default_preemption::preempt(&self.profile.filters, &pod, &state, &potential, n, rng)
+            });
+            let (nominate, post_filter) = match candidate {
+                Ok(c) => {
+                    self.evict(&key, &c.node, &c.victims, out);
+                    (Some(c.node), None)
+                }
+                Err(why) => (None, Some(why)),
+            };
+            let failure = Failure {
+                reasons,
+                wanted,
+                nominate,
+                post_filter,
+            };
+            self.mark_unschedulable(&key, &pod, failure, now, out);
             return;
         }
         // Score: each plugin over all feasible nodes, normalized, weighted, summed.
+        let infos: Vec<&NodeInfo> = feasible.iter().map(|&i| &*self.nodes[i]).collect();
         let mut totals = vec![0i64; feasible.len()];
         for plugin in &self.profile.scores {
-            let mut scores: Vec<i64> = feasible
+            plugin.pre_score(&pod, &mut state, &snapshot, &infos);
+            let mut scores: Vec<i64> = infos
                 .iter()
-                .map(|&at| plugin.score(&pod, &state, nodes[at].1))
+                .map(|n| plugin.score(&pod, &state, n))
                 .collect();
-            plugin.normalize(&mut scores);
+            plugin.normalize(&state, &infos, &mut scores);
             for (t, s) in totals.iter_mut().zip(scores) {
                 *t += s * plugin.weight();
             }
@@ -250,12 +474,10 @@ impl Scheduler {
                 }
             }
         }
-        let node = nodes[feasible[chosen]].0.clone();
-        self.next_start = (self.next_start + processed) % n;
+        let node = infos[chosen].name().to_string();
         // Assume, then bind.
-        if let Some(info) = self.nodes.get_mut(&node) {
-            info.add_pod(&key, &pod);
-        }
+        self.add_to_node(&node, &key, &pod);
+        self.forget_nomination(&key);
         self.assumed.insert(key.clone(), node.clone());
         let id = self.next_id;
         self.next_id += 1;
@@ -274,23 +496,86 @@ impl Scheduler {
         });
     }
 
+    /// k8s: prepareCandidate — each victim gets a DisruptionTarget condition and is deleted
+    /// gracefully.
+    fn evict(
+        &mut self,
+        key: &str,
+        node: &str,
+        victims: &[(String, Arc<Pod>)],
+        out: &mut Vec<Effect>,
+    ) {
+        for (victim, pod) in victims {
+            out.push(Effect::Log {
+                v: 2,
+                message: format!("Preempting {victim} on node {node} for {key}"),
+            });
+            let namespace = pod.metadata.namespace.clone();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mut body = serde_json::to_value(&**pod).expect("pods serialize");
+            let mut conditions: Vec<serde_json::Value> = body["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            conditions.retain(|c| c["type"] != "DisruptionTarget");
+            conditions.push(json!({
+                "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                "message": format!("{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+            }));
+            body["status"]["conditions"] = json!(conditions);
+            for op in [
+                ApiOp::Update {
+                    resource: pods(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    body,
+                    part: Part::Status,
+                },
+                ApiOp::Delete {
+                    resource: pods(),
+                    namespace,
+                    name,
+                    grace_period_seconds: None,
+                    precondition_uid: pod.metadata.uid.clone(),
+                    precondition_resource_version: None,
+                    propagation_policy: None,
+                },
+            ] {
+                let id = self.next_id;
+                self.next_id += 1;
+                out.push(Effect::Api { id, op });
+            }
+        }
+    }
+
     fn mark_unschedulable(
         &mut self,
         key: &str,
         pod: &Pod,
-        n: usize,
-        reasons: &BTreeMap<String, usize>,
+        failure: Failure,
         now: Time,
         out: &mut Vec<Effect>,
     ) {
-        self.queue.unschedulable(key, now);
+        let n = self.nodes.len();
+        let Failure {
+            reasons,
+            wanted,
+            nominate,
+            post_filter,
+        } = failure;
+        self.queue.unschedulable(key, now, wanted);
         // k8s: "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint ..."
         let mut parts: Vec<String> = reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
         parts.sort();
         let message = if n == 0 {
             "no nodes available to schedule pods".to_string()
         } else {
-            format!("0/{n} nodes are available: {}.", parts.join(", "))
+            // k8s: FitError.Error() — the filters' reasons, then PostFilter's message.
+            let mut m = format!("0/{n} nodes are available: {}.", parts.join(", "));
+            if let Some(why) = post_filter {
+                m.push_str(&format!(" preemption: {why}"));
+            }
+            m
         };
         out.push(Effect::Log {
             v: 2,
@@ -302,7 +587,10 @@ impl Scheduler {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
             .map(|c| (c.status.clone(), c.message.clone()));
-        if current == Some(("False".into(), Some(message.clone()))) {
+        let nominated = nominate.as_deref().or(nominated_node(pod));
+        if current == Some(("False".into(), Some(message.clone())))
+            && nominated == nominated_node(pod)
+        {
             return;
         }
         let mut body = serde_json::to_value(pod).expect("pods serialize");
@@ -316,6 +604,10 @@ impl Scheduler {
             "message": message, "lastProbeTime": null, "lastTransitionTime": format_time(now),
         }));
         body["status"]["conditions"] = json!(conditions);
+        if let Some(n) = nominated {
+            // k8s: the preemptor's status.nominatedNodeName
+            body["status"]["nominatedNodeName"] = json!(n);
+        }
         let id = self.next_id;
         self.next_id += 1;
         out.push(Effect::Api {
@@ -344,9 +636,7 @@ impl Scheduler {
             Err(e) => {
                 // k8s: a failed binding forgets the assumption and retries after backoff.
                 if self.assumed.remove(&key).is_some() {
-                    if let Some(info) = self.nodes.get_mut(&node) {
-                        info.remove_pod(&key);
-                    }
+                    self.remove_from_node(&node, &key);
                 }
                 if e.code == 404 {
                     self.queue.delete(&key);
@@ -418,9 +708,9 @@ impl Component for Scheduler {
                     }
                     let gone: Vec<String> = self
                         .nodes
-                        .keys()
-                        .filter(|k| !fresh.contains_key(*k))
-                        .cloned()
+                        .iter()
+                        .map(|n| n.name().to_string())
+                        .filter(|k| !fresh.contains_key(k))
                         .collect();
                     for name in gone {
                         self.on_node(name, None, now);
@@ -464,16 +754,21 @@ mod tests {
     fn feasible_node_sampling() {
         // k8s: all nodes below 100; pct = 50 − N/125 floored at 5; at least 100
         let cases = [
-            (10, 10),
-            (99, 99),
-            (100, 100),
-            (500, 230),
-            (1000, 420),
-            (5000, 500),
-            (6000, 300),
+            (10, 0, 10),
+            (99, 0, 99),
+            (100, 0, 100),
+            (500, 0, 230),
+            (1000, 0, 420),
+            (5000, 0, 500),
+            (6000, 0, 300),
+            // A configured percentage: at least 100 nodes, all at 100 %.
+            (5000, 10, 500),
+            (5000, 1, 100),
+            (5000, 100, 5000),
+            (50, 10, 50),
         ];
-        for (n, want) in cases {
-            assert_eq!(feasible_nodes_to_find(n), want, "{n} nodes");
+        for (n, pct, want) in cases {
+            assert_eq!(feasible_nodes_to_find(n, pct), want, "{n} nodes at {pct} %");
         }
     }
 }

@@ -1,7 +1,8 @@
-//! What the scheduler knows about a node: its allocatable resources and what the pods assigned
-//! (or assumed) to it request.
+//! What the scheduler knows about one node: its object, allocatable resources, and the pods
+//! counted on it with their requests (k8s: framework.NodeInfo).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
@@ -31,6 +32,25 @@ impl Resources {
         self.milli_cpu -= other.milli_cpu;
         self.memory -= other.memory;
         self.pods -= other.pods;
+    }
+}
+
+/// Every other resource (extended resources such as `example.com/foo`, hugepages,
+/// ephemeral-storage), in thousandths of a unit. k8s: Resource.ScalarResources
+pub type Scalars = BTreeMap<String, i128>;
+
+/// The names NodeInfo keeps as `Resources`; everything else is a scalar.
+fn is_scalar(name: &str) -> bool {
+    !matches!(name, "cpu" | "memory" | "pods")
+}
+
+fn add_scalars(into: &mut Scalars, from: &Scalars, sign: i128) {
+    for (k, v) in from {
+        let e = into.entry(k.clone()).or_default();
+        *e += sign * v;
+        if *e == 0 {
+            into.remove(k);
+        }
     }
 }
 
@@ -72,16 +92,98 @@ pub fn pod_requests(pod: &Pod, non_zero: bool) -> Resources {
     total
 }
 
+/// A pod's scalar (extended) requests, summed over containers, the largest init container
+/// if larger, as for cpu and memory. k8s: computePodResourceRequest
+pub fn pod_scalar_requests(pod: &Pod) -> Scalars {
+    let mut total = Scalars::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return total;
+    };
+    let each = |c: &k8s_openapi::api::core::v1::Container| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| is_scalar(k))
+            .filter_map(|(k, q)| Some((k.clone(), quantity::parse(&q.0)?)))
+            .collect::<Vec<_>>()
+    };
+    for c in &spec.containers {
+        for (k, v) in each(c) {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    for c in spec.init_containers.iter().flatten() {
+        for (k, v) in each(c) {
+            let e = total.entry(k).or_default();
+            *e = (*e).max(v);
+        }
+    }
+    total
+}
+
+/// A pod as a node counts it (k8s: framework.PodInfo).
+#[derive(Clone, Debug)]
+pub struct PodInfo {
+    pub pod: Arc<Pod>,
+    pub requests: Resources,
+    pub non_zero: Resources,
+    pub scalars: Scalars,
+    /// The pod has pod affinity or anti-affinity terms (either kind).
+    pub has_affinity: bool,
+}
+
+pub fn has_pod_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+}
+
+/// The image names a node reports, normalized, with their sizes. k8s: node.status.images
+fn node_images(node: &Node) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for img in node
+        .status
+        .as_ref()
+        .and_then(|s| s.images.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        for name in img.names.iter().flatten() {
+            out.insert(normalized_image(name), img.size_bytes.unwrap_or(0));
+        }
+    }
+    out
+}
+
+/// k8s: normalizedImageName — an image without a tag or digest means `:latest`.
+pub fn normalized_image(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || last.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
     pub node: Node,
     pub allocatable: Resources,
+    pub allocatable_scalars: Scalars,
     /// The sum of the requests of the pods on the node (filtering).
     pub requested: Resources,
+    pub requested_scalars: Scalars,
     /// The same with the scoring defaults for pods without requests.
     pub non_zero_requested: Resources,
-    /// Keys of the pods counted, so a pod is never counted twice.
-    pub pods: BTreeMap<String, (Resources, Resources)>,
+    /// The pods counted, by key, so a pod is never counted twice.
+    pub pods: BTreeMap<String, PodInfo>,
+    /// How many of them have pod (anti-)affinity terms.
+    pub pods_with_affinity: usize,
+    /// Normalized image name → size in bytes.
+    pub images: BTreeMap<String, i64>,
 }
 
 impl NodeInfo {
@@ -92,12 +194,22 @@ impl NodeInfo {
             memory: amount(alloc, "memory").map(|m| m / 1000).unwrap_or(0),
             pods: amount(alloc, "pods").map(|p| p / 1000).unwrap_or(110),
         };
+        let allocatable_scalars = alloc
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| is_scalar(k))
+            .filter_map(|(k, q)| Some((k.clone(), quantity::parse(&q.0)?)))
+            .collect();
         NodeInfo {
+            images: node_images(&node),
             node,
             allocatable,
+            allocatable_scalars,
             requested: Resources::default(),
+            requested_scalars: Scalars::new(),
             non_zero_requested: Resources::default(),
             pods: BTreeMap::new(),
+            pods_with_affinity: 0,
         }
     }
 
@@ -105,31 +217,53 @@ impl NodeInfo {
         self.node.metadata.name.as_deref().unwrap_or("")
     }
 
-    pub fn add_pod(&mut self, key: &str, pod: &Pod) {
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.node.metadata.labels.as_ref().unwrap_or(&EMPTY)
+    }
+
+    pub fn add_pod(&mut self, key: &str, pod: &Arc<Pod>) {
         if self.pods.contains_key(key) {
             return;
         }
-        let (r, nz) = (pod_requests(pod, false), pod_requests(pod, true));
-        self.requested.add(&r);
-        self.non_zero_requested.add(&nz);
-        self.pods.insert(key.to_string(), (r, nz));
+        let info = PodInfo {
+            pod: pod.clone(),
+            requests: pod_requests(pod, false),
+            non_zero: pod_requests(pod, true),
+            scalars: pod_scalar_requests(pod),
+            has_affinity: has_pod_affinity(pod),
+        };
+        self.add_pod_info(key, info);
     }
 
-    pub fn remove_pod(&mut self, key: &str) {
-        if let Some((r, nz)) = self.pods.remove(key) {
-            self.requested.sub(&r);
-            self.non_zero_requested.sub(&nz);
+    pub fn add_pod_info(&mut self, key: &str, info: PodInfo) {
+        if self.pods.contains_key(key) {
+            return;
         }
+        self.requested.add(&info.requests);
+        self.non_zero_requested.add(&info.non_zero);
+        add_scalars(&mut self.requested_scalars, &info.scalars, 1);
+        self.pods_with_affinity += usize::from(info.has_affinity);
+        self.pods.insert(key.to_string(), info);
+    }
+
+    pub fn remove_pod(&mut self, key: &str) -> Option<PodInfo> {
+        let info = self.pods.remove(key)?;
+        self.requested.sub(&info.requests);
+        self.non_zero_requested.sub(&info.non_zero);
+        add_scalars(&mut self.requested_scalars, &info.scalars, -1);
+        self.pods_with_affinity -= usize::from(info.has_affinity);
+        Some(info)
     }
 
     /// Keeps the pods' accounting when the node object changes.
     pub fn update_node(&mut self, node: Node) {
-        let pods = std::mem::take(&mut self.pods);
-        let (requested, non_zero) = (self.requested, self.non_zero_requested);
-        *self = NodeInfo::new(node);
-        self.pods = pods;
-        self.requested = requested;
-        self.non_zero_requested = non_zero;
+        let old = std::mem::replace(self, NodeInfo::new(node));
+        self.pods = old.pods;
+        self.requested = old.requested;
+        self.requested_scalars = old.requested_scalars;
+        self.non_zero_requested = old.non_zero_requested;
+        self.pods_with_affinity = old.pods_with_affinity;
     }
 }
 
@@ -142,10 +276,10 @@ mod tests {
     fn requests_sum_containers_and_respect_init_containers() {
         let pod: Pod = serde_json::from_value(json!({"spec": {
             "containers": [
-                {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}},
-                {"name": "b"}
+                {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "64Mi", "example.com/foo": "2"}}},
+                {"name": "b", "resources": {"requests": {"example.com/foo": "1"}}}
             ],
-            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2"}}}]
+            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2", "example.com/foo": "5"}}}]
         }}))
         .unwrap();
         let r = pod_requests(&pod, false);
@@ -155,12 +289,18 @@ mod tests {
             (nz.milli_cpu, nz.memory),
             (2000, 64 * 1024 * 1024 + DEFAULT_MEMORY)
         );
+        // k8s: extended resources like cpu — containers summed, init containers' max.
+        assert_eq!(
+            pod_scalar_requests(&pod),
+            Scalars::from([("example.com/foo".to_string(), 5000)])
+        );
     }
 
     #[test]
     fn node_accounting_counts_each_pod_once() {
         let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"},
-            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110", "example.com/foo": "3"},
+                       "images": [{"names": ["busybox:1.36", "docker.io/library/busybox"], "sizeBytes": 5}]}}))
         .unwrap();
         let mut info = NodeInfo::new(node);
         assert_eq!(
@@ -171,13 +311,22 @@ mod tests {
                 pods: 110
             }
         );
-        let pod: Pod = serde_json::from_value(json!({"spec": {"containers": [
-            {"name": "a", "resources": {"requests": {"cpu": "1"}}}]}}))
-        .unwrap();
+        assert_eq!(info.allocatable_scalars["example.com/foo"], 3000);
+        assert_eq!(
+            info.images.keys().collect::<Vec<_>>(),
+            vec!["busybox:1.36", "docker.io/library/busybox:latest"]
+        );
+        let pod: Arc<Pod> = Arc::new(
+            serde_json::from_value(json!({"spec": {"containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "1", "example.com/foo": "1"}}}]}}))
+            .unwrap(),
+        );
         info.add_pod("ns/p", &pod);
         info.add_pod("ns/p", &pod);
         assert_eq!((info.requested.milli_cpu, info.requested.pods), (1000, 1));
+        assert_eq!(info.requested_scalars["example.com/foo"], 1000);
         info.remove_pod("ns/p");
         assert_eq!(info.requested, Resources::default());
+        assert!(info.requested_scalars.is_empty());
     }
 }

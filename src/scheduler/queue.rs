@@ -15,12 +15,32 @@ pub const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(300);
 /// k8s: the unschedulable pods are checked every 30 s.
 pub const UNSCHEDULABLE_FLUSH: Duration = Duration::from_secs(30);
 
+/// Cluster events that may make an unschedulable pod schedulable, as bits; each filter plugin
+/// registers the ones it cares about. k8s: framework.ClusterEvent / EventsToRegister
+pub mod events {
+    pub const NODE_ADD: u32 = 1;
+    pub const NODE_DELETE: u32 = 1 << 1;
+    pub const NODE_LABEL: u32 = 1 << 2;
+    /// Taints or spec.unschedulable.
+    pub const NODE_TAINT: u32 = 1 << 3;
+    pub const NODE_ALLOCATABLE: u32 = 1 << 4;
+    /// An assigned pod appeared.
+    pub const POD_ADD: u32 = 1 << 5;
+    pub const POD_LABEL: u32 = 1 << 6;
+    /// An assigned pod went away or finished (its resources are free).
+    pub const POD_DELETE: u32 = 1 << 7;
+    pub const ALL: u32 = u32::MAX;
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
     priority: i32,
     /// When the pod last entered the queue (orders activeQ, starts backoff).
     timestamp: Time,
     attempts: u32,
+    /// Its place in activeQ or backoffQ, so it is removed without a scan.
+    active_at: Option<(Reverse<i32>, Time, u64)>,
+    backoff_at: Option<(Time, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -28,7 +48,9 @@ pub struct SchedulingQueue {
     entries: BTreeMap<String, Entry>,
     active: BTreeSet<(Reverse<i32>, Time, u64, String)>,
     backoff: BTreeMap<(Time, u64), String>,
-    unschedulable: BTreeMap<String, Time>,
+    /// Unschedulable pods: when they became so, and the events their rejecting plugins wait
+    /// for (k8s: UnschedulablePlugins with their QueueingHints).
+    unschedulable: BTreeMap<String, (Time, u32)>,
     in_flight: BTreeSet<String>,
     seq: u64,
     next_flush: Option<Time>,
@@ -45,15 +67,25 @@ pub fn backoff(attempts: u32) -> Duration {
 
 impl SchedulingQueue {
     fn push_active(&mut self, key: &str) {
-        let e = &self.entries[key];
         self.seq += 1;
-        self.active
-            .insert((Reverse(e.priority), e.timestamp, self.seq, key.to_string()));
+        let seq = self.seq;
+        let Some(e) = self.entries.get_mut(key).filter(|e| e.active_at.is_none()) else {
+            return; // gone, or already in activeQ
+        };
+        let at = (Reverse(e.priority), e.timestamp, seq);
+        e.active_at = Some(at);
+        self.active.insert((at.0, at.1, at.2, key.to_string()));
     }
 
     fn remove_everywhere(&mut self, key: &str) {
-        self.active.retain(|(_, _, _, k)| k != key);
-        self.backoff.retain(|_, k| k != key);
+        if let Some(e) = self.entries.get_mut(key) {
+            if let Some((p, t, seq)) = e.active_at.take() {
+                self.active.remove(&(p, t, seq, key.to_string()));
+            }
+            if let Some(at) = e.backoff_at.take() {
+                self.backoff.remove(&at);
+            }
+        }
         self.unschedulable.remove(key);
     }
 
@@ -70,6 +102,8 @@ impl SchedulingQueue {
                         priority,
                         timestamp: now,
                         attempts: 0,
+                        active_at: None,
+                        backoff_at: None,
                     },
                 );
                 self.push_active(key);
@@ -98,19 +132,21 @@ impl SchedulingQueue {
         let key = first.3;
         if let Some(e) = self.entries.get_mut(&key) {
             e.attempts += 1;
+            e.active_at = None;
         }
         self.in_flight.insert(key.clone());
         Some(key)
     }
 
-    /// Scheduling found no node: the pod waits for a cluster change or for 5 minutes.
-    pub fn unschedulable(&mut self, key: &str, now: Time) {
+    /// Scheduling found no node: the pod waits for a cluster change its rejecting plugins care
+    /// about (`events`, a mask of `events::*`), or for 5 minutes.
+    pub fn unschedulable(&mut self, key: &str, now: Time, events: u32) {
         if !self.in_flight.remove(key) {
             return;
         }
         if let Some(e) = self.entries.get_mut(key) {
             e.timestamp = now;
-            self.unschedulable.insert(key.to_string(), now);
+            self.unschedulable.insert(key.to_string(), (now, events));
             if self.next_flush.is_none() {
                 self.next_flush = Some(now + UNSCHEDULABLE_FLUSH);
             }
@@ -140,13 +176,23 @@ impl SchedulingQueue {
             self.push_active(key);
         } else {
             self.seq += 1;
-            self.backoff.insert((ready, self.seq), key.to_string());
+            let at = (ready, self.seq);
+            self.backoff.insert(at, key.to_string());
+            if let Some(e) = self.entries.get_mut(key) {
+                e.backoff_at = Some(at);
+            }
         }
     }
 
-    /// A cluster change that may help: unschedulable pods go back (after their backoff).
-    pub fn move_all_to_active_or_backoff(&mut self, now: Time) {
-        let keys: Vec<String> = self.unschedulable.keys().cloned().collect();
+    /// A cluster change (`event`, of `events::*`): the unschedulable pods whose rejecting
+    /// plugins care about it go back (after their backoff). k8s: MoveAllToActiveOrBackoffQueue
+    pub fn move_all_to_active_or_backoff(&mut self, now: Time, event: u32) {
+        let keys: Vec<String> = self
+            .unschedulable
+            .iter()
+            .filter(|(_, (_, wants))| wants & event != 0)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in keys {
             self.unschedulable.remove(&key);
             self.requeue_after_backoff(&key, now);
@@ -161,6 +207,9 @@ impl SchedulingQueue {
                 break;
             }
             let key = self.backoff.remove(&(ready, seq)).expect("present");
+            if let Some(e) = self.entries.get_mut(&key) {
+                e.backoff_at = None;
+            }
             self.push_active(&key);
         }
         while self.next_flush.is_some_and(|t| t <= now) {
@@ -168,7 +217,7 @@ impl SchedulingQueue {
             let stale: Vec<String> = self
                 .unschedulable
                 .iter()
-                .filter(|(_, since)| flush_at.since(**since) > MAX_UNSCHEDULABLE)
+                .filter(|(_, (since, _))| flush_at.since(*since) > MAX_UNSCHEDULABLE)
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in stale {
@@ -218,6 +267,12 @@ mod tests {
         assert_eq!(q.pop().as_deref(), Some("low"));
         assert_eq!(q.pop().as_deref(), Some("low2"));
         assert_eq!(q.pop(), None);
+        // A deleted pod leaves activeQ (by its recorded place, not a scan).
+        q.add_or_update("a", 0, Time::from_secs(4));
+        q.add_or_update("b", 0, Time::from_secs(5));
+        q.delete("a");
+        assert_eq!(q.pop().as_deref(), Some("b"));
+        assert_eq!(q.pop(), None);
     }
 
     #[test]
@@ -226,7 +281,7 @@ mod tests {
         let t0 = Time::from_secs(100);
         q.add_or_update("p", 0, t0);
         q.pop();
-        q.unschedulable("p", t0);
+        q.unschedulable("p", t0, events::ALL);
         assert!(q.is_unschedulable("p"));
         // The 30 s flushes leave it until it has waited more than 5 minutes.
         q.advance(t0 + Duration::from_secs(300));
@@ -237,12 +292,34 @@ mod tests {
 
         // A cluster change moves it at once, but not before its backoff (2 s after attempt 2).
         let t1 = Time::from_secs(1000);
-        q.unschedulable("p", t1);
-        q.move_all_to_active_or_backoff(t1 + Duration::from_millis(500));
+        q.unschedulable("p", t1, events::ALL);
+        q.move_all_to_active_or_backoff(t1 + Duration::from_millis(500), events::NODE_ADD);
         assert_eq!(q.pop(), None, "still backing off");
         assert_eq!(q.next_wakeup(), Some(t1 + Duration::from_secs(2)));
         q.advance(t1 + Duration::from_secs(2));
         assert_eq!(q.pop().as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn only_relevant_events_move_unschedulable_pods() {
+        use events::*;
+        let t = Time::from_secs(100);
+        // (what rejected the pod, the event, moved) — k8s: QueueingHints per plugin
+        let cases = [
+            (POD_DELETE | NODE_ADD | NODE_ALLOCATABLE, POD_DELETE, true),
+            (POD_DELETE | NODE_ADD | NODE_ALLOCATABLE, NODE_LABEL, false),
+            (NODE_ADD | NODE_LABEL, NODE_LABEL, true),
+            (NODE_ADD | NODE_TAINT, POD_ADD, false),
+            (ALL, POD_LABEL, true),
+        ];
+        for (i, (wants, event, moved)) in cases.into_iter().enumerate() {
+            let mut q = SchedulingQueue::default();
+            q.add_or_update("p", 0, t);
+            q.pop();
+            q.unschedulable("p", t, wants);
+            q.move_all_to_active_or_backoff(t + Duration::from_secs(5), event);
+            assert_eq!(!q.is_unschedulable("p"), moved, "case {i}");
+        }
     }
 
     #[test]

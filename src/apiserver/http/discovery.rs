@@ -269,7 +269,15 @@ mod tests {
             .iter()
             .map(|i| i["metadata"]["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["apps", "discovery.k8s.io", "coordination.k8s.io"]);
+        assert_eq!(
+            names,
+            [
+                "apps",
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "scheduling.k8s.io"
+            ]
+        );
         let pods = &core["items"][0]["versions"][0]["resources"][1];
         assert_eq!(pods["resource"], "pods");
         assert_eq!(pods["scope"], "Namespaced");

@@ -128,6 +128,14 @@ fn columns(res: &ResourceInfo) -> Vec<Column> {
             wide("Name", "Name of the event."),
         ],
         ("coordination.k8s.io", "leases") => vec![NAME, col("Holder", "The holder of the lease."), AGE],
+        // k8s: printPriorityClass
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            NAME,
+            int("Value", "The value of this priority class."),
+            Column { kind: "boolean", ..col("Global-Default", "Whether this is the global default priority class.") },
+            AGE,
+            col("PreemptionPolicy", "The preemption policy of this priority class."),
+        ],
         ("", "configmaps") => vec![NAME, int("Data", "Number of data entries."), AGE],
         ("", "secrets") => vec![NAME, col("Type", "The type of the secret."), int("Data", "Number of data entries."), AGE],
         _ => vec![NAME, AGE],
@@ -498,6 +506,13 @@ fn cells(res: &ResourceInfo, o: &Value, now: i64) -> Vec<Value> {
         ("coordination.k8s.io", "leases") => {
             vec![name, json!(s(&o["spec"]["holderIdentity"])), created]
         }
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            name,
+            json!(o["value"].as_i64().unwrap_or(0)),
+            json!(o["globalDefault"].as_bool().unwrap_or(false)),
+            created,
+            json!(s(&o["preemptionPolicy"])),
+        ],
         ("", "configmaps") => {
             let count = |f: &str| o[f].as_object().map_or(0, |m| m.len());
             vec![name, json!(count("data") + count("binaryData")), created]

@@ -13,16 +13,27 @@ impl FilterPlugin for NodeName {
         "NodeName"
     }
 
-    fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), String> {
+    /// k8s: EventsToRegister — Node Add
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD
+    }
+
+    fn filter(
+        &self,
+        pod: &Pod,
+        _state: &CycleState,
+        node: &NodeInfo,
+    ) -> Result<(), super::Rejection> {
         match pod
             .spec
             .as_ref()
             .and_then(|s| s.node_name.as_deref())
             .filter(|n| !n.is_empty())
         {
-            Some(wanted) if wanted != node.name() => {
-                Err("node(s) didn't match the requested node name".into())
-            }
+            Some(wanted) if wanted != node.name() => Err(super::Rejection::unresolvable(
+                "node(s) didn't match the requested node name",
+            )),
             _ => Ok(()),
         }
     }

@@ -15,7 +15,18 @@ impl FilterPlugin for NodeUnschedulable {
         "NodeUnschedulable"
     }
 
-    fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), String> {
+    /// k8s: EventsToRegister — Node Add, UpdateNodeTaint
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD | NODE_TAINT
+    }
+
+    fn filter(
+        &self,
+        pod: &Pod,
+        _state: &CycleState,
+        node: &NodeInfo,
+    ) -> Result<(), super::Rejection> {
         let cordoned = node
             .node
             .spec
@@ -31,7 +42,8 @@ impl FilterPlugin for NodeUnschedulable {
             ..Default::default()
         };
         if !tolerated(tolerations(pod), &taint) {
-            return Err("node(s) were unschedulable".into());
+            // k8s: UnschedulableAndUnresolvable
+            return Err(super::Rejection::unresolvable("node(s) were unschedulable"));
         }
         Ok(())
     }

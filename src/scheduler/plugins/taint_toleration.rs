@@ -30,13 +30,28 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn filter(&self, pod: &Pod, _state: &CycleState, node: &NodeInfo) -> Result<(), String> {
+    /// k8s: EventsToRegister — Node Add, UpdateNodeTaint
+    fn events(&self) -> u32 {
+        use crate::scheduler::queue::events::*;
+        NODE_ADD | NODE_TAINT
+    }
+
+    fn filter(
+        &self,
+        pod: &Pod,
+        _state: &CycleState,
+        node: &NodeInfo,
+    ) -> Result<(), super::Rejection> {
         let tols = tolerations(pod);
         match taints(node)
             .iter()
             .find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(tols, t))
         {
-            Some(t) => Err(format!("node(s) had untolerated taint {}", describe(t))),
+            // k8s: UnschedulableAndUnresolvable
+            Some(t) => Err(super::Rejection::unresolvable(format!(
+                "node(s) had untolerated taint {}",
+                describe(t)
+            ))),
             None => Ok(()),
         }
     }
@@ -68,7 +83,7 @@ impl ScorePlugin for TaintToleration {
             .count() as i64
     }
 
-    fn normalize(&self, scores: &mut [i64]) {
+    fn normalize(&self, _state: &CycleState, _feasible: &[&NodeInfo], scores: &mut [i64]) {
         default_normalize(scores, true);
     }
 }
