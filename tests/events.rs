@@ -138,6 +138,8 @@ spec:
     let describe = s.kubectl_ok(&["describe", "pod", pod]);
     let events_section = describe.split("Events:").nth(1).unwrap_or("");
     for want in [
+        "Normal   Scheduled",
+        "default-scheduler  Successfully assigned default/",
         "Normal   Created",
         "Normal   Started",
         "Warning  BackOff",
@@ -152,6 +154,29 @@ spec:
     let rs = s.kubectl_ok(&["describe", "rs", "crash"]);
     assert!(rs.contains("SuccessfulCreate"), "{rs}");
     assert!(rs.contains(&format!("Created pod: {pod}")), "{rs}");
+    // A pod no node can hold: FailedScheduling, with the scheduler's reasons.
+    s.kubectl_ok(&["run", "huge", "--image=busybox", "--overrides",
+        r#"{"spec": {"containers": [{"name": "huge", "image": "busybox", "resources": {"requests": {"cpu": "1000"}}}]}}"#]);
+    let failed = wait_for(Duration::from_secs(20), "FailedScheduling", || {
+        let out = s.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=huge,reason=FailedScheduling",
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_str(&out).unwrap();
+        list["items"].as_array().and_then(|i| i.first().cloned())
+    });
+    assert_eq!(failed["type"], "Warning");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("0/1 nodes are available: 1 Insufficient cpu."),
+        "{failed}"
+    );
     let table = s.kubectl_ok(&["get", "events"]);
     assert!(
         table.contains("BackOff") && table.contains(&format!("pod/{pod}")),

@@ -87,6 +87,28 @@ fn a_deleted_namespace_goes_once_its_content_has() {
     let ns = get(&mut d, "namespaces", None, "tmp").expect("still there");
     assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
     assert_eq!(ns["status"]["phase"], "Terminating");
+    // k8s: the deleter's conditions say what holds the namespace back.
+    let conditions: Vec<(String, String, String)> = ns["status"]["conditions"]
+        .as_array()
+        .expect("deletion conditions")
+        .iter()
+        .map(|c| {
+            let s = |f: &str| c[f].as_str().unwrap_or("").to_string();
+            (s("type"), s("status"), s("message"))
+        })
+        .collect();
+    let want = [
+        ("NamespaceDeletionDiscoveryFailure", "False", "All resources successfully discovered"),
+        ("NamespaceDeletionGroupVersionParsingFailure", "False", "All legacy kube types successfully parsed"),
+        ("NamespaceDeletionContentFailure", "False", "All content successfully deleted, may be waiting on finalization"),
+        ("NamespaceContentRemaining", "True", "Some resources are remaining: secrets has 1 resource instances"),
+        ("NamespaceFinalizersRemaining", "True", "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(conditions, want);
     // Creating into a terminating namespace is refused.
     let refused = d.client(ApiOp::Create {
         resource: res("configmaps"),

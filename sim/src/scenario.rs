@@ -152,6 +152,9 @@ pub struct Step {
     pub rollout_undo: Option<RolloutUndo>,
     /// An object is deleted, with a propagation policy.
     pub delete: Option<Delete>,
+    /// A namespace is deleted (as `kubectl delete namespace`): the namespace controller empties
+    /// it, then it goes.
+    pub delete_namespace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -362,6 +365,8 @@ pub struct Check {
     pub addresses: Option<usize>,
     pub not_ready_addresses: Option<usize>,
     pub ready_endpoints: Option<usize>,
+    /// A namespace that no longer exists (the check holds once it is gone).
+    pub namespace_gone: Option<String>,
     /// With `runningPods`: exactly this many of them on each node (unlisted nodes: none).
     pub nodes: Option<BTreeMap<String, usize>>,
     /// With `runningPods`: exactly this many in each zone (by the node's
@@ -515,12 +520,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             step.set_image.is_some(),
             step.rollout_undo.is_some(),
             step.delete.is_some(),
+            step.delete_namespace.is_some(),
         ];
         let line = item_line(text, "timeline", i);
         if actions.iter().filter(|a| **a).count() != 1 {
             return Err(err(
                 line,
-                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash, setImage, rolloutUndo, delete"),
+                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash, setImage, rolloutUndo, delete, deleteNamespace"),
             ));
         }
         if let Some(sc) = &step.scale {
@@ -623,6 +629,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             check.running_pods.is_some(),
             check.pods.is_some(),
             check.endpoints.is_some(),
+            check.namespace_gone.is_some(),
         ]
         .iter()
         .filter(|k| **k)
@@ -630,7 +637,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         if subjects != 1 {
             return Err(err(
                 line,
-                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods, pods, endpoints"),
+                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods, pods, endpoints, namespaceGone"),
             ));
         }
         if let Some(sel) = &check.pods {

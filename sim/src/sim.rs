@@ -1151,6 +1151,26 @@ impl Sim {
             let r = self.crash_pods(&pods, count, code);
             self.note(r);
         }
+        let doomed_ns = self.loaded.scenario.timeline[i].delete_namespace.clone();
+        if let Some(ns) = doomed_ns {
+            let op = ApiOp::Delete {
+                resource: resource("", "namespaces"),
+                namespace: None,
+                name: ns.clone(),
+                grace_period_seconds: None,
+                precondition_uid: None,
+                precondition_resource_version: None,
+                propagation_policy: None,
+            };
+            let r = if self.apiserver_down.is_some() {
+                "the apiserver is down".to_string()
+            } else {
+                self.execute(op)
+                    .map(|_| "ok".to_string())
+                    .unwrap_or_else(|e| e.message)
+            };
+            self.note(format!("delete namespace {ns}: {r}"));
+        }
         if let Some((group, plural, name, ns, policy)) = delete {
             let op = ApiOp::Delete {
                 resource: resource(group, plural),
@@ -1398,6 +1418,15 @@ impl Sim {
                 c.count.is_none_or(|want| n == want),
                 format!("{n} pods{what}"),
             );
+        }
+        if let Some(ns) = &c.namespace_gone {
+            let phase = self
+                .cached(resource("", "namespaces"), None, ns)
+                .map(|n| n["status"]["phase"].as_str().unwrap_or("").to_string());
+            return match phase {
+                None => (true, format!("namespace {ns} is gone")),
+                Some(p) => (false, format!("namespace {ns} is {p}")),
+            };
         }
         if let Some(svc) = &c.endpoints {
             let ep = self.cached(resource("", "endpoints"), Some(&c.namespace), svc);
@@ -1711,6 +1740,9 @@ fn describe(c: &Check) -> String {
     }
     if let Some(d) = &c.deployment {
         parts.push(format!("deployment {}/{d}", c.namespace));
+    }
+    if let Some(n) = &c.namespace_gone {
+        parts.push(format!("namespaceGone {n}"));
     }
     for (k, v) in [
         ("replicas", c.replicas),

@@ -16,7 +16,7 @@ pub mod protobuf;
 mod strategy;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -602,6 +602,8 @@ impl<S: Store> ApiServer<S> {
                     .list(resource, Some(&namespace), &ListOptions::default())
                     .await?;
                 let mut remaining = 0;
+                // Finalizer → how many of the remaining objects carry it.
+                let mut finalizers: BTreeMap<String, u64> = BTreeMap::new();
                 for item in items {
                     let name = object::name(&item).to_string();
                     match self
@@ -619,13 +621,20 @@ impl<S: Store> ApiServer<S> {
                         .await
                     {
                         // Still there: terminating, or held by finalizers.
-                        Ok(after) if object::is_deleting(&after) => remaining += 1,
+                        Ok(after) if object::is_deleting(&after) => {
+                            remaining += 1;
+                            for f in object::finalizers(&after) {
+                                *finalizers.entry(f).or_default() += 1;
+                            }
+                        }
                         Ok(_) => {}
                         Err(e) if e.reason == "NotFound" => {}
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(Arc::new(json!({ "remaining": remaining })))
+                Ok(Arc::new(
+                    json!({ "remaining": remaining, "finalizers": finalizers }),
+                ))
             }
         }
     }

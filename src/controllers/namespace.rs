@@ -34,13 +34,100 @@ fn namespaces() -> &'static ResourceInfo {
 struct Pass {
     outstanding: usize,
     remaining: u64,
-    failed: bool,
+    /// Resource (`pods`, `replicasets.apps`) → objects of it still there.
+    by_resource: BTreeMap<String, u64>,
+    /// Finalizer → remaining objects that carry it.
+    finalizers: BTreeMap<String, u64>,
+    /// The deletions that failed (their messages).
+    errors: Vec<String>,
+}
+
+/// The namespace's deletion conditions after a pass (k8s: the deleter's conditionUpdater, in
+/// upstream's order).
+fn conditions(pass: &Pass) -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let list = |m: &BTreeMap<String, u64>, verb: &str| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {verb} {n} resource instances"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        (
+            "NamespaceDeletionDiscoveryFailure",
+            "False",
+            "ResourcesDiscovered",
+            "All resources successfully discovered".into(),
+        ),
+        (
+            "NamespaceDeletionGroupVersionParsingFailure",
+            "False",
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed".into(),
+        ),
+        if pass.errors.is_empty() {
+            (
+                "NamespaceDeletionContentFailure",
+                "False",
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization".into(),
+            )
+        } else {
+            (
+                "NamespaceDeletionContentFailure",
+                "True",
+                "ContentDeletionFailed",
+                format!(
+                    "Failed to delete all resource types, {} remaining: {}",
+                    pass.errors.len(),
+                    pass.errors.join(", ")
+                ),
+            )
+        },
+        if pass.by_resource.is_empty() {
+            (
+                "NamespaceContentRemaining",
+                "False",
+                "ContentRemoved",
+                "All content successfully removed".into(),
+            )
+        } else {
+            (
+                "NamespaceContentRemaining",
+                "True",
+                "SomeResourcesRemain",
+                format!(
+                    "Some resources are remaining: {}",
+                    list(&pass.by_resource, "has")
+                ),
+            )
+        },
+        if pass.finalizers.is_empty() {
+            (
+                "NamespaceFinalizersRemaining",
+                "False",
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished".into(),
+            )
+        } else {
+            (
+                "NamespaceFinalizersRemaining",
+                "True",
+                "SomeFinalizersRemain",
+                format!(
+                    "Some content in the namespace has finalizers remaining: {}",
+                    list(&pass.finalizers, "in")
+                ),
+            )
+        },
+    ]
 }
 
 #[derive(Debug)]
 enum Purpose {
-    Delete(String),
+    /// A deletecollection in a namespace, of a resource (`pods`, `replicasets.apps`).
+    Delete(String, String),
     Finalize(String),
+    Conditions,
 }
 
 #[derive(Default)]
@@ -97,7 +184,12 @@ impl NamespaceController {
                 resource,
                 namespace: ns.to_string(),
             };
-            self.request(out, Purpose::Delete(ns.to_string()), op);
+            let name = if resource.group.is_empty() {
+                resource.plural.to_string()
+            } else {
+                format!("{}.{}", resource.plural, resource.group)
+            };
+            self.request(out, Purpose::Delete(ns.to_string(), name), op);
         }
     }
 
@@ -166,21 +258,32 @@ impl NamespaceController {
         out: &mut Vec<Effect>,
     ) {
         match self.requests.remove(&id) {
-            Some(Purpose::Delete(ns)) => {
+            Some(Purpose::Delete(ns, resource)) => {
                 let Some(pass) = self.passes.get_mut(&ns) else {
                     return;
                 };
                 pass.outstanding -= 1;
                 match result {
-                    Ok(v) => pass.remaining += v["remaining"].as_u64().unwrap_or(0),
+                    Ok(v) => {
+                        let n = v["remaining"].as_u64().unwrap_or(0);
+                        pass.remaining += n;
+                        if n > 0 {
+                            pass.by_resource.insert(resource.to_string(), n);
+                        }
+                        for (f, n) in v["finalizers"].as_object().into_iter().flatten() {
+                            *pass.finalizers.entry(f.clone()).or_default() +=
+                                n.as_u64().unwrap_or(0);
+                        }
+                    }
                     Err(e) if e.code == 404 => {}
-                    Err(_) => pass.failed = true,
+                    Err(e) => pass.errors.push(e.message),
                 }
                 if pass.outstanding > 0 {
                     return;
                 }
                 let pass = self.passes.remove(&ns).expect("present");
-                if pass.remaining == 0 && !pass.failed {
+                self.write_conditions(&ns, &pass, now, out);
+                if pass.remaining == 0 && pass.errors.is_empty() {
                     self.finalize(&ns, out);
                 } else {
                     self.due.insert(ns, now + RETRY);
@@ -192,8 +295,51 @@ impl NamespaceController {
                     self.due.insert(ns, now + RETRY);
                 }
             }
-            None => {}
+            Some(Purpose::Conditions) | None => {}
         }
+    }
+
+    /// Writes the namespace's deletion conditions when they changed (k8s: the deleter's
+    /// status update after each pass).
+    fn write_conditions(&mut self, ns: &str, pass: &Pass, now: Time, out: &mut Vec<Effect>) {
+        let Some(current) = self.namespaces.get(ns) else {
+            return;
+        };
+        let old = current
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let mut changed = false;
+        let mut next = Vec::new();
+        for (type_, status, reason, message) in conditions(pass) {
+            let same = old.iter().find(|c| c.type_ == type_).filter(|c| {
+                c.status == status
+                    && c.reason.as_deref() == Some(reason)
+                    && c.message.as_deref() == Some(message.as_str())
+            });
+            match same {
+                Some(c) => next.push(serde_json::to_value(c).expect("serializes")),
+                None => {
+                    changed = true;
+                    next.push(json!({"type": type_, "status": status, "reason": reason,
+                                     "message": message, "lastTransitionTime": crate::apiserver::format_time(now)}));
+                }
+            }
+        }
+        if !changed {
+            return;
+        }
+        let mut body = serde_json::to_value(current).expect("serializes");
+        body["status"]["conditions"] = json!(next);
+        let op = ApiOp::Update {
+            resource: namespaces(),
+            namespace: None,
+            name: ns.to_string(),
+            body: crate::apiserver::unconditional(body),
+            part: Part::Status,
+        };
+        self.request(out, Purpose::Conditions, op);
     }
 }
 

@@ -38,6 +38,8 @@ pub struct PodGc {
     threshold: usize,
     next_id: u64,
     armed: bool,
+    /// Uncached GETs in flight: request id → the missing node they check.
+    checking: BTreeMap<u64, String>,
 }
 
 impl Default for PodGc {
@@ -58,6 +60,7 @@ impl PodGc {
             threshold,
             next_id: 1,
             armed: false,
+            checking: BTreeMap::new(),
         }
     }
 
@@ -111,6 +114,29 @@ impl PodGc {
                 propagation_policy: None,
             },
         });
+    }
+
+    /// The answer to a node check: a node that is gone takes its pods with it.
+    fn node_checked(&mut self, id: u64, found: Result<(), u16>, now: Time, out: &mut Vec<Effect>) {
+        let Some(node) = self.checking.remove(&id) else {
+            return;
+        };
+        match found {
+            Err(404) => {
+                // k8s: gcOrphaned — DisruptionTarget (DeletionByPodGC), Failed, deleted; in
+                // the pods' key order.
+                let pods: Vec<_> = self.pods.indexed(&node).map(|(_, p)| p.clone()).collect();
+                for p in pods {
+                    self.force_delete(&p, Some("DeletionByPodGC"), now, out);
+                }
+            }
+            // The node exists after all: a new quarantine if it looks missing again.
+            Ok(()) => {
+                self.missing_since.remove(&node);
+            }
+            // Unknown: asked again on the next pass.
+            Err(_) => {}
+        }
     }
 
     fn track_terminal(&mut self, c: &Change<Pod>) {
@@ -186,8 +212,19 @@ impl PodGc {
             }
             let since = *self.missing_since.get(node).unwrap_or(&now);
             seen_missing.insert(node.clone(), since);
-            if now.since(since) >= QUARANTINE {
-                orphans.extend(pods.map(|(k, _)| (k.clone(), Some("DeletionByPodGC"))));
+            if now.since(since) >= QUARANTINE && !self.checking.values().any(|n| n == node) {
+                // k8s: checkIfNodeExists — an uncached GET confirms the node is gone before
+                // its pods are deleted (the cache may just be behind).
+                self.next_id += 1;
+                self.checking.insert(self.next_id, node.clone());
+                out.push(Effect::Api {
+                    id: self.next_id,
+                    op: ApiOp::Get {
+                        resource: res("nodes"),
+                        namespace: None,
+                        name: node.clone(),
+                    },
+                });
             }
         }
         self.missing_since = seen_missing;
@@ -258,6 +295,9 @@ impl Component for PodGc {
                     self.track_terminal(&c);
                 }
             }
+            Input::ApiResult { id, result } => {
+                self.node_checked(id, result.map(|_| ()).map_err(|e| e.code), now, out);
+            }
             Input::Timer { .. } => {
                 self.gc(now, out);
                 out.push(Effect::Timer {
@@ -309,10 +349,30 @@ mod tests {
         }
     }
 
+    /// One input, with every node check it makes answered "not found" (a node missing from
+    /// the cache is missing from the store here).
     fn step(gc: &mut PodGc, now: u64, input: Input) -> Vec<(String, bool)> {
         let mut out = Vec::new();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         gc.step(Time::from_secs(now), input, &mut rng, &mut out);
+        let checks: Vec<u64> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Api {
+                    id,
+                    op: ApiOp::Get { .. },
+                } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in checks {
+            let gone = crate::api::status::ApiError::not_found(res("nodes"), "n");
+            let answer = Input::ApiResult {
+                id,
+                result: Err(gone),
+            };
+            gc.step(Time::from_secs(now), answer, &mut rng, &mut out);
+        }
         out.into_iter()
             .filter_map(|e| match e {
                 Effect::Api {
@@ -472,6 +532,58 @@ mod tests {
             let want: Vec<_> = c.want.iter().map(|w| names(w)).collect();
             assert_eq!(got, want, "{}", c.what);
         }
+    }
+
+    #[test]
+    fn a_node_the_store_still_has_keeps_its_pods() {
+        // k8s §3.6: after the quarantine an uncached GET confirms the node is gone; a cache
+        // that is merely behind deletes nothing.
+        let mut gc = PodGc::new(0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut out = Vec::new();
+        for (resource, items) in [
+            (res("nodes"), vec![]),
+            (res("pods"), vec![pod("a", "n1", "Running", 1, false)]),
+        ] {
+            let input = Input::Listed {
+                resource,
+                items,
+                revision: 1,
+            };
+            gc.step(Time::from_secs(0), input, &mut rng, &mut out);
+        }
+        // Missing since the pass at 20 s; the quarantine ends at 60 s.
+        for t in [20, 40, 60] {
+            gc.step(
+                Time::from_secs(t),
+                Input::Timer { id: 0 },
+                &mut rng,
+                &mut out,
+            );
+        }
+        let get = out.iter().find_map(|e| match e {
+            Effect::Api {
+                id,
+                op: ApiOp::Get { name, .. },
+            } => Some((*id, name.clone())),
+            _ => None,
+        });
+        let (id, name) = get.expect("a node check after the quarantine");
+        assert_eq!(name, "n1");
+        out.clear();
+        let found = Input::ApiResult {
+            id,
+            result: Ok(std::sync::Arc::new(node("n1"))),
+        };
+        gc.step(Time::from_secs(61), found, &mut rng, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // Still missing from the cache: a fresh quarantine from the next pass (80 s).
+        assert!(step(&mut gc, 80, Input::Timer { id: 0 }).is_empty());
+        assert!(step(&mut gc, 100, Input::Timer { id: 0 }).is_empty());
+        assert_eq!(
+            step(&mut gc, 120, Input::Timer { id: 0 }),
+            names(&[("a", true), ("a", false)])
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::api::registry::{self, ResourceInfo};
 use crate::apiserver::{format_time, Part};
 use crate::component::{ApiOp, Component, Effect, Input, WatchSpec};
 use crate::controllers::cache::{Cache, Change};
+use crate::event_recorder::{event, reference, NORMAL, WARNING};
 use crate::time::Time;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -510,6 +511,13 @@ impl Scheduler {
                 v: 2,
                 message: format!("Preempting {victim} on node {node} for {key}"),
             });
+            // k8s: prepareCandidate records Preempted on each victim.
+            out.push(event(
+                reference("v1", "Pod", &pod.metadata),
+                NORMAL,
+                "Preempted",
+                format!("Preempted by pod {key} on node {node}"),
+            ));
             let namespace = pod.metadata.namespace.clone();
             let name = pod.metadata.name.clone().unwrap_or_default();
             let mut body = serde_json::to_value(&**pod).expect("pods serialize");
@@ -581,6 +589,13 @@ impl Scheduler {
             v: 2,
             message: format!("Unable to schedule {key}: {message}"),
         });
+        // k8s: handleSchedulingFailure records FailedScheduling on every failed attempt.
+        out.push(event(
+            reference("v1", "Pod", &pod.metadata),
+            WARNING,
+            "FailedScheduling",
+            message.clone(),
+        ));
         let current = pod
             .status
             .as_ref()
@@ -627,12 +642,23 @@ impl Scheduler {
         id: u64,
         result: Result<std::sync::Arc<serde_json::Value>, crate::api::status::ApiError>,
         now: Time,
+        out: &mut Vec<Effect>,
     ) {
         let Some((key, node)) = self.binding.remove(&id) else {
             return; // a status write: nothing to do either way
         };
         match result {
-            Ok(_) => {} // confirmed by the pod's watch event
+            // Confirmed by the pod's watch event. k8s: the binding cycle records Scheduled.
+            Ok(_) => {
+                if let Some(pod) = self.pods.get(&key) {
+                    out.push(event(
+                        reference("v1", "Pod", &pod.metadata),
+                        NORMAL,
+                        "Scheduled",
+                        format!("Successfully assigned {key} to {node}"),
+                    ));
+                }
+            }
             Err(e) => {
                 // k8s: a failed binding forgets the assumption and retries after backoff.
                 if self.assumed.remove(&key).is_some() {
@@ -738,7 +764,7 @@ impl Component for Scheduler {
                 }
             }
             Input::Timer { .. } => self.armed = None,
-            Input::ApiResult { id, result } => self.on_result(id, result, now),
+            Input::ApiResult { id, result } => self.on_result(id, result, now, out),
             // No container runtime here.
             Input::RuntimeResult { .. } | Input::ContainerExited { .. } => {}
         }
