@@ -568,15 +568,7 @@ impl EndpointSliceController {
             self.sync(key, now, out);
         }
         let wake = self.queue.next_wakeup();
-        if wake != self.armed {
-            self.armed = wake;
-            if let Some(at) = wake {
-                out.push(Effect::Timer {
-                    id: QUEUE_TIMER,
-                    at,
-                });
-            }
-        }
+        crate::controllers::queue::arm_timer(&mut self.armed, wake, QUEUE_TIMER, out);
     }
 }
 

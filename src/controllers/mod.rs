@@ -11,6 +11,7 @@ pub mod eventttl;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod ownership;
 pub mod podgc;
 pub mod queue;
 pub mod replicaset;

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use crate::component::Effect;
 use crate::time::Time;
 
 /// k8s: ItemExponentialFailureRateLimiter(5ms, 1000s)
@@ -142,6 +143,17 @@ impl WorkQueue {
 
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+}
+
+/// Keeps a core's one queue timer set for `wake`, the queue's next due time: a timer is sent
+/// only when that time changes (the host replaces a timer of the same id).
+pub fn arm_timer(armed: &mut Option<Time>, wake: Option<Time>, id: u64, out: &mut Vec<Effect>) {
+    if wake != *armed {
+        *armed = wake;
+        if let Some(at) = wake {
+            out.push(Effect::Timer { id, at });
+        }
     }
 }
 

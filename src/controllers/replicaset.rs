@@ -18,6 +18,7 @@ use rand::RngCore;
 use serde_json::{json, Value};
 
 use super::cache::{Cache, Change};
+use super::ownership::{adopted, claim_update, controller_ref, released};
 use super::queue::WorkQueue;
 use crate::api::registry::{self, ResourceInfo};
 use crate::api::selector::from_label_selector;
@@ -522,26 +523,18 @@ impl ReplicaSetController {
         let releases = std::mem::take(&mut sync.to_release);
         let mut ops = Vec::new();
         for pod in orphans {
-            let mut body = serde_json::to_value(&*pod).expect("pods serialize");
-            let owner = json!({
-                "apiVersion": self.flavor.api_version, "kind": self.flavor.kind,
-                "name": rs.metadata.name, "uid": rs.metadata.uid,
-                "controller": true, "blockOwnerDeletion": true,
-            });
-            match body["metadata"]["ownerReferences"].as_array_mut() {
-                Some(refs) => refs.push(owner),
-                None => body["metadata"]["ownerReferences"] = json!([owner]),
-            }
-            ops.push(body);
+            let owner = controller_ref(
+                self.flavor.api_version,
+                self.flavor.kind,
+                &rs.metadata.name,
+                &rs.metadata.uid,
+            );
+            ops.push(adopted(&*pod, owner));
         }
         let uid = rs.metadata.uid.clone().unwrap_or_default();
         for pod in releases {
             sync.released.insert(key_of(&pod.metadata));
-            let mut body = serde_json::to_value(&*pod).expect("pods serialize");
-            if let Some(refs) = body["metadata"]["ownerReferences"].as_array_mut() {
-                refs.retain(|r| r["uid"].as_str() != Some(uid.as_str()));
-            }
-            ops.push(body);
+            ops.push(released(&*pod, &uid));
         }
         sync.outstanding = ops.len();
         if ops.is_empty() {
@@ -549,14 +542,7 @@ impl ReplicaSetController {
             return;
         }
         for body in ops {
-            let op = ApiOp::Update {
-                resource: pods(),
-                namespace: body["metadata"]["namespace"].as_str().map(String::from),
-                name: body["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                body,
-                part: Part::Main,
-            };
-            self.request(out, key, Purpose::Claim, op);
+            self.request(out, key, Purpose::Claim, claim_update(pods(), body));
         }
     }
 
@@ -923,15 +909,7 @@ impl ReplicaSetController {
             self.start(key, now, out);
         }
         let wake = self.queue.next_wakeup();
-        if wake != self.armed {
-            self.armed = wake;
-            if let Some(at) = wake {
-                out.push(Effect::Timer {
-                    id: QUEUE_TIMER,
-                    at,
-                });
-            }
-        }
+        crate::controllers::queue::arm_timer(&mut self.armed, wake, QUEUE_TIMER, out);
     }
 
     /// The controller's view of a ReplicaSet (for tests and traces).

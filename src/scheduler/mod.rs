@@ -684,15 +684,7 @@ impl Scheduler {
             self.schedule_one(key, now, rng, out);
         }
         let wake = self.queue.next_wakeup();
-        if wake != self.armed {
-            self.armed = wake;
-            if let Some(at) = wake {
-                out.push(Effect::Timer {
-                    id: QUEUE_TIMER,
-                    at,
-                });
-            }
-        }
+        crate::controllers::queue::arm_timer(&mut self.armed, wake, QUEUE_TIMER, out);
     }
 
     /// Where the scheduler believes a pod is (bound or assumed).

@@ -18,9 +18,10 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use rand::RngCore;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::cache::{Cache, Change};
+use super::ownership::{adopted, claim_update, controller_ref, released};
 use super::queue::WorkQueue;
 use super::replicaset::controller_of;
 use crate::api::registry::{self, ResourceInfo};
@@ -280,26 +281,13 @@ impl DeploymentController {
         let uid = d.metadata.uid.clone().unwrap_or_default();
         let mut bodies = Vec::new();
         for rs in orphans {
-            let mut body = serde_json::to_value(&*rs).expect("serializes");
-            let owner = json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "name": d.metadata.name, "uid": uid,
-                "controller": true, "blockOwnerDeletion": true,
-            });
-            match body["metadata"]["ownerReferences"].as_array_mut() {
-                Some(refs) => refs.push(owner),
-                None => body["metadata"]["ownerReferences"] = json!([owner]),
-            }
-            bodies.push(body);
+            let owner = controller_ref("apps/v1", "Deployment", &d.metadata.name, &d.metadata.uid);
+            bodies.push(adopted(&*rs, owner));
         }
         for rs in std::mem::take(&mut sync.to_release) {
             sync.released
                 .insert(rs.metadata.uid.clone().unwrap_or_default());
-            let mut body = serde_json::to_value(&*rs).expect("serializes");
-            if let Some(refs) = body["metadata"]["ownerReferences"].as_array_mut() {
-                refs.retain(|r| r["uid"].as_str() != Some(uid.as_str()));
-            }
-            bodies.push(body);
+            bodies.push(released(&*rs, &uid));
         }
         sync.outstanding = bodies.len();
         if bodies.is_empty() {
@@ -307,14 +295,7 @@ impl DeploymentController {
             return;
         }
         for body in bodies {
-            let op = ApiOp::Update {
-                resource: replica_sets(),
-                namespace: body["metadata"]["namespace"].as_str().map(String::from),
-                name: body["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                body,
-                part: Part::Main,
-            };
-            self.request(out, key, Purpose::Claim, op);
+            self.request(out, key, Purpose::Claim, claim_update(replica_sets(), body));
         }
     }
 
@@ -550,15 +531,7 @@ impl DeploymentController {
             self.start(key, now, out);
         }
         let wake = self.queue.next_wakeup();
-        if wake != self.armed {
-            self.armed = wake;
-            if let Some(at) = wake {
-                out.push(Effect::Timer {
-                    id: QUEUE_TIMER,
-                    at,
-                });
-            }
-        }
+        crate::controllers::queue::arm_timer(&mut self.armed, wake, QUEUE_TIMER, out);
     }
 }
 
