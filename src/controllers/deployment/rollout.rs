@@ -851,3 +851,154 @@ fn canonical(s: &DeploymentStatus) -> serde_json::Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(replicas: i32, strategy: serde_json::Value, image: &str) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "d1", "generation": 2},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "strategy": strategy, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}}},
+            "status": {"observedGeneration": 1}
+        }))
+        .unwrap()
+    }
+
+    /// A ReplicaSet of the deployment on `image`: (spec, status available), created at `age`.
+    fn rs(image: &str, spec: i32, available: i32, created: u64, revision: i64) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("web-{image}"), "namespace": "default", "uid": format!("u-{image}"),
+                         "creationTimestamp": crate::apiserver::format_time(Time::from_secs(created)),
+                         "annotations": {REVISION: revision.to_string(), DESIRED_REPLICAS: "10", MAX_REPLICAS: "13"}},
+            "spec": {"replicas": spec, "selector": {"matchLabels": {"app": "web", HASH_LABEL: image}},
+                     "template": {"metadata": {"labels": {"app": "web", HASH_LABEL: image}},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}}},
+            "status": {"replicas": spec, "readyReplicas": available, "availableReplicas": available}
+        }))
+        .unwrap()
+    }
+
+    /// The ReplicaSet as sized for a deployment of `replicas` (no scaling event then).
+    fn sized_for(mut rs: ReplicaSet, replicas: i32) -> ReplicaSet {
+        set_replicas_annotations(&mut rs, replicas, replicas);
+        rs
+    }
+
+    fn rolling(surge: i32, unavailable: i32) -> serde_json::Value {
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}})
+    }
+
+    /// (image, spec.replicas, write) of every ReplicaSet after one sync.
+    fn after(plan: &Plan) -> Vec<(String, i32, Write)> {
+        plan.entries
+            .iter()
+            .map(|e| {
+                let image =
+                    e.rs.spec
+                        .as_ref()
+                        .unwrap()
+                        .template
+                        .as_ref()
+                        .unwrap()
+                        .spec
+                        .as_ref()
+                        .unwrap()
+                        .containers[0]
+                        .image
+                        .clone()
+                        .unwrap();
+                (image, rs_replicas(&e.rs), e.write)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_sync_takes_one_step_as_upstream() {
+        use Write::{Create, None as Keep, Update};
+        let none: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
+        let now = Time::from_secs(10_000);
+        struct Case {
+            what: &'static str,
+            d: Deployment,
+            rss: Vec<ReplicaSet>,
+            want: Vec<(&'static str, i32, Write)>,
+        }
+        let cases = [
+            Case {
+                // §2.3 steps 1-3 in one sync: the new ReplicaSet starts at maxTotal − Σspec =
+                // 13 − 10, which is no scale-up, so the old one goes down by the
+                // unavailability budget 13 − 8 − 3 = 2 at once.
+                what: "a template change creates the new ReplicaSet with the surge",
+                d: deployment(10, rolling(3, 2), "v2"),
+                rss: vec![rs("v1", 10, 10, 100, 1)],
+                want: vec![("v1", 8, Update), ("v2", 3, Create)],
+            },
+            Case {
+                // §2.3 step 3: maxScaledDown = 13 − (10 − 2) − (3 − 0) = 2, all from healthy old.
+                what: "old replicas go down by what availability allows",
+                d: deployment(10, rolling(3, 2), "v2"),
+                rss: vec![rs("v1", 10, 10, 100, 1), rs("v2", 3, 0, 200, 2)],
+                want: vec![("v1", 8, Update), ("v2", 3, Keep)],
+            },
+            Case {
+                // §2.3 step 3a: unhealthy old replicas are removed first, and availability
+                // (7 ≤ minAvailable 8) stops any further scale-down.
+                what: "unhealthy old replicas go first",
+                d: deployment(10, rolling(3, 2), "v2"),
+                rss: vec![rs("v1", 10, 7, 100, 1), rs("v2", 3, 0, 200, 2)],
+                want: vec![("v1", 8, Update), ("v2", 3, Keep)],
+            },
+            Case {
+                // §2.3 step 2: Σspec is at maxTotal, so the new ReplicaSet waits.
+                what: "no surge left: nothing scales up",
+                d: deployment(10, rolling(3, 2), "v2"),
+                rss: vec![rs("v1", 8, 8, 100, 1), rs("v2", 5, 0, 200, 2)],
+                want: vec![("v1", 8, Keep), ("v2", 5, Keep)],
+            },
+            Case {
+                // §2.3: as new pods become available the new ReplicaSet grows to its share.
+                what: "available new pods let the new ReplicaSet grow",
+                d: deployment(10, rolling(3, 2), "v2"),
+                rss: vec![rs("v1", 5, 5, 100, 1), rs("v2", 5, 5, 200, 2)],
+                want: vec![("v1", 5, Keep), ("v2", 8, Update)],
+            },
+            Case {
+                // §2.4: Recreate scales every old ReplicaSet to 0 before creating the new one.
+                what: "recreate scales the old down first",
+                d: deployment(4, json!({"type": "Recreate"}), "v2"),
+                rss: vec![sized_for(rs("v1", 4, 4, 100, 1), 4)],
+                want: vec![("v1", 0, Update)],
+            },
+            Case {
+                // §2.5: a template equal to an old ReplicaSet's (ignoring the hash) reuses it.
+                what: "a rollback reuses the old ReplicaSet",
+                d: deployment(10, rolling(3, 2), "v1"),
+                rss: vec![rs("v1", 0, 0, 100, 1), rs("v2", 10, 10, 200, 2)],
+                want: vec![("v1", 3, Update), ("v2", 10, Keep)],
+            },
+            Case {
+                // §2.5 (desired-replicas annotation): a replica change mid-rollout scales
+                // both ReplicaSets in proportion (the largest first, leftovers to it):
+                // allowed 20 + 3, 10 to add: v1 round(8·23/13) = 14, v2 round(5·23/13) = 9.
+                what: "a scaling event is proportional",
+                d: deployment(20, rolling(3, 2), "v2"),
+                rss: vec![rs("v1", 8, 8, 100, 1), rs("v2", 5, 0, 200, 2)],
+                want: vec![("v1", 14, Update), ("v2", 9, Update)],
+            },
+        ];
+        for c in cases {
+            let plan = Plan::sync(&c.d, c.rss, &none, now);
+            let want: Vec<(String, i32, Write)> = c
+                .want
+                .iter()
+                .map(|(i, n, w)| (i.to_string(), *n, *w))
+                .collect();
+            assert_eq!(after(&plan), want, "{}", c.what);
+        }
+    }
+}
