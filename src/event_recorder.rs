@@ -78,13 +78,63 @@ struct Bucket {
 struct Written {
     body: Value,
     count: i64,
-    used: u64,
 }
 
 struct Similar {
     messages: BTreeMap<String, ()>,
     since: Time,
-    used: u64,
+}
+
+/// A map that forgets its least recently used entries beyond `CACHE_ENTRIES` (k8s: the
+/// recorder's LRU caches).
+struct Lru<T> {
+    entries: BTreeMap<String, (u64, T)>,
+    /// Last use → key, oldest first.
+    order: BTreeMap<u64, String>,
+    tick: u64,
+}
+
+impl<T> Lru<T> {
+    fn new() -> Self {
+        Lru {
+            entries: BTreeMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+        }
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut T> {
+        let (used, _) = self.entries.get_mut(key)?;
+        self.tick += 1;
+        self.order.remove(used);
+        *used = self.tick;
+        self.order.insert(self.tick, key.to_string());
+        self.entries.get_mut(key).map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, key: String, value: T) {
+        self.remove(&key);
+        self.tick += 1;
+        self.order.insert(self.tick, key.clone());
+        self.entries.insert(key, (self.tick, value));
+        while self.entries.len() > CACHE_ENTRIES {
+            let (_, oldest) = self.order.pop_first().expect("as many as entries");
+            self.entries.remove(&oldest);
+        }
+    }
+
+    fn get_or_insert_with(&mut self, key: &str, f: impl FnOnce() -> T) -> &mut T {
+        if !self.entries.contains_key(key) {
+            self.insert(key.to_string(), f());
+        }
+        self.get_mut(key).expect("present")
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((used, _)) = self.entries.remove(key) {
+            self.order.remove(&used);
+        }
+    }
 }
 
 /// Wraps a component: its `Effect::Event`s become Event writes; everything else passes.
@@ -92,15 +142,14 @@ pub struct Recording<C> {
     inner: C,
     component: String,
     host: Option<String>,
-    spam: BTreeMap<String, Bucket>,
-    similar: BTreeMap<String, Similar>,
-    written: BTreeMap<String, Written>,
+    spam: Lru<Bucket>,
+    similar: Lru<Similar>,
+    written: Lru<Written>,
     /// Outstanding writes: id → (dedup key, attempt), so a name clash is retried.
     pending: BTreeMap<u64, (String, u32)>,
     next_id: u64,
     /// The last name timestamp handed out (kept strictly rising, as real clocks are).
     last_stamp: u64,
-    uses: u64,
     buf: Vec<Effect>,
 }
 
@@ -116,13 +165,12 @@ impl<C: Component> Recording<C> {
             inner,
             component,
             host,
-            spam: BTreeMap::new(),
-            similar: BTreeMap::new(),
-            written: BTreeMap::new(),
+            spam: Lru::new(),
+            similar: Lru::new(),
+            written: Lru::new(),
             pending: BTreeMap::new(),
             next_id: OWN_IDS,
             last_stamp: 0,
-            uses: 0,
             buf: Vec::new(),
         }
     }
@@ -149,7 +197,7 @@ impl<C: Component> Recording<C> {
 
     /// k8s: EventSourceObjectSpamFilter — false if the event is to be dropped.
     fn allow(&mut self, key: &str, now: Time) -> bool {
-        let b = self.spam.entry(key.to_string()).or_insert(Bucket {
+        let b = self.spam.get_or_insert_with(key, || Bucket {
             tokens: SPAM_BURST,
             at: now,
         });
@@ -165,21 +213,16 @@ impl<C: Component> Recording<C> {
 
     /// k8s: EventAggregator — the message to record (combined once similar events pile up).
     fn aggregate(&mut self, key: &str, message: String, now: Time) -> String {
-        self.uses += 1;
-        let uses = self.uses;
-        let s = self.similar.entry(key.to_string()).or_insert(Similar {
+        let s = self.similar.get_or_insert_with(key, || Similar {
             messages: BTreeMap::new(),
             since: now,
-            used: uses,
         });
         if now.since(s.since) > AGGREGATE_INTERVAL {
             s.messages.clear();
             s.since = now;
         }
-        s.used = uses;
         s.messages.insert(message.clone(), ());
         let combined = s.messages.len() >= AGGREGATE_MAX;
-        evict(&mut self.similar, |s| s.used);
         if combined {
             format!("(combined from similar events): {message}")
         } else {
@@ -201,12 +244,10 @@ impl<C: Component> Recording<C> {
         }
         let message = self.aggregate(&key, message, now);
         let dedup = format!("{key}\u{1f}{message}");
-        self.uses += 1;
         let stamp = crate::apiserver::format_time(now);
         if let Some(w) = self.written.get_mut(&dedup) {
             // k8s: EventLogger — the same event again: one more on its count.
             w.count += 1;
-            w.used = self.uses;
             w.body["count"] = json!(w.count);
             w.body["lastTimestamp"] = stamp;
             let body = w.body.clone();
@@ -244,10 +285,8 @@ impl<C: Component> Recording<C> {
             Written {
                 body: body.clone(),
                 count: 1,
-                used: self.uses,
             },
         );
-        evict(&mut self.written, |w| w.used);
         self.write(dedup, body, true, 0);
     }
 
@@ -318,18 +357,6 @@ impl<C: Component> Recording<C> {
             // k8s: the recorder gives up on other errors (after its retries); so do we.
             _ => {}
         }
-    }
-}
-
-/// Drops the least recently used entries beyond the cache size (k8s: the LRU caches).
-fn evict<T>(map: &mut BTreeMap<String, T>, used: impl Fn(&T) -> u64) {
-    while map.len() > CACHE_ENTRIES {
-        let oldest = map
-            .iter()
-            .min_by_key(|(_, v)| used(v))
-            .map(|(k, _)| k.clone())
-            .expect("not empty");
-        map.remove(&oldest);
     }
 }
 
@@ -460,6 +487,20 @@ mod tests {
             ApiOp::Update { body, .. } => ("update", body),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_caches_forget_the_least_recently_used() {
+        let mut lru = Lru::new();
+        for i in 0..CACHE_ENTRIES {
+            lru.insert(format!("k{i}"), i);
+        }
+        assert!(lru.get_mut("k0").is_some(), "touched: now the most recent");
+        lru.insert("new".into(), 0);
+        assert!(lru.get_mut("k0").is_some());
+        assert!(lru.get_mut("k1").is_none(), "the least recently used went");
+        assert_eq!(lru.entries.len(), CACHE_ENTRIES);
+        assert_eq!(lru.order.len(), CACHE_ENTRIES);
     }
 
     #[test]

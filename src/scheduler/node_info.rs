@@ -184,6 +184,22 @@ pub struct NodeInfo {
     pub pods_with_affinity: usize,
     /// Normalized image name → size in bytes.
     pub images: BTreeMap<String, i64>,
+    /// Controller uid → how many of the pods (not terminating) it owns: the system default
+    /// topology spread counts these on every node for every pod (PodTopologySpread).
+    pub by_controller: BTreeMap<String, i64>,
+}
+
+/// The controller a pod counts under for the default spread, if it is not terminating.
+fn spread_owner(pod: &Pod) -> Option<&str> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
 }
 
 impl NodeInfo {
@@ -210,6 +226,7 @@ impl NodeInfo {
             non_zero_requested: Resources::default(),
             pods: BTreeMap::new(),
             pods_with_affinity: 0,
+            by_controller: BTreeMap::new(),
         }
     }
 
@@ -244,6 +261,9 @@ impl NodeInfo {
         self.non_zero_requested.add(&info.non_zero);
         add_scalars(&mut self.requested_scalars, &info.scalars, 1);
         self.pods_with_affinity += usize::from(info.has_affinity);
+        if let Some(uid) = spread_owner(&info.pod) {
+            *self.by_controller.entry(uid.to_string()).or_default() += 1;
+        }
         self.pods.insert(key.to_string(), info);
     }
 
@@ -253,6 +273,14 @@ impl NodeInfo {
         self.non_zero_requested.sub(&info.non_zero);
         add_scalars(&mut self.requested_scalars, &info.scalars, -1);
         self.pods_with_affinity -= usize::from(info.has_affinity);
+        if let Some(uid) = spread_owner(&info.pod) {
+            if let Some(n) = self.by_controller.get_mut(uid) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_controller.remove(uid);
+                }
+            }
+        }
         Some(info)
     }
 

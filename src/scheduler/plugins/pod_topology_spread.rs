@@ -123,6 +123,10 @@ pub fn constraints(pod: &Pod) -> (Vec<Constraint>, bool) {
 
 /// k8s: countPodsMatchSelector — same namespace, not terminating, selected.
 fn count_matching(node: &NodeInfo, selector: &PodSelector, namespace: Option<&str>) -> i64 {
+    if let PodSelector::Owner(uid) = selector {
+        // The node keeps these counts (a controller's pods share its namespace).
+        return node.by_controller.get(uid).copied().unwrap_or(0);
+    }
     node.pods
         .values()
         .filter(|p| {
