@@ -3,7 +3,8 @@
 //! core's rule table. Each frontend (ClusterIP:port, node address:NodePort) gets a listener
 //! task; each accepted connection asks the core for a backend and is copied both ways by a
 //! task of its own, so established connections outlive endpoint changes and even their
-//! listener. ClusterIPs are added to `lo` as /32 addresses (the agent needs CAP_NET_ADMIN;
+//! listener. The copying runs on a multi-threaded runtime of its own (the data plane), the
+//! accepting and picking on the agent's thread with the core. ClusterIPs are added to `lo` as /32 addresses (the agent needs CAP_NET_ADMIN;
 //! without it a clear warning says the ClusterIPs are unreachable) and removed when their
 //! Service goes and when the agent stops. docs/networking.md describes the model.
 
@@ -23,6 +24,25 @@ use super::{wall_clock, ApiClient};
 use crate::component::{Component, Effect, Input, WatchSpec};
 use crate::proxy::{Backend, Frontend, Proxy, ProxyConfig, ServicePortKey};
 use crate::time::Time;
+
+/// Each direction's buffer: a 64 KiB read fills most of a loopback segment burst.
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// The threads that copy proxied connections (as many as the machine has cores, shared by
+/// every proxy in the process). They outlive a stopped agent, so established connections do
+/// too (k8s: conntrack keeps flows through a kube-proxy restart).
+fn data_plane() -> &'static tokio::runtime::Handle {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("kube-proxy-data")
+            .enable_io()
+            .build()
+            .expect("the kube-proxy data plane runtime")
+    })
+    .handle()
+}
 
 /// The ClusterIPs this proxy added to `lo` (shared with the agent, which removes them when it
 /// stops).
@@ -223,9 +243,18 @@ async fn accept_loop(shared: Rc<Shared>, frontend: Frontend, listener: TcpListen
             }
         };
         match shared.pick(&frontend, &peer.ip().to_string(), wall_clock()) {
-            Some((key, backend)) => {
-                actix::spawn(forward(conn, key, backend));
-            }
+            Some((key, backend)) => match conn.into_std() {
+                // The copying runs on the data plane's threads.
+                Ok(conn) => {
+                    data_plane().spawn(async move {
+                        match TcpStream::from_std(conn) {
+                            Ok(conn) => forward(conn, key, backend).await,
+                            Err(e) => tracing::debug!("kube-proxy: {key}: {e}"),
+                        }
+                    });
+                }
+                Err(e) => tracing::debug!("kube-proxy: {key}: {e}"),
+            },
             None => {
                 // k8s: a Service without endpoints REJECTs: the client sees a refusal (a
                 // reset here), not a hang.
@@ -243,7 +272,13 @@ async fn forward(mut client: TcpStream, key: ServicePortKey, backend: Backend) {
     match TcpStream::connect((backend.ip.as_str(), backend.port)).await {
         Ok(mut upstream) => {
             let _ = upstream.set_nodelay(true);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut upstream,
+                COPY_BUFFER,
+                COPY_BUFFER,
+            )
+            .await;
         }
         Err(e) => {
             tracing::debug!("kube-proxy: {key}: cannot reach {backend}: {e}");
