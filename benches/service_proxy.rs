@@ -198,8 +198,9 @@ fn main() {
         }
     });
     println!(
-        "service_proxy: {CONNECTIONS} connections, {} s per measurement, echo backend on one thread, clients on one thread, proxy on one thread",
-        time.as_secs()
+        "service_proxy: {CONNECTIONS} connections, {} s per measurement, echo backend on one thread, clients on one thread, proxy accepting on one thread and copying on {} threads",
+        time.as_secs(),
+        std::thread::available_parallelism().map_or(2, |n| n.get())
     );
     println!("machine: {}", machine());
     println!("| load | path | round trips/s | MiB/s | p50 ms | p99 ms |");
