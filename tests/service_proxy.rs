@@ -284,17 +284,20 @@ fn a_service_balances_over_ready_pods_on_its_cluster_ip_and_node_port() {
 }
 
 #[test]
-fn a_service_without_ready_endpoints_refuses_and_ctrl_c_removes_cluster_ips() {
+fn a_service_without_endpoints_refuses_a_taken_node_port_is_retried_and_ctrl_c_removes_cluster_ips()
+{
     const IP: &str = "10.96.100.11";
     let _ = std::process::Command::new("ip")
         .args(["-4", "addr", "del", &format!("{IP}/32"), "dev", "lo"])
         .output();
     let mut s = GantryServer::start_with_node("n1", &[]);
+    // Someone else holds the NodePort's address at first.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:30081").unwrap();
     let path = s.dir.path().join("svc.yaml");
     std::fs::write(
         &path,
         format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec:\n  clusterIP: {IP}\n  selector: {{app: none}}\n  ports: [{{port: 81, targetPort: 8080}}]\n"
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec:\n  type: NodePort\n  clusterIP: {IP}\n  selector: {{app: none}}\n  ports: [{{port: 81, targetPort: 8080, nodePort: 30081}}]\n"
         ),
     )
     .unwrap();
@@ -314,6 +317,17 @@ fn a_service_without_ready_endpoints_refuses_and_ctrl_c_removes_cluster_ips() {
         !err.contains("timed out") && !err.contains("WouldBlock"),
         "{err}"
     );
+    // The NodePort is taken; once it is free the proxy binds it (it retries every 5 s).
+    wait_for(Duration::from_secs(5), "the cannot-listen warning", || {
+        s.log()
+            .contains("cannot listen on 127.0.0.1:30081")
+            .then_some(())
+    });
+    drop(squatter);
+    wait_for(Duration::from_secs(15), "the NodePort listener", || {
+        connect("127.0.0.1:30081").is_ok().then_some(())
+    });
+    assert!(get("127.0.0.1:30081").is_err());
     let status = s.interrupt(Duration::from_secs(15));
     assert!(status.is_some_and(|st| st.success()), "{status:?}");
     assert!(

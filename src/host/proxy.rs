@@ -104,7 +104,15 @@ struct Shared {
     present: RefCell<BTreeSet<String>>,
     owned: ProxyAddresses,
     warned: Cell<bool>,
+    /// Frontends that could not be bound (warned about once each), retried every
+    /// `BIND_RETRY`.
+    unbound: RefCell<BTreeSet<Frontend>>,
+    retry_armed: Cell<bool>,
 }
+
+/// How often a frontend that could not be bound (its port taken, say by another agent on the
+/// machine) is tried again.
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Shared {
     /// The backend for a connection from `client` that arrived at `frontend`.
@@ -122,9 +130,13 @@ impl Shared {
 
     /// Brings the listeners and the loopback addresses in line with the core's table.
     fn reconcile(self: &Rc<Self>) {
+        self.reconcile_if(false)
+    }
+
+    fn reconcile_if(self: &Rc<Self>, retrying: bool) {
         let (frontends, cluster_ips) = {
             let core = self.core.borrow();
-            if core.version() == self.synced.get() {
+            if core.version() == self.synced.get() && !retrying {
                 return;
             }
             self.synced.set(core.version());
@@ -174,8 +186,8 @@ impl Shared {
                 self.ensure_address(ip);
             }
         }
-        for (f, key) in frontends {
-            if self.listeners.borrow().contains_key(&f) {
+        for (f, key) in &frontends {
+            if self.listeners.borrow().contains_key(f) {
                 continue;
             }
             let Ok(ip) = f.ip.parse::<IpAddr>() else {
@@ -188,12 +200,32 @@ impl Shared {
             match bound {
                 Ok(listener) => {
                     tracing::info!("kube-proxy: {key} listening on {f}");
+                    self.unbound.borrow_mut().remove(f);
                     let task = actix::spawn(accept_loop(self.clone(), f.clone(), listener));
-                    self.listeners.borrow_mut().insert(f, task);
+                    self.listeners.borrow_mut().insert(f.clone(), task);
                 }
-                // Tried again at the next change of the table.
-                Err(e) => tracing::warn!("kube-proxy: {key}: cannot listen on {f}: {e}"),
+                Err(e) => {
+                    if self.unbound.borrow_mut().insert(f.clone()) {
+                        tracing::warn!(
+                            "kube-proxy: {key}: cannot listen on {f}: {e} (retrying every {}s)",
+                            BIND_RETRY.as_secs()
+                        );
+                    } else {
+                        tracing::debug!("kube-proxy: {key}: cannot listen on {f}: {e}");
+                    }
+                }
             }
+        }
+        self.unbound
+            .borrow_mut()
+            .retain(|f| frontends.contains_key(f));
+        if !self.unbound.borrow().is_empty() && !self.retry_armed.replace(true) {
+            let shared = self.clone();
+            actix::spawn(async move {
+                tokio::time::sleep(BIND_RETRY).await;
+                shared.retry_armed.set(false);
+                shared.reconcile_if(true);
+            });
         }
     }
 
@@ -321,6 +353,8 @@ pub fn start(config: ProxyConfig, api: Rc<dyn ApiClient>, seed: u64, owned: Prox
         present: RefCell::default(),
         owned,
         warned: Cell::new(false),
+        unbound: RefCell::default(),
+        retry_armed: Cell::new(false),
     });
     let hosted = Hosted { name, shared };
     ComponentActor::new(Box::new(hosted), api, Rc::new(NoRuntime), seed).start();
