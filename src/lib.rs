@@ -10,6 +10,7 @@ pub mod event_recorder;
 #[cfg(feature = "server")]
 pub mod host;
 pub mod kubelet;
+pub mod proxy;
 pub mod scheduler;
 pub mod store;
 pub mod testkit;

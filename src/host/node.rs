@@ -1,5 +1,6 @@
 //! A node agent: the kubelet core as an actor, its runtime operations carried out by a
-//! container runtime (process or docker), its probes run against the pod's IP, and a small
+//! container runtime (process or docker), its probes run against the pod's IP, its kube-proxy
+//! (proxy.rs) forwarding Service traffic, and a small
 //! kubelet HTTP endpoint serving container logs to the apiserver's pods/log (k8s: the kubelet's
 //! :10250 /containerLogs). `gantry server` runs one for its own machine; `gantry agent` runs one
 //! that joins a server over HTTP.
@@ -312,16 +313,20 @@ pub enum RuntimeKind {
 pub struct NodeAgent {
     pub kubelet_port: u16,
     pub runtime: Arc<dyn ContainerRuntime>,
+    /// The ClusterIPs its kube-proxy added to `lo`.
+    pub proxy_addresses: super::proxy::ProxyAddresses,
     arbiter: actix::Arbiter,
     endpoint: actix_web::dev::ServerHandle,
 }
 
 impl NodeAgent {
     /// Stops the kubelet and its endpoint. Containers keep running, as they do when a kubelet
-    /// stops; the next agent on this node's directory adopts them.
+    /// stops; the next agent on this node's directory adopts them. The ClusterIPs its
+    /// kube-proxy added are removed.
     pub async fn stop(self) {
         self.arbiter.stop();
         self.endpoint.stop(true).await;
+        self.proxy_addresses.remove_all();
     }
 }
 
@@ -395,6 +400,12 @@ pub async fn start(
     );
     let arbiter = actix::Arbiter::new();
     let rt = runtime.clone();
+    let proxy_addresses = super::proxy::ProxyAddresses::default();
+    let proxy_config = crate::proxy::ProxyConfig {
+        node_name: Some(opts.name.clone()),
+        node_ip: Some(opts.node_ip.clone()),
+    };
+    let owned = proxy_addresses.clone();
     let started = arbiter.spawn_fn(move || {
         let api = api();
         let node = NodeRuntime {
@@ -407,6 +418,8 @@ pub async fn start(
             containers: Rc::default(),
         };
         actix::spawn(housekeeping(rt, api.clone(), opts.name.clone()));
+        // The node's kube-proxy shares the kubelet's thread and API client.
+        super::proxy::start(proxy_config, api.clone(), seed ^ 0x6b75_6265, owned);
         let kubelet = Kubelet::new(config);
         ComponentActor::new(Box::new(kubelet), api, Rc::new(node), seed).start();
     });
@@ -416,6 +429,7 @@ pub async fn start(
     Ok(NodeAgent {
         kubelet_port,
         runtime,
+        proxy_addresses,
         arbiter,
         endpoint,
     })
