@@ -4,6 +4,7 @@
 //! it reports. k8s: pkg/kubelet (reference §3.1, §4)
 
 pub mod backoff;
+pub mod envvars;
 pub mod probe;
 #[cfg(feature = "server")]
 pub mod runtime;
@@ -197,6 +198,9 @@ pub struct Kubelet {
     tick_armed: Option<Time>,
     /// A node status write is in flight (one at a time).
     status_report_pending: bool,
+    /// The Services with a ClusterIP, for the env vars of containers that start (k8s: the
+    /// kubelet's service informer).
+    services: envvars::Services,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -216,6 +220,7 @@ impl Kubelet {
             api: BTreeMap::new(),
             final_deletes: BTreeMap::new(),
             next_id: 1,
+            services: envvars::Services::default(),
             registered: false,
             lease: None,
             lease_failures: 0,
@@ -666,6 +671,14 @@ impl Kubelet {
                         RuntimeOp::Start {
                             pod: pod.clone(),
                             container: Box::new(c.spec.clone()),
+                            // k8s: enableServiceLinks defaults to true.
+                            service_env: self.services.env_for(
+                                pod.metadata.namespace.as_deref().unwrap_or(""),
+                                pod.spec
+                                    .as_ref()
+                                    .and_then(|s| s.enable_service_links)
+                                    .unwrap_or(true),
+                            ),
                         },
                     ));
                 }
@@ -1267,6 +1280,8 @@ impl Component for Kubelet {
                 resource: res("", "nodes"),
                 field_selector: Some(format!("metadata.name={}", self.config.name)),
             },
+            // k8s: the kubelet's service informer, for the Service env vars.
+            WatchSpec::all(res("", "services")),
         ]
     }
 
@@ -1296,6 +1311,12 @@ impl Component for Kubelet {
                 if event.type_ != crate::apiserver::EventType::Deleted {
                     self.on_own_node(&event.object, now, out);
                 }
+            }
+            Input::Listed {
+                resource, items, ..
+            } if resource == res("", "services") => self.services.replace(&items),
+            Input::Watched { resource, event } if resource == res("", "services") => {
+                self.services.apply(event.type_, &event.object)
             }
             Input::Listed {
                 items, revision, ..
