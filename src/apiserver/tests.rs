@@ -1174,3 +1174,89 @@ fn bad_services_are_refused_naming_the_field() {
             .unwrap();
     }
 }
+
+#[test]
+fn service_type_changes_allocate_and_release_as_upstream() {
+    let mut h = Harness::new();
+    let ranges = service_alloc::ServiceRanges {
+        cluster_ips: service_alloc::Ipv4Cidr::parse("10.0.0.0/30").unwrap(),
+        node_ports: service_alloc::PortRange::parse("30000-30000").unwrap(),
+    };
+    h.api = ApiServer::new(MemStore::default()).with_service_ranges(ranges);
+    now(h.api.bootstrap(|| ctx_at(1, 1_700_000_000))).unwrap();
+    // 10.0.0.0/30 holds two addresses.
+    let a = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("a", json!({"ports": [{"port": 80}]})),
+        )
+        .unwrap();
+    let ext = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body(
+                "ext",
+                json!({"type": "ExternalName", "externalName": "db.example"}),
+            ),
+        )
+        .unwrap();
+    assert!(ext["spec"].get("clusterIP").is_none(), "{ext}");
+    assert!(ext["spec"].get("ipFamilies").is_none(), "{ext}");
+    // ExternalName → ClusterIP allocates (the last address).
+    let mut to_ip = ext.clone();
+    to_ip["spec"]["type"] = json!("ClusterIP");
+    to_ip["spec"]["ports"] = json!([{"port": 53}]);
+    let to_ip = h
+        .update("services", Some("default"), "ext", to_ip, Part::Main)
+        .unwrap();
+    assert!(to_ip["spec"]["clusterIP"]
+        .as_str()
+        .is_some_and(|ip| ip.starts_with("10.0.0.")));
+    assert_ne!(to_ip["spec"]["clusterIP"], a["spec"]["clusterIP"]);
+    let full = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("b", json!({"ports": [{"port": 80}]})),
+        )
+        .unwrap_err();
+    assert!(full.message.contains("range is full"), "{}", full.message);
+    // ClusterIP → ExternalName drops the address and frees it.
+    let mut back = to_ip.clone();
+    back["spec"]["type"] = json!("ExternalName");
+    let back = h
+        .update("services", Some("default"), "ext", back, Part::Main)
+        .unwrap();
+    assert!(back["spec"].get("clusterIP").is_none(), "{back}");
+    let b = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("b", json!({"ports": [{"port": 80}]})),
+        )
+        .unwrap();
+    assert_eq!(b["spec"]["clusterIP"], to_ip["spec"]["clusterIP"]);
+    // A dry run holds nothing.
+    h.delete("services", Some("default"), "b", Default::default())
+        .unwrap();
+    let mut ctx = h.ctx();
+    ctx.dry_run = true;
+    let dry = now(h.api.create(
+        res("services"),
+        Some("default"),
+        svc_body("c", json!({"type": "NodePort", "ports": [{"port": 80}]})),
+        &ctx,
+    ))
+    .unwrap();
+    assert_eq!(dry["spec"]["ports"][0]["nodePort"], json!(30000));
+    let real = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("c", json!({"type": "NodePort", "ports": [{"port": 80}]})),
+        )
+        .unwrap();
+    assert_eq!(real["spec"]["ports"][0]["nodePort"], json!(30000));
+}
