@@ -82,7 +82,7 @@ impl RuntimeOp {
     /// A short description for traces: `start default/web-x/c`.
     pub fn describe(&self) -> String {
         match self {
-            RuntimeOp::Start { pod, container } => format!(
+            RuntimeOp::Start { pod, container, .. } => format!(
                 "start {}/{}/{}",
                 pod.metadata.namespace.as_deref().unwrap_or(""),
                 pod.metadata.name.as_deref().unwrap_or(""),
@@ -193,6 +193,9 @@ pub enum RuntimeOp {
         /// API, volumes and env sources from.
         pod: std::sync::Arc<k8s_openapi::api::core::v1::Pod>,
         container: Box<k8s_openapi::api::core::v1::Container>,
+        /// The Service environment variables, sorted by name (k8s: getServiceEnvVarMap): the
+        /// container's own env and envFrom win over them.
+        service_env: Vec<(String, String)>,
     },
     /// The pod is gone from the API (or finished terminating): kill whatever of it still runs
     /// and release what it held (its IP, its volumes). k8s: kubelet HandlePodRemoves, killPod

@@ -178,11 +178,39 @@ pub fn replication_controller(rc: &mut ReplicationController) {
     }
 }
 
+/// k8s: SetDefaults_Service.
 pub fn service(s: &mut Service) {
     let spec = s.spec.get_or_insert_with(Default::default);
     set(&mut spec.type_, "ClusterIP".into());
     set(&mut spec.session_affinity, "None".into());
-    set(&mut spec.internal_traffic_policy, "Cluster".into());
+    match spec.session_affinity.as_deref() {
+        Some("None") => spec.session_affinity_config = None,
+        Some("ClientIP") => {
+            // k8s: DefaultClientIPServiceAffinitySeconds, 3 hours.
+            let config = spec
+                .session_affinity_config
+                .get_or_insert_with(Default::default);
+            let client_ip = config.client_ip.get_or_insert_with(Default::default);
+            set(&mut client_ip.timeout_seconds, 10800);
+        }
+        _ => {}
+    }
+    let type_ = spec.type_.clone().unwrap_or_default();
+    let external = type_ == "NodePort"
+        || type_ == "LoadBalancer"
+        || spec
+            .external_ips
+            .as_ref()
+            .is_some_and(|ips| !ips.is_empty());
+    if external {
+        set(&mut spec.external_traffic_policy, "Cluster".into());
+    }
+    if ["ClusterIP", "NodePort", "LoadBalancer"].contains(&type_.as_str()) {
+        set(&mut spec.internal_traffic_policy, "Cluster".into());
+    }
+    if type_ == "LoadBalancer" {
+        set(&mut spec.allocate_load_balancer_node_ports, true);
+    }
     for p in spec.ports.iter_mut().flatten() {
         service_port(p);
     }
@@ -209,6 +237,44 @@ pub fn secret(s: &mut Secret) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_defaults_follow_upstream() {
+        // k8s: SetDefaults_Service — (spec in, fields out)
+        let cases = [
+            (
+                serde_json::json!({"ports": [{"port": 80}]}),
+                serde_json::json!({"type": "ClusterIP", "sessionAffinity": "None",
+                                   "internalTrafficPolicy": "Cluster",
+                                   "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}),
+            ),
+            (
+                serde_json::json!({"type": "NodePort", "sessionAffinity": "ClientIP"}),
+                serde_json::json!({"type": "NodePort", "sessionAffinity": "ClientIP",
+                                   "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}},
+                                   "externalTrafficPolicy": "Cluster",
+                                   "internalTrafficPolicy": "Cluster"}),
+            ),
+            (
+                serde_json::json!({"type": "LoadBalancer"}),
+                serde_json::json!({"type": "LoadBalancer", "sessionAffinity": "None",
+                                   "allocateLoadBalancerNodePorts": true,
+                                   "externalTrafficPolicy": "Cluster",
+                                   "internalTrafficPolicy": "Cluster"}),
+            ),
+            (
+                serde_json::json!({"type": "ExternalName", "externalName": "a.example",
+                                   "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 5}}}),
+                serde_json::json!({"type": "ExternalName", "externalName": "a.example",
+                                   "sessionAffinity": "None"}),
+            ),
+        ];
+        for (spec, want) in cases {
+            let mut s: Service = serde_json::from_value(serde_json::json!({"spec": spec})).unwrap();
+            service(&mut s);
+            assert_eq!(serde_json::to_value(&s.spec).unwrap(), want, "{spec}");
+        }
+    }
 
     #[test]
     fn image_pull_policy() {

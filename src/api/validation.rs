@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PodSpec, PodTemplateSpec, Probe, ReplicationController, Secret, Service,
+    ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
@@ -565,7 +566,147 @@ pub fn service(errs: &mut Errors, svc: &Service) {
             _ => {}
         }
     }
+    // k8s: ValidateService — no two ports with the same port number and protocol, and no two
+    // NodePorts with the same number and protocol.
+    let mut ports_seen = BTreeSet::new();
+    let mut node_ports_seen = BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let f = format!("spec.ports[{i}]");
+        let proto = p.protocol.as_deref().unwrap_or("TCP");
+        if !ports_seen.insert((proto, p.port)) {
+            errs.push(FieldError::duplicate(
+                &f,
+                format!(
+                    "core.ServicePort{{Name:{:?}, Protocol:{proto:?}, Port:{}}}",
+                    p.name.as_deref().unwrap_or(""),
+                    p.port
+                ),
+            ));
+        }
+        let Some(np) = p.node_port.filter(|n| *n != 0) else {
+            continue;
+        };
+        let np_field = format!("{f}.nodePort");
+        if type_ == "ClusterIP" || type_ == "ExternalName" {
+            errs.push(FieldError::forbidden(
+                &np_field,
+                format!("may not be used when `type` is '{type_}'"),
+            ));
+        } else if !(1..=65535).contains(&np) {
+            errs.push(FieldError::invalid(
+                &np_field,
+                np,
+                "must be between 1 and 65535, inclusive",
+            ));
+        } else if !node_ports_seen.insert((proto, np)) {
+            errs.push(FieldError::duplicate(&np_field, format!("{np}")));
+        }
+    }
+    let cluster_ip = spec.cluster_ip.as_deref().unwrap_or("");
+    let cluster_ips = spec.cluster_ips.as_deref().unwrap_or(&[]);
+    if type_ == "ExternalName" {
+        // k8s: validateServiceExternalName / ValidateService
+        if !cluster_ip.is_empty() || !cluster_ips.is_empty() {
+            errs.push(FieldError::forbidden(
+                "spec.clusterIPs",
+                "may not be set for ExternalName services",
+            ));
+        }
+        match spec.external_name.as_deref() {
+            None | Some("") => errs.push(FieldError::required("spec.externalName")),
+            Some(n) => each(errs, "spec.externalName", n, names::dns1123_subdomain(n)),
+        }
+    } else {
+        // k8s: validateClusterIPFlags / validateServiceClusterIPs
+        if cluster_ip.is_empty() && !cluster_ips.is_empty() {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs",
+                format!("{cluster_ips:?}"),
+                "must be empty when `clusterIP` is empty",
+            ));
+        } else if cluster_ips.first().is_some_and(|f| f != cluster_ip) {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs",
+                format!("{cluster_ips:?}"),
+                "element [0] must match `clusterIP`",
+            ));
+        }
+        for (i, ip) in cluster_ips.iter().enumerate() {
+            let f = format!("spec.clusterIPs[{i}]");
+            if ip == "None" {
+                if i > 0 || type_ != "ClusterIP" {
+                    errs.push(FieldError::invalid(
+                        &f,
+                        ip,
+                        format!("may not be set to 'None' for {type_} services"),
+                    ));
+                }
+            } else if ip.parse::<std::net::IpAddr>().is_err() {
+                errs.push(FieldError::invalid(&f, ip, "must be a valid IP address"));
+            }
+        }
+        if cluster_ips.len() > 1 {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs",
+                format!("{cluster_ips:?}"),
+                "this cluster is not configured for dual-stack services (only one IPv4 clusterIP is served)",
+            ));
+        }
+        for (i, fam) in spec.ip_families.iter().flatten().enumerate() {
+            if fam != "IPv4" {
+                errs.push(FieldError::invalid(
+                    format!("spec.ipFamilies[{i}]"),
+                    fam,
+                    "not configured on this cluster",
+                ));
+            }
+        }
+        if let Some(policy) = spec.ip_family_policy.as_deref() {
+            let headless_no_selector =
+                cluster_ip == "None" && spec.selector.as_ref().is_none_or(|s| s.is_empty());
+            if !["SingleStack", "PreferDualStack", "RequireDualStack"].contains(&policy) {
+                errs.push(FieldError::not_supported(
+                    "spec.ipFamilyPolicy",
+                    policy,
+                    &["PreferDualStack", "RequireDualStack", "SingleStack"],
+                ));
+            } else if policy == "RequireDualStack" && !headless_no_selector {
+                errs.push(FieldError::invalid(
+                    "spec.ipFamilyPolicy",
+                    policy,
+                    "this cluster is not configured for dual-stack services",
+                ));
+            }
+        }
+    }
     labels(errs, "spec.selector", spec.selector.as_ref());
+}
+
+/// k8s: ValidateServiceUpdate / validateUpgradeDowngradeClusterIPs — a clusterIP, once set,
+/// does not change, except when the Service turns into or out of an ExternalName one.
+pub fn service_update(errs: &mut Errors, new: &ServiceSpec, old: &ServiceSpec) {
+    let external = |s: &ServiceSpec| s.type_.as_deref() == Some("ExternalName");
+    if external(new) || external(old) {
+        return;
+    }
+    let new_ips = new.cluster_ips.as_deref().unwrap_or(&[]);
+    let old_ips = old.cluster_ips.as_deref().unwrap_or(&[]);
+    for (i, (n, o)) in new_ips.iter().zip(old_ips).enumerate() {
+        if n != o {
+            errs.push(FieldError::invalid(
+                format!("spec.clusterIPs[{i}]"),
+                format!("[]string{new_ips:?}"),
+                "may not change once set",
+            ));
+        }
+    }
+    if new_ips.len() < old_ips.len() && new_ips.is_empty() {
+        errs.push(FieldError::invalid(
+            "spec.clusterIPs[0]",
+            format!("[]string{new_ips:?}"),
+            "may not change once set",
+        ));
+    }
 }
 
 pub fn config_map(errs: &mut Errors, cm: &ConfigMap) {

@@ -13,6 +13,7 @@ mod object;
 pub mod patch;
 mod pb_schema;
 pub mod protobuf;
+pub mod service_alloc;
 mod strategy;
 mod watch;
 
@@ -284,8 +285,8 @@ pub const BOOT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", 
 /// request context each).
 pub const BOOT_OBJECTS: usize = BOOT_NAMESPACES.len() + 2;
 
-/// The `default/kubernetes` Service's clusterIP: the first address of the default service CIDR
-/// 10.96.0.0/12 (ClusterIP allocation proper is not served yet).
+/// The `default/kubernetes` Service's clusterIP with the default service CIDR 10.96.0.0/12: its
+/// first address (another `--service-cluster-ip-range` gives another first address).
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 
 /// The `default/kubernetes` Service (port 443 `https` to the apiserver's port), its Endpoints
@@ -350,10 +351,20 @@ pub struct ApiServer<S> {
     /// go when this apiserver deletes the key; a revision mismatch (another writer) falls
     /// back to decoding, so a stale entry is never used.
     written: Mutex<HashMap<String, (Revision, Arc<Value>)>>,
+    /// The ClusterIP and NodePort allocators (`service_alloc`).
+    services: Mutex<service_alloc::ServiceAllocState>,
 }
 
 fn namespaces() -> &'static ResourceInfo {
     registry::by_plural("", "namespaces").expect("namespaces are registered")
+}
+
+fn services() -> &'static ResourceInfo {
+    registry::by_plural("", "services").expect("services are registered")
+}
+
+fn is_services(res: &ResourceInfo) -> bool {
+    res.group.is_empty() && res.plural == "services"
 }
 
 fn pods() -> &'static ResourceInfo {
@@ -509,6 +520,75 @@ impl<S: Store> ApiServer<S> {
         ApiServer {
             store,
             written: Mutex::new(HashMap::new()),
+            services: Mutex::new(service_alloc::ServiceAllocState {
+                ranges: Default::default(),
+                allocs: None,
+            }),
+        }
+    }
+
+    /// The same apiserver with another service CIDR and NodePort range (before it serves).
+    pub fn with_service_ranges(self, ranges: service_alloc::ServiceRanges) -> Self {
+        self.service_state().ranges = ranges;
+        self
+    }
+
+    pub fn service_ranges(&self) -> service_alloc::ServiceRanges {
+        self.service_state().ranges
+    }
+
+    fn service_state(&self) -> std::sync::MutexGuard<'_, service_alloc::ServiceAllocState> {
+        self.services.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Builds the allocators from the stored Services if this is the first Service write
+    /// since the start (k8s keeps RangeAllocation objects and repairs them from the Services;
+    /// gantry only rebuilds: docs/decisions.md).
+    async fn service_allocs_ready(&self) -> Result<(), ApiError> {
+        if self.service_state().allocs.is_some() {
+            return Ok(());
+        }
+        let (items, _) = self.list(services(), None, &ListOptions::default()).await?;
+        let mut state = self.service_state();
+        if state.allocs.is_none() {
+            let mut a = service_alloc::ServiceAllocators::new(state.ranges);
+            for svc in &items {
+                a.mark_stored(svc);
+            }
+            state.allocs = Some(a);
+        }
+        Ok(())
+    }
+
+    /// Reserves what a Service write needs (see `ServiceAllocators::allocate`).
+    async fn allocate_service(
+        &self,
+        name: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+        ctx: &RequestContext,
+    ) -> Result<(service_alloc::Allocation, service_alloc::Allocation), ApiError> {
+        self.service_allocs_ready().await?;
+        let mut state = self.service_state();
+        let allocs = state.allocs.as_mut().expect("built above");
+        allocs.allocate(services(), name, obj, old, ctx.random)
+    }
+
+    /// Gives back addresses and ports (a failed write's, or a deleted Service's).
+    fn release_service(&self, a: &service_alloc::Allocation) {
+        if let Some(allocs) = self.service_state().allocs.as_mut() {
+            allocs.release(a);
+        }
+    }
+
+    /// A stored Service is gone: what it held is free again.
+    fn service_deleted(&self, res: &ResourceInfo, obj: &Value) {
+        if is_services(res) {
+            let mut state = self.service_state();
+            if let Some(allocs) = state.allocs.as_mut() {
+                let held = allocs.held_by(obj);
+                allocs.release(&held);
+            }
         }
     }
 
@@ -674,7 +754,13 @@ impl<S: Store> ApiServer<S> {
         address: &str,
         mut next: impl FnMut() -> RequestContext,
     ) -> Result<(), ApiError> {
-        for (res, obj) in kubernetes_service_objects(address) {
+        let first_ip = self.service_ranges().cluster_ips.first().to_string();
+        for (res, mut obj) in kubernetes_service_objects(address) {
+            if is_services(res) {
+                // k8s: the kubernetes Service takes the first address of the service CIDR.
+                obj["spec"]["clusterIP"] = json!(first_ip);
+                obj["spec"]["clusterIPs"] = json!([first_ip]);
+            }
             let ns = obj["metadata"]["namespace"].as_str().map(String::from);
             let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
             match self.create(res, ns.as_deref(), obj.clone(), &next()).await {
@@ -984,20 +1070,32 @@ impl<S: Store> ApiServer<S> {
             self.admit_namespace(res, n, &name).await?;
         }
         let key = key(res, ns, &name)?;
+        let reserved = if is_services(res) {
+            // A Service that exists already is a 409, not a clash of its addresses.
+            if matches!(self.store.get(&key).await, Ok(Some(_))) {
+                return Err(ApiError::already_exists(res, &name));
+            }
+            self.allocate_service(&name, &mut obj, None, ctx).await?.0
+        } else {
+            Default::default()
+        };
         if ctx.dry_run {
             // k8s: a dry run goes through every check, the name's uniqueness included, and
             // stores nothing.
+            self.release_service(&reserved);
             return match self.store.get(&key).await {
                 Ok(Some(_)) => Err(ApiError::already_exists(res, &name)),
                 Ok(None) => Ok(Arc::new(obj)),
                 Err(e) => Err(ApiError::from_store(res, &name, e)),
             };
         }
-        let rev = self
-            .store
-            .create(&key, encode(&obj))
-            .await
-            .map_err(|e| ApiError::from_store(res, &name, e))?;
+        let rev = match self.store.create(&key, encode(&obj)).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                self.release_service(&reserved);
+                return Err(ApiError::from_store(res, &name, e));
+            }
+        };
         object::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
         Ok(self.wrote(&key, rev, obj))
     }
@@ -1069,13 +1167,21 @@ impl<S: Store> ApiServer<S> {
                 self.admit_priority_class(res, object::name(&old), &new)
                     .await?;
             }
+            let (reserved, freed) = if is_services(res) && part == Part::Main {
+                self.allocate_service(name, &mut new, Some(&old), ctx)
+                    .await?
+            } else {
+                Default::default()
+            };
             let bytes = encode(&new);
             // k8s: a no-op update writes nothing. (Stored values are `encode`d, so the stored
             // bytes stand for `old`.)
             if bytes == kv.value {
+                self.release_service(&reserved);
                 return Ok(old);
             }
             if ctx.dry_run {
+                self.release_service(&reserved);
                 object::meta_mut(&mut new)
                     .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                 return Ok(Arc::new(new));
@@ -1085,7 +1191,12 @@ impl<S: Store> ApiServer<S> {
                 && object::finalizers(&new).is_empty()
                 && self.graceful_done(res, &new)
             {
-                return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                let deleted = self.store.delete(&key, Some(kv.mod_revision)).await;
+                if deleted.is_ok() {
+                    self.service_deleted(res, &old);
+                }
+                self.release_service(&reserved);
+                return match deleted {
                     Ok(d) => {
                         self.forget(&key);
                         object::meta_mut(&mut new)
@@ -1101,12 +1212,19 @@ impl<S: Store> ApiServer<S> {
             }
             match self.store.update(&key, bytes, Some(kv.mod_revision)).await {
                 Ok(rev) => {
+                    self.release_service(&freed);
                     object::meta_mut(&mut new)
                         .insert("resourceVersion".into(), json!(rev.to_string()));
                     return Ok(self.wrote(&key, rev, new));
                 }
-                Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => body = new,
-                Err(e) => return Err(ApiError::from_store(res, name, e)),
+                Err(StoreError::Conflict { .. }) if wanted_rv.is_none() => {
+                    self.release_service(&reserved);
+                    body = new;
+                }
+                Err(e) => {
+                    self.release_service(&reserved);
+                    return Err(ApiError::from_store(res, name, e));
+                }
             }
         }
         Err(ApiError::conflict(
@@ -1299,6 +1417,7 @@ impl<S: Store> ApiServer<S> {
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok(d) => {
                         self.forget(&key);
+                        self.service_deleted(res, &obj);
                         object::meta_mut(&mut obj)
                             .insert("resourceVersion".into(), json!(d.revision.to_string()));
                         Ok(Arc::new(obj))

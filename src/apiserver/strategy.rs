@@ -1,6 +1,8 @@
 //! Per-kind rules the generic apiserver applies: status reset on create, defaulting,
 //! validation, and whether `metadata.generation` tracks spec changes.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -161,9 +163,15 @@ pub(crate) fn default_and_validate(
                 validation::replication_controller(errs, rc);
             },
         ),
-        ("", "services") => typed(res, obj, old, |s: &mut core::Service, _, errs| {
+        ("", "services") => typed(res, obj, old, |s: &mut core::Service, old, errs| {
             defaults::service(s);
+            let spec = s.spec.get_or_insert_with(Default::default);
+            let old_spec = old.as_ref().and_then(|o| o.spec.as_ref());
+            prepare_service(spec, old_spec);
             validation::service(errs, s);
+            if let (Some(new), Some(old)) = (s.spec.as_ref(), old_spec) {
+                validation::service_update(errs, new, old);
+            }
         }),
         ("", "namespaces") => typed(res, obj, old, |ns: &mut core::Namespace, _, _| {
             defaults::namespace(ns)
@@ -273,6 +281,106 @@ fn missing_from(path: &str, input: &Value, typed: &Value, out: &mut Vec<String>)
 /// with its status (deploymentStatusStrategy.PrepareForUpdate).
 pub fn status_keeps_annotations(res: &ResourceInfo) -> bool {
     (res.group, res.plural) == ("apps", "deployments")
+}
+
+/// k8s: needsClusterIP (pkg/registry/core/service/strategy.go) — every type but ExternalName.
+fn needs_cluster_ip(s: &k8s_openapi::api::core::v1::ServiceSpec) -> bool {
+    s.type_.as_deref() != Some("ExternalName")
+}
+
+/// k8s: needsNodePort — NodePort and LoadBalancer.
+fn needs_node_port(s: &k8s_openapi::api::core::v1::ServiceSpec) -> bool {
+    matches!(s.type_.as_deref(), Some("NodePort" | "LoadBalancer"))
+}
+
+fn node_ports_of(s: &k8s_openapi::api::core::v1::ServiceSpec) -> BTreeSet<i32> {
+    s.ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.node_port.filter(|n| *n != 0))
+        .collect()
+}
+
+/// What the Service strategy does before validation (k8s: svcStrategy.PrepareForCreate /
+/// PrepareForUpdate): on create, `clusterIP` alone fills `clusterIPs`; on update, values the
+/// client left out are carried over from the stored Service (patchAllocatedValues), the
+/// singular and plural clusterIP fields are reconciled (NormalizeClusterIPs), and fields the
+/// new type does not use are dropped if the client did not change them
+/// (dropTypeDependentFields).
+pub(crate) fn prepare_service(
+    new: &mut k8s_openapi::api::core::v1::ServiceSpec,
+    old: Option<&k8s_openapi::api::core::v1::ServiceSpec>,
+) {
+    let ip = |s: &k8s_openapi::api::core::v1::ServiceSpec| s.cluster_ip.clone().unwrap_or_default();
+    let ips =
+        |s: &k8s_openapi::api::core::v1::ServiceSpec| s.cluster_ips.clone().unwrap_or_default();
+    let Some(old) = old else {
+        if !ip(new).is_empty() && ips(new).is_empty() {
+            new.cluster_ips = Some(vec![ip(new)]);
+        }
+        return;
+    };
+    // patchAllocatedValues
+    if needs_cluster_ip(old) && needs_cluster_ip(new) {
+        if ip(new).is_empty() {
+            new.cluster_ip = old.cluster_ip.clone();
+        }
+        if ips(new).is_empty() && !ips(old).is_empty() {
+            new.cluster_ips = old.cluster_ips.clone();
+        }
+    }
+    if needs_node_port(old) && needs_node_port(new) {
+        let used: BTreeSet<i32> = node_ports_of(old)
+            .intersection(&node_ports_of(new))
+            .copied()
+            .collect();
+        let by_name: BTreeMap<String, i32> = old
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone().unwrap_or_default(), p.node_port.unwrap_or(0)))
+            .collect();
+        for p in new.ports.iter_mut().flatten() {
+            if p.node_port.unwrap_or(0) == 0 {
+                let was = by_name
+                    .get(p.name.as_deref().unwrap_or(""))
+                    .copied()
+                    .unwrap_or(0);
+                if was != 0 && !used.contains(&was) {
+                    p.node_port = Some(was);
+                }
+            }
+        }
+    }
+    // NormalizeClusterIPs
+    if !ips(old).is_empty() && ips(new).is_empty() && ip(old) == ip(new) {
+        new.cluster_ips = old.cluster_ips.clone();
+    }
+    if ip(old) != ip(new) && ips(old) == ips(new) {
+        new.cluster_ips = if !ip(old).is_empty() && ip(new).is_empty() {
+            None
+        } else {
+            Some(vec![ip(new)])
+        };
+    }
+    // dropTypeDependentFields
+    if needs_cluster_ip(old) && !needs_cluster_ip(new) {
+        if ip(old) == ip(new) && ips(old) == ips(new) {
+            new.cluster_ip = None;
+            new.cluster_ips = None;
+        }
+        if old.ip_families == new.ip_families {
+            new.ip_families = None;
+        }
+        if old.ip_family_policy == new.ip_family_policy {
+            new.ip_family_policy = None;
+        }
+    }
+    if needs_node_port(old) && !needs_node_port(new) && node_ports_of(old) == node_ports_of(new) {
+        for p in new.ports.iter_mut().flatten() {
+            p.node_port = None;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -950,3 +950,313 @@ fn deletes_leave_the_garbage_collectors_finalizers_by_policy_and_kind() {
         assert_eq!(got, want, "case {i}");
     }
 }
+
+fn svc_body(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+}
+
+fn field_of(e: &ApiError) -> Vec<String> {
+    e.details
+        .as_ref()
+        .map(|d| d.causes.iter().map(|c| c.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn services_get_cluster_ips_and_node_ports_and_give_them_back() {
+    let mut h = Harness::new();
+    let ranges = service_alloc::ServiceRanges {
+        cluster_ips: service_alloc::Ipv4Cidr::parse("10.0.0.0/29").unwrap(),
+        node_ports: service_alloc::PortRange::parse("30000-30001").unwrap(),
+    };
+    h.api = ApiServer::new(MemStore::default()).with_service_ranges(ranges);
+    now(h.api.bootstrap(|| ctx_at(1, 1_700_000_000))).unwrap();
+    now(h
+        .api
+        .ensure_kubernetes_service("127.0.0.1:6443", || ctx_at(2, 1_700_000_000)))
+    .unwrap();
+    let k = h.get("services", Some("default"), "kubernetes").unwrap();
+    assert_eq!(
+        k["spec"]["clusterIP"],
+        json!("10.0.0.1"),
+        "the first address"
+    );
+
+    // 10.0.0.0/29: 6 addresses, the first taken; 5 Services fit, the sixth does not.
+    let mut ips = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        let s = h
+            .create(
+                "services",
+                Some("default"),
+                svc_body(&format!("s{i}"), json!({"ports": [{"port": 80}]})),
+            )
+            .unwrap();
+        assert_eq!(s["spec"]["ipFamilyPolicy"], json!("SingleStack"));
+        assert_eq!(s["spec"]["clusterIPs"], json!([s["spec"]["clusterIP"]]));
+        assert!(ips.insert(s["spec"]["clusterIP"].as_str().unwrap().to_string()));
+    }
+    assert!(!ips.contains("10.0.0.1"));
+    let full = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("s5", json!({"ports": [{"port": 80}]})),
+        )
+        .unwrap_err();
+    assert_eq!(full.code, 500);
+    assert!(full.message.contains("range is full"), "{}", full.message);
+    // A headless Service needs no address.
+    let headless = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("h", json!({"clusterIP": "None", "ports": [{"port": 80}]})),
+        )
+        .unwrap();
+    assert_eq!(headless["spec"]["clusterIP"], json!("None"));
+
+    // Deleting one frees its address for the next.
+    let gone = h.get("services", Some("default"), "s2").unwrap();
+    h.delete("services", Some("default"), "s2", Default::default())
+        .unwrap();
+    let s5 = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("s5", json!({"ports": [{"port": 80}]})),
+        )
+        .unwrap();
+    assert_eq!(s5["spec"]["clusterIP"], gone["spec"]["clusterIP"]);
+
+    // Update: the clusterIP may not change; left out, it is kept.
+    let mut changed = s5.clone();
+    changed["spec"]["clusterIP"] = json!("10.0.0.6");
+    let e = h
+        .update("services", Some("default"), "s5", changed, Part::Main)
+        .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert_eq!(field_of(&e), vec!["spec.clusterIPs[0]"]);
+    assert!(
+        e.message.contains("may not change once set"),
+        "{}",
+        e.message
+    );
+    let mut omitted = s5.clone();
+    let spec = omitted["spec"].as_object_mut().unwrap();
+    spec.remove("clusterIP");
+    spec.remove("clusterIPs");
+    let kept = h
+        .update("services", Some("default"), "s5", omitted, Part::Main)
+        .unwrap();
+    assert_eq!(kept["spec"]["clusterIP"], s5["spec"]["clusterIP"]);
+
+    // NodePorts: two ports fill the range; ClusterIP again gives them back.
+    let mut np = kept.clone();
+    np["spec"]["type"] = json!("NodePort");
+    np["spec"]["ports"] = json!([{"name": "a", "port": 80}, {"name": "b", "port": 81}]);
+    let np = h
+        .update("services", Some("default"), "s5", np, Part::Main)
+        .unwrap();
+    let mut got: Vec<i64> = np["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["nodePort"].as_i64().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![30000, 30001]);
+    let mut back = np.clone();
+    back["spec"]["type"] = json!("ClusterIP");
+    let back = h
+        .update("services", Some("default"), "s5", back, Part::Main)
+        .unwrap();
+    assert!(back["spec"]["ports"][0].get("nodePort").is_none(), "{back}");
+    h.delete("services", Some("default"), "s0", Default::default())
+        .unwrap();
+    let again = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body(
+                "n",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30001}]}),
+            ),
+        )
+        .unwrap();
+    assert_eq!(again["spec"]["ports"][0]["nodePort"], json!(30001));
+}
+
+#[test]
+fn bad_services_are_refused_naming_the_field() {
+    // (spec, the field the 422 names) — k8s: ValidateService and storage/alloc.go.
+    let cases = [
+        (
+            json!({"ports": [{"port": 80}, {"port": 80}]}),
+            "spec.ports[1].name",
+        ),
+        (
+            json!({"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}),
+            "spec.ports[1]",
+        ),
+        (
+            json!({"ports": [{"name": "a", "port": 80}, {"name": "a", "port": 81}]}),
+            "spec.ports[1].name",
+        ),
+        (
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}),
+            "spec.ports[0].nodePort",
+        ),
+        (
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 70000}]}),
+            "spec.ports[0].nodePort",
+        ),
+        (
+            json!({"ports": [{"port": 80, "nodePort": 30080}]}),
+            "spec.ports[0].nodePort",
+        ),
+        (
+            json!({"clusterIP": "192.168.1.1", "ports": [{"port": 80}]}),
+            "spec.clusterIPs[0]",
+        ),
+        (
+            json!({"clusterIP": "banana", "ports": [{"port": 80}]}),
+            "spec.clusterIPs[0]",
+        ),
+        (
+            json!({"clusterIP": "10.96.0.1", "ports": [{"port": 80}]}),
+            "spec.clusterIPs[0]",
+        ),
+        (
+            json!({"type": "NodePort", "clusterIP": "None", "ports": [{"port": 80}]}),
+            "spec.clusterIPs[0]",
+        ),
+        (
+            json!({"ports": [{"port": 80, "targetPort": "Not_A_Name"}]}),
+            "spec.ports[0].targetPort",
+        ),
+        (
+            json!({"ports": [{"port": 80, "targetPort": 0}]}),
+            "spec.ports[0].targetPort",
+        ),
+        (json!({"type": "ExternalName"}), "spec.externalName"),
+        (
+            json!({"ipFamilies": ["IPv6"], "ports": [{"port": 80}]}),
+            "spec.ipFamilies[0]",
+        ),
+    ];
+    let mut h = Harness::new();
+    now(h
+        .api
+        .ensure_kubernetes_service("127.0.0.1:6443", || ctx_at(2, 1_700_000_000)))
+    .unwrap();
+    for (spec, field) in cases {
+        let e = h
+            .create("services", Some("default"), svc_body("bad", spec.clone()))
+            .unwrap_err();
+        assert_eq!(e.code, 422, "{spec}: {}", e.message);
+        assert!(
+            field_of(&e).iter().any(|f| f == field),
+            "{spec}: {:?} {}",
+            field_of(&e),
+            e.message
+        );
+    }
+    // Good ones: a named targetPort, TCP and UDP on one port, a static clusterIP.
+    for spec in [
+        json!({"ports": [{"port": 80, "targetPort": "http"}]}),
+        json!({"ports": [{"name": "dns", "port": 53}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}]}),
+        json!({"clusterIP": "10.96.0.10", "ports": [{"port": 53}]}),
+    ] {
+        let s = h.create("services", Some("default"), svc_body("good", spec.clone()));
+        assert!(s.is_ok(), "{spec}: {:?}", s.err().map(|e| e.message));
+        h.delete("services", Some("default"), "good", Default::default())
+            .unwrap();
+    }
+}
+
+#[test]
+fn service_type_changes_allocate_and_release_as_upstream() {
+    let mut h = Harness::new();
+    let ranges = service_alloc::ServiceRanges {
+        cluster_ips: service_alloc::Ipv4Cidr::parse("10.0.0.0/30").unwrap(),
+        node_ports: service_alloc::PortRange::parse("30000-30000").unwrap(),
+    };
+    h.api = ApiServer::new(MemStore::default()).with_service_ranges(ranges);
+    now(h.api.bootstrap(|| ctx_at(1, 1_700_000_000))).unwrap();
+    // 10.0.0.0/30 holds two addresses.
+    let a = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("a", json!({"ports": [{"port": 80}]})),
+        )
+        .unwrap();
+    let ext = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body(
+                "ext",
+                json!({"type": "ExternalName", "externalName": "db.example"}),
+            ),
+        )
+        .unwrap();
+    assert!(ext["spec"].get("clusterIP").is_none(), "{ext}");
+    assert!(ext["spec"].get("ipFamilies").is_none(), "{ext}");
+    // ExternalName → ClusterIP allocates (the last address).
+    let mut to_ip = ext.clone();
+    to_ip["spec"]["type"] = json!("ClusterIP");
+    to_ip["spec"]["ports"] = json!([{"port": 53}]);
+    let to_ip = h
+        .update("services", Some("default"), "ext", to_ip, Part::Main)
+        .unwrap();
+    assert!(to_ip["spec"]["clusterIP"]
+        .as_str()
+        .is_some_and(|ip| ip.starts_with("10.0.0.")));
+    assert_ne!(to_ip["spec"]["clusterIP"], a["spec"]["clusterIP"]);
+    let full = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("b", json!({"ports": [{"port": 80}]})),
+        )
+        .unwrap_err();
+    assert!(full.message.contains("range is full"), "{}", full.message);
+    // ClusterIP → ExternalName drops the address and frees it.
+    let mut back = to_ip.clone();
+    back["spec"]["type"] = json!("ExternalName");
+    let back = h
+        .update("services", Some("default"), "ext", back, Part::Main)
+        .unwrap();
+    assert!(back["spec"].get("clusterIP").is_none(), "{back}");
+    let b = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("b", json!({"ports": [{"port": 80}]})),
+        )
+        .unwrap();
+    assert_eq!(b["spec"]["clusterIP"], to_ip["spec"]["clusterIP"]);
+    // A dry run holds nothing.
+    h.delete("services", Some("default"), "b", Default::default())
+        .unwrap();
+    let mut ctx = h.ctx();
+    ctx.dry_run = true;
+    let dry = now(h.api.create(
+        res("services"),
+        Some("default"),
+        svc_body("c", json!({"type": "NodePort", "ports": [{"port": 80}]})),
+        &ctx,
+    ))
+    .unwrap();
+    assert_eq!(dry["spec"]["ports"][0]["nodePort"], json!(30000));
+    let real = h
+        .create(
+            "services",
+            Some("default"),
+            svc_body("c", json!({"type": "NodePort", "ports": [{"port": 80}]})),
+        )
+        .unwrap();
+    assert_eq!(real["spec"]["ports"][0]["nodePort"], json!(30000));
+}

@@ -55,6 +55,14 @@ pub struct ServerArgs {
     /// (k8s: --default-unreachable-toleration-seconds).
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// The IPv4 CIDR Service ClusterIPs are allocated from; the `default/kubernetes` Service
+    /// gets its first address (k8s: kube-apiserver --service-cluster-ip-range).
+    #[arg(long, default_value = gantry::apiserver::service_alloc::DEFAULT_SERVICE_CIDR)]
+    service_cluster_ip_range: String,
+    /// The ports NodePort Services are allocated from, `first-last` (k8s: kube-apiserver
+    /// --service-node-port-range).
+    #[arg(long, default_value = gantry::apiserver::service_alloc::DEFAULT_NODE_PORT_RANGE)]
+    service_node_port_range: String,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -95,6 +103,13 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
             data_dir: data_dir.clone(),
         },
     };
+    use gantry::apiserver::service_alloc::{Ipv4Cidr, PortRange, ServiceRanges};
+    let ranges = ServiceRanges {
+        cluster_ips: Ipv4Cidr::parse(&args.service_cluster_ip_range)
+            .map_err(|e| format!("--service-cluster-ip-range: {e}"))?,
+        node_ports: PortRange::parse(&args.service_node_port_range)
+            .map_err(|e| format!("--service-node-port-range: {e}"))?,
+    };
     let store = Backend::open(&backend).await.map_err(|e| e.to_string())?;
     let described = store.describe();
     let listener = std::net::TcpListener::bind(&args.listen)
@@ -104,7 +119,7 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot read the listening address: {e}"))?
         .to_string();
     let state = State::new(
-        ApiServer::new(store),
+        ApiServer::new(store).with_service_ranges(ranges),
         Config {
             max_body_bytes: args.max_body_bytes,
             address: address.clone(),

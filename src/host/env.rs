@@ -181,12 +181,15 @@ fn resource_field(
     Ok(((milli + div - 1) / div).to_string())
 }
 
-/// The container's environment in order, and with `$(VAR)` expanded.
+/// The container's environment in order, and with `$(VAR)` expanded, then the Service
+/// variables it does not set itself. k8s: makeEnvironmentVariables — `$(VAR)` in an env value
+/// may name a Service variable, and envFrom and env win over them.
 pub async fn container_env(
     api: &Rc<dyn ApiClient>,
     ctx: &PodContext<'_>,
     container: &Container,
     node_allocatable: &BTreeMap<String, String>,
+    service_env: &[(String, String)],
 ) -> Result<Vec<(String, String)>, StartError> {
     let namespace = ctx.pod.metadata.namespace.clone().unwrap_or_default();
     let mut sources = Sources {
@@ -195,6 +198,7 @@ pub async fn container_env(
         config_maps: BTreeMap::new(),
         secrets: BTreeMap::new(),
     };
+    let services: BTreeMap<String, String> = service_env.iter().cloned().collect();
     let mut order: Vec<String> = Vec::new();
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let mut set = |k: String, v: String, env: &mut BTreeMap<String, String>| {
@@ -230,7 +234,12 @@ pub async fn container_env(
     }
     for var in container.env.iter().flatten() {
         let value = match &var.value_from {
-            None => expand(var.value.as_deref().unwrap_or(""), &env),
+            None => {
+                // k8s: MappingFuncFor(tmpEnv, serviceEnv) — the container's own first.
+                let mut vars = services.clone();
+                vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                expand(var.value.as_deref().unwrap_or(""), &vars)
+            }
             Some(from) => {
                 if let Some(f) = &from.field_ref {
                     field(ctx, &f.field_path)?
@@ -282,12 +291,21 @@ pub async fn container_env(
         };
         set(var.name.clone(), value, &mut env);
     }
-    Ok(order
+    let own: Vec<(String, String)> = order
         .into_iter()
         .map(|k| {
             let v = env.get(&k).cloned().unwrap_or_default();
             (k, v)
         })
+        .collect();
+    Ok(own
+        .into_iter()
+        .chain(
+            service_env
+                .iter()
+                .filter(|(k, _)| !env.contains_key(k))
+                .cloned(),
+        )
         .collect())
 }
 

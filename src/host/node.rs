@@ -54,7 +54,12 @@ fn pod_ref(pod: &Pod) -> PodRef {
 }
 
 impl NodeRuntime {
-    fn start(&self, pod: Arc<Pod>, container: Container) -> LocalBoxFuture<'static, RuntimeResult> {
+    fn start(
+        &self,
+        pod: Arc<Pod>,
+        container: Container,
+        service_env: Vec<(String, String)>,
+    ) -> LocalBoxFuture<'static, RuntimeResult> {
         let runtime = self.runtime.clone();
         let api = self.api.clone();
         let root = self.root.clone();
@@ -73,7 +78,7 @@ impl NodeRuntime {
                     pod_ip: &ip,
                     host_ip: &host_ip,
                 };
-                let env = container_env(&api, &ctx, &container, &allocatable).await?;
+                let env = container_env(&api, &ctx, &container, &allocatable, &service_env).await?;
                 let mounts = volumes::prepare(&api, &root, &pod, &container).await?;
                 // k8s: $(VAR) in command and args expands from the container's env.
                 let vars: BTreeMap<String, String> = env.iter().cloned().collect();
@@ -201,7 +206,11 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String
 impl RuntimeHost for NodeRuntime {
     fn run(&self, op: RuntimeOp) -> LocalBoxFuture<'static, RuntimeResult> {
         match op {
-            RuntimeOp::Start { pod, container } => self.start(pod, *container),
+            RuntimeOp::Start {
+                pod,
+                container,
+                service_env,
+            } => self.start(pod, *container, service_env),
             RuntimeOp::Stop {
                 container_id,
                 grace_seconds,

@@ -4,6 +4,7 @@
 //! it reports. k8s: pkg/kubelet (reference §3.1, §4)
 
 pub mod backoff;
+pub mod envvars;
 pub mod probe;
 #[cfg(feature = "server")]
 pub mod runtime;
@@ -197,6 +198,9 @@ pub struct Kubelet {
     tick_armed: Option<Time>,
     /// A node status write is in flight (one at a time).
     status_report_pending: bool,
+    /// The Services with a ClusterIP, for the env vars of containers that start (k8s: the
+    /// kubelet's service informer).
+    services: envvars::Services,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -216,6 +220,7 @@ impl Kubelet {
             api: BTreeMap::new(),
             final_deletes: BTreeMap::new(),
             next_id: 1,
+            services: envvars::Services::default(),
             registered: false,
             lease: None,
             lease_failures: 0,
@@ -604,7 +609,9 @@ impl Kubelet {
                             true
                         }
                     }
-                    Run::Waiting { .. } if c.last.is_none() => true,
+                    // k8s: getServiceEnvVarMap — no container starts before the Services
+                    // were listed once (its env vars would be missing).
+                    Run::Waiting { .. } if c.last.is_none() => self.services.synced,
                     Run::Waiting { .. } | Run::Terminated(_) => {
                         let t = match &c.run {
                             Run::Terminated(t) => t.clone(),
@@ -666,6 +673,14 @@ impl Kubelet {
                         RuntimeOp::Start {
                             pod: pod.clone(),
                             container: Box::new(c.spec.clone()),
+                            // k8s: enableServiceLinks defaults to true.
+                            service_env: self.services.env_for(
+                                pod.metadata.namespace.as_deref().unwrap_or(""),
+                                pod.spec
+                                    .as_ref()
+                                    .and_then(|s| s.enable_service_links)
+                                    .unwrap_or(true),
+                            ),
                         },
                     ));
                 }
@@ -1257,6 +1272,9 @@ impl Component for Kubelet {
 
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
+            // k8s: the kubelet's service informer, for the Service env vars (listed first, so
+            // that the pods already bound find it synced).
+            WatchSpec::all(res("", "services")),
             WatchSpec {
                 resource: res("", "pods"),
                 field_selector: Some(format!("spec.nodeName={}", self.config.name)),
@@ -1296,6 +1314,19 @@ impl Component for Kubelet {
                 if event.type_ != crate::apiserver::EventType::Deleted {
                     self.on_own_node(&event.object, now, out);
                 }
+            }
+            Input::Listed {
+                resource, items, ..
+            } if resource == res("", "services") => {
+                let first = !self.services.synced;
+                self.services.replace(&items);
+                if first {
+                    // Containers held back for the first list can start now.
+                    touched = self.states.keys().cloned().collect();
+                }
+            }
+            Input::Watched { resource, event } if resource == res("", "services") => {
+                self.services.apply(event.type_, &event.object)
             }
             Input::Listed {
                 items, revision, ..
@@ -1405,6 +1436,68 @@ mod tests {
     }
 
     type Case = (&'static str, Option<Arc<Pod>>, Option<Arc<Pod>>, bool);
+
+    #[test]
+    fn containers_wait_for_the_first_service_list_and_get_their_env() {
+        let starts = |out: &[Effect]| -> Vec<Vec<(String, String)>> {
+            out.iter()
+                .filter_map(|e| match e {
+                    Effect::Runtime {
+                        op: RuntimeOp::Start { service_env, .. },
+                        ..
+                    } => Some(service_env.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut k = Kubelet::new(NodeConfig::new("n1"));
+        let mut rng = rand::rngs::mock::StepRng::new(1, 1);
+        let now = Time::ZERO + std::time::Duration::from_secs(1);
+        let mut bound = json!({"metadata": {"name": "p", "namespace": "team", "uid": "u1"},
+                               "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "server"}]},
+                               "status": {"phase": "Pending"}});
+        bound["spec"]["enableServiceLinks"] = json!(true);
+        let mut out = Vec::new();
+        k.step(
+            now,
+            Input::Listed {
+                resource: res("", "pods"),
+                items: vec![bound],
+                revision: 5,
+            },
+            &mut rng,
+            &mut out,
+        );
+        assert!(
+            starts(&out).is_empty(),
+            "no start before the Services are listed"
+        );
+        let mut out = Vec::new();
+        k.step(
+            now,
+            Input::Listed {
+                resource: res("", "services"),
+                items: vec![
+                    json!({"metadata": {"namespace": "team", "name": "db"},
+                           "spec": {"clusterIP": "10.96.0.7", "ports": [{"port": 5432, "protocol": "TCP"}]}}),
+                    json!({"metadata": {"namespace": "other", "name": "x"},
+                           "spec": {"clusterIP": "10.96.0.8", "ports": [{"port": 80}]}}),
+                ],
+                revision: 5,
+            },
+            &mut rng,
+            &mut out,
+        );
+        let started = starts(&out);
+        assert_eq!(started.len(), 1, "{out:?}");
+        let env: BTreeMap<String, String> = started[0].iter().cloned().collect();
+        assert_eq!(
+            env.get("DB_SERVICE_HOST").map(String::as_str),
+            Some("10.96.0.7")
+        );
+        assert_eq!(env.get("DB_SERVICE_PORT").map(String::as_str), Some("5432"));
+        assert!(!env.contains_key("X_SERVICE_HOST"), "another namespace's");
+    }
 
     #[test]
     fn only_changes_beyond_the_status_reach_the_pod_sync() {

@@ -151,7 +151,7 @@ impl ScriptedRuntime {
 
     pub fn run(&mut self, op: &RuntimeOp, now: Time) -> Outcome {
         match op {
-            RuntimeOp::Start { pod, container } => {
+            RuntimeOp::Start { pod, container, .. } => {
                 let m = &pod.metadata;
                 let empty = BTreeMap::new();
                 let pod_labels = m.labels.as_ref().unwrap_or(&empty);
@@ -318,6 +318,7 @@ mod tests {
         RuntimeOp::Start {
             pod: std::sync::Arc::new(p),
             container: Box::new(c),
+            service_env: Vec::new(),
         }
     }
 
@@ -363,7 +364,7 @@ mod tests {
     }
 
     fn start_on(pod: &str, node: &str, container: &str) -> RuntimeOp {
-        let RuntimeOp::Start { pod, container } = start(pod, &[], container, "img") else {
+        let RuntimeOp::Start { pod, container, .. } = start(pod, &[], container, "img") else {
             unreachable!()
         };
         let mut p = (*pod).clone();
@@ -374,6 +375,7 @@ mod tests {
         RuntimeOp::Start {
             pod: std::sync::Arc::new(p),
             container,
+            service_env: Vec::new(),
         }
     }
 

@@ -129,6 +129,11 @@ impl GantryServer {
         Self::launch(dir, &["--no-node"])
     }
 
+    /// A server on an existing data directory with these arguments.
+    pub fn start_in_with(dir: tempfile::TempDir, args: &[&str]) -> GantryServer {
+        Self::launch(dir, args)
+    }
+
     /// The same, with its node agent again (a restart of the whole machine's agent).
     pub fn start_in_with_node(dir: tempfile::TempDir, node: &str, extra: &[&str]) -> GantryServer {
         let mut args = vec!["--node-name", node, "--kubelet-port", "0"];
