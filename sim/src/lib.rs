@@ -5,3 +5,4 @@ pub mod memory;
 pub mod scenario;
 pub mod sim;
 pub mod trace;
+pub mod traffic;

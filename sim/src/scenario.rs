@@ -155,6 +155,23 @@ pub struct Step {
     /// A namespace is deleted (as `kubectl delete namespace`): the namespace controller empties
     /// it, then it goes.
     pub delete_namespace: Option<String>,
+    /// A stream of requests from a node to a Service, through that node's kube-proxy.
+    pub traffic: Option<Traffic>,
+}
+
+/// `traffic: {service: web, from: node-1, every: 100ms, duration: 60s}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    pub service: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    /// The Service port's name (absent: its single unnamed port).
+    pub port: Option<String>,
+    /// The node the requests leave from.
+    pub from: String,
+    pub every: Dur,
+    pub duration: Dur,
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,6 +384,12 @@ pub struct Check {
     pub ready_endpoints: Option<usize>,
     /// A namespace that no longer exists (the check holds once it is gone).
     pub namespace_gone: Option<String>,
+    /// A Service's requests (from `traffic` steps) since `after`: how many failed, and how
+    /// many distinct pods served them.
+    pub traffic: Option<String>,
+    pub failed_at_least: Option<usize>,
+    pub failed_at_most: Option<usize>,
+    pub served_by: Option<usize>,
     /// With `runningPods`: exactly this many of them on each node (unlisted nodes: none).
     pub nodes: Option<BTreeMap<String, usize>>,
     /// With `runningPods`: exactly this many in each zone (by the node's
@@ -521,13 +544,31 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             step.rollout_undo.is_some(),
             step.delete.is_some(),
             step.delete_namespace.is_some(),
+            step.traffic.is_some(),
         ];
         let line = item_line(text, "timeline", i);
         if actions.iter().filter(|a| **a).count() != 1 {
             return Err(err(
                 line,
-                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash, setImage, rolloutUndo, delete, deleteNamespace"),
+                format!("timeline[{i}]: each step needs exactly one of kill, restart, partition, heal, scale, apply, storeOutage, storeSlow, restartApiserver, network, crash, setImage, rolloutUndo, delete, deleteNamespace, traffic"),
             ));
+        }
+        if let Some(t) = &step.traffic {
+            if !names.contains(&t.from) {
+                return Err(err(
+                    line,
+                    format!(
+                        "timeline[{i}].traffic.from: there is no node named {:?}",
+                        t.from
+                    ),
+                ));
+            }
+            if t.every.0.is_zero() {
+                return Err(err(
+                    line,
+                    format!("timeline[{i}].traffic.every: must be more than 0"),
+                ));
+            }
         }
         if let Some(sc) = &step.scale {
             if sc.replicaset.is_some() == sc.deployment.is_some() {
@@ -630,6 +671,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
             check.pods.is_some(),
             check.endpoints.is_some(),
             check.namespace_gone.is_some(),
+            check.traffic.is_some(),
         ]
         .iter()
         .filter(|k| **k)
@@ -637,7 +679,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ScenarioError> {
         if subjects != 1 {
             return Err(err(
                 line,
-                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods, pods, endpoints, namespaceGone"),
+                format!("expectations[{i}]: check exactly one of replicaset, deployment, node, runningPods, pods, endpoints, namespaceGone, traffic"),
             ));
         }
         if let Some(sel) = &check.pods {

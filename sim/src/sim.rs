@@ -67,6 +67,8 @@ enum Event {
     Rewatch(usize),
     StoreBack,
     StoreFast,
+    /// The next request of a `traffic` stream.
+    Request(usize),
     ApiserverUp,
     Check,
 }
@@ -75,6 +77,8 @@ struct Slot {
     component: Box<dyn Component>,
     alive: bool,
     node: Option<String>,
+    /// A node's kube-proxy (only for nodes that send `traffic`), not its kubelet.
+    proxy: bool,
 }
 
 /// The host side of one component's informer: what a reflector keeps.
@@ -240,6 +244,10 @@ pub struct Sim {
     apiserver_down: Option<Time>,
     invariants: Invariants,
     tallies: BTreeMap<String, Tally>,
+    /// The kube-proxy cores of the nodes that send traffic, by node.
+    proxies: BTreeMap<String, std::rc::Rc<std::cell::RefCell<gantry::proxy::Proxy>>>,
+    streams: Vec<crate::traffic::Stream>,
+    traffic: crate::traffic::Log,
     trace: Trace,
     notable: Vec<String>,
     exit_after: bool,
@@ -361,6 +369,9 @@ impl Sim {
             apiserver_down: None,
             invariants: Invariants::default(),
             tallies,
+            proxies: BTreeMap::new(),
+            streams: Vec::new(),
+            traffic: crate::traffic::Log::default(),
             trace: Trace::default(),
             notable: Vec::new(),
             exit_after: false,
@@ -425,6 +436,7 @@ impl Sim {
             component,
             alive: true,
             node,
+            proxy: false,
         });
         for spec in self.slots[slot].component.watches() {
             self.add_informer(slot, spec);
@@ -896,7 +908,89 @@ impl Sim {
     fn kubelet_for(&self, node: &str) -> Option<usize> {
         self.slots
             .iter()
-            .position(|s| s.alive && s.node.as_deref() == Some(node))
+            .position(|s| s.alive && !s.proxy && s.node.as_deref() == Some(node))
+    }
+
+    /// Starts `node`'s kube-proxy if a `traffic` step sends from it.
+    fn add_proxy(&mut self, node: &str) {
+        let sends = self
+            .loaded
+            .scenario
+            .timeline
+            .iter()
+            .any(|s| s.traffic.as_ref().is_some_and(|t| t.from == node));
+        if !sends {
+            return;
+        }
+        let (shared, core) = crate::traffic::SharedProxy::new(node);
+        self.proxies.insert(node.to_string(), core);
+        let slot = self.slots.len();
+        self.add(Box::new(shared), Some(node.to_string()));
+        self.slots[slot].proxy = true;
+    }
+
+    /// One request of stream `i`: the sending node's kube-proxy picks a backend; the request
+    /// succeeds if that pod's node is up and reachable.
+    fn request(&mut self, i: usize) {
+        let stream = self.streams[i].clone();
+        if self.now > stream.until {
+            return;
+        }
+        self.at(self.now + stream.every, Event::Request(i));
+        let from_up = self.kubelet_for(&stream.from).is_some();
+        let Some(core) = self.proxies.get(&stream.from).cloned().filter(|_| from_up) else {
+            return;
+        };
+        let service = format!("{}/{}", stream.key.namespace, stream.key.name);
+        let picked = core
+            .borrow_mut()
+            .pick(&stream.key, &stream.from, self.now, &mut self.rng);
+        let (pod, ok, why) = match picked {
+            None => (None, false, "refused: no endpoints".to_string()),
+            Some(b) => {
+                let found = self.feeds.get(resource("", "pods")).and_then(|f| {
+                    f.cacher
+                        .objects()
+                        .filter(|p| p["status"]["podIP"] == b.ip.as_str())
+                        .min_by_key(|p| !p["metadata"]["deletionTimestamp"].is_null())
+                        .map(|p| {
+                            (
+                                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+                            )
+                        })
+                });
+                match found {
+                    None => (None, false, format!("{b}: no pod there")),
+                    Some((pod, node)) => {
+                        let up = self.kubelet_for(&node).is_some();
+                        let reachable = !self.partitioned.contains(&node);
+                        let ok = up && reachable;
+                        let why = match (up, reachable) {
+                            (true, true) => format!("{b} ({pod} on {node})"),
+                            (false, _) => format!("{b} ({pod} on {node}): node down, timed out"),
+                            (true, false) => {
+                                format!("{b} ({pod} on {node}): node cut off, timed out")
+                            }
+                        };
+                        (Some(pod), ok, why)
+                    }
+                }
+            }
+        };
+        let verdict = if ok { "ok" } else { "failed" };
+        self.trace.line(
+            self.now,
+            &format!("traffic/{}", stream.from),
+            "request",
+            json!(format!("{service} → {why}: {verdict}")),
+        );
+        self.traffic.requests.push(crate::traffic::Request {
+            at: self.now,
+            service,
+            pod,
+            ok,
+        });
     }
 
     /// The node crashes: its kubelet, its watches and its containers vanish.
@@ -905,6 +999,24 @@ impl Sim {
             return;
         };
         self.slots[slot].alive = false;
+        // Its kube-proxy goes with it (the informers of a dead slot stop below).
+        let proxy = self
+            .slots
+            .iter()
+            .position(|s| s.alive && s.proxy && s.node.as_deref() == Some(node));
+        if let Some(p) = proxy {
+            self.slots[p].alive = false;
+            self.proxies.remove(node);
+            for i in 0..self.informers.len() {
+                if self.informers[i].slot == p {
+                    let res = self.informers[i].resource;
+                    if let Some(feed) = self.feeds.get_mut(res) {
+                        feed.cacher.unwatch(i as u64);
+                    }
+                    self.informers[i].watching = false;
+                }
+            }
+        }
         // The node's pod sandboxes are gone: their addresses are free (its pods get new ones
         // when a restarted kubelet starts them again).
         self.runtime.node_down(node);
@@ -1036,6 +1148,7 @@ impl Sim {
                     .expect("validated");
                 let config = node_config(&self.loaded.nodes[pos], pos);
                 self.add(Box::new(Kubelet::new(config)), Some(node.clone()));
+                self.add_proxy(&node);
             }
             self.note(format!("restart node {node}"));
         }
@@ -1150,6 +1263,31 @@ impl Sim {
         if let Some((pods, count, code)) = crash {
             let r = self.crash_pods(&pods, count, code);
             self.note(r);
+        }
+        let traffic =
+            self.loaded.scenario.timeline[i]
+                .traffic
+                .as_ref()
+                .map(|t| crate::traffic::Stream {
+                    key: gantry::proxy::ServicePortKey {
+                        namespace: t.namespace.clone(),
+                        name: t.service.clone(),
+                        port: t.port.clone().unwrap_or_default(),
+                    },
+                    from: t.from.clone(),
+                    every: t.every.0,
+                    until: self.now + t.duration.0,
+                });
+        if let Some(stream) = traffic {
+            self.note(format!(
+                "traffic to {} from {} every {:?} until {:?}",
+                stream.key,
+                stream.from,
+                stream.every,
+                stream.until.since(EPOCH)
+            ));
+            self.streams.push(stream);
+            self.at(self.now, Event::Request(self.streams.len() - 1));
         }
         let doomed_ns = self.loaded.scenario.timeline[i].delete_namespace.clone();
         if let Some(ns) = doomed_ns {
@@ -1419,6 +1557,18 @@ impl Sim {
                 format!("{n} pods{what}"),
             );
         }
+        if let Some(svc) = &c.traffic {
+            let after = EPOCH + c.after.map(|d| d.0).unwrap_or_default();
+            let service = format!("{}/{svc}", c.namespace);
+            let (failed, ok, pods) = self.traffic.since(&service, after);
+            let holds = c.failed_at_least.is_none_or(|n| failed >= n)
+                && c.failed_at_most.is_none_or(|n| failed <= n)
+                && c.served_by.is_none_or(|n| pods == n);
+            return (
+                holds,
+                format!("{service}: {failed} failed, {ok} served by {pods} pods"),
+            );
+        }
         if let Some(ns) = &c.namespace_gone {
             let phase = self
                 .cached(resource("", "namespaces"), None, ns)
@@ -1594,6 +1744,11 @@ impl Sim {
                 spec.name.clone(),
             );
         }
+        for spec in &nodes {
+            if let Some(name) = &spec.name {
+                self.add_proxy(name);
+            }
+        }
         self.add(Box::new(Scheduler::new()), None);
         self.add(Box::new(ReplicaSetController::new()), None);
         self.add(
@@ -1684,6 +1839,7 @@ impl Sim {
                 }
                 Event::Step(i) => self.apply_step(i),
                 Event::Rewatch(i) => self.rewatch(i),
+                Event::Request(i) => self.request(i),
                 Event::StoreBack => {
                     self.api.store().resume();
                     self.note("store back".into());
@@ -1743,6 +1899,18 @@ fn describe(c: &Check) -> String {
     }
     if let Some(n) = &c.namespace_gone {
         parts.push(format!("namespaceGone {n}"));
+    }
+    if let Some(t) = &c.traffic {
+        parts.push(format!("traffic {}/{t}", c.namespace));
+    }
+    for (k, v) in [
+        ("failedAtLeast", c.failed_at_least),
+        ("failedAtMost", c.failed_at_most),
+        ("servedBy", c.served_by),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v}"));
+        }
     }
     for (k, v) in [
         ("replicas", c.replicas),

@@ -123,6 +123,16 @@ fn bad_scenarios_name_the_key_and_line() {
             "bad.yaml:",
             "expectations[0].nodes: there is no node named \"n9\"",
         ),
+        (
+            format!("{base}timeline:\n  - at: 10s\n    traffic: {{service: web, from: n9, every: 1s, duration: 5s}}\n"),
+            "bad.yaml:6:",
+            "timeline[0].traffic.from: there is no node named \"n9\"",
+        ),
+        (
+            format!("{base}timeline:\n  - at: 10s\n    traffic: {{service: web, from: n1, every: 0s, duration: 5s}}\n"),
+            "bad.yaml:6:",
+            "timeline[0].traffic.every: must be more than 0",
+        ),
     ];
     for (text, location, message) in cases {
         let e = parse_err(&text);
