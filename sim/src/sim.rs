@@ -993,33 +993,9 @@ impl Sim {
         });
     }
 
-    /// The node crashes: its kubelet, its watches and its containers vanish.
-    fn kill(&mut self, node: &str) {
-        let Some(slot) = self.kubelet_for(node) else {
-            return;
-        };
+    /// A component stops: it gets nothing more and its watches end.
+    fn stop_slot(&mut self, slot: usize) {
         self.slots[slot].alive = false;
-        // Its kube-proxy goes with it (the informers of a dead slot stop below).
-        let proxy = self
-            .slots
-            .iter()
-            .position(|s| s.alive && s.proxy && s.node.as_deref() == Some(node));
-        if let Some(p) = proxy {
-            self.slots[p].alive = false;
-            self.proxies.remove(node);
-            for i in 0..self.informers.len() {
-                if self.informers[i].slot == p {
-                    let res = self.informers[i].resource;
-                    if let Some(feed) = self.feeds.get_mut(res) {
-                        feed.cacher.unwatch(i as u64);
-                    }
-                    self.informers[i].watching = false;
-                }
-            }
-        }
-        // The node's pod sandboxes are gone: their addresses are free (its pods get new ones
-        // when a restarted kubelet starts them again).
-        self.runtime.node_down(node);
         for i in 0..self.informers.len() {
             if self.informers[i].slot == slot {
                 let res = self.informers[i].resource;
@@ -1029,6 +1005,25 @@ impl Sim {
                 self.informers[i].watching = false;
             }
         }
+    }
+
+    /// The node crashes: its kubelet (and kube-proxy), its watches and its containers vanish.
+    fn kill(&mut self, node: &str) {
+        let Some(slot) = self.kubelet_for(node) else {
+            return;
+        };
+        self.stop_slot(slot);
+        let proxy = self
+            .slots
+            .iter()
+            .position(|s| s.alive && s.proxy && s.node.as_deref() == Some(node));
+        if let Some(p) = proxy {
+            self.stop_slot(p);
+            self.proxies.remove(node);
+        }
+        // The node's pod sandboxes are gone: their addresses are free (its pods get new ones
+        // when a restarted kubelet starts them again).
+        self.runtime.node_down(node);
         let gone: Vec<String> = self
             .owner
             .iter()
