@@ -68,6 +68,12 @@ impl Ipv4Cidr {
         Ipv4Addr::from(self.network + 1)
     }
 
+    /// The cluster DNS Service's address: the range's tenth (kubeadm's convention, 10.96.0.10
+    /// in the default range), if the range has one.
+    pub fn dns(&self) -> Option<Ipv4Addr> {
+        (self.size() >= 10).then(|| self.at(9))
+    }
+
     fn at(&self, index: u32) -> Ipv4Addr {
         Ipv4Addr::from(self.network + 1 + index)
     }

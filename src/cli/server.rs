@@ -63,6 +63,11 @@ pub struct ServerArgs {
     /// --service-node-port-range).
     #[arg(long, default_value = gantry::apiserver::service_alloc::DEFAULT_NODE_PORT_RANGE)]
     service_node_port_range: String,
+    /// Where the cluster DNS answers (UDP `ip:port`, or `none`). By default the
+    /// `kube-system/kube-dns` Service's ClusterIP (the service range's tenth address) on port
+    /// 53, added to `lo`; without the privilege for that, a loopback port (logged).
+    #[arg(long)]
+    cluster_dns: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -125,6 +130,7 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
             address: address.clone(),
             watch_history: args.watch_history,
             bookmark_interval: std::time::Duration::from_secs(args.watch_bookmark_seconds.max(1)),
+            cluster_dns: args.cluster_dns.as_deref() != Some("none"),
             ..Config::default()
         },
     );
@@ -147,6 +153,26 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         &state,
         std::time::Duration::from_secs(args.node_monitor_grace_seconds.max(1)),
     );
+    let dns = match args.cluster_dns.as_deref() {
+        Some("none") => None,
+        Some(a) => {
+            let addr = a
+                .parse()
+                .map_err(|e| format!("--cluster-dns {a:?}: not ip:port ({e})"))?;
+            Some(gantry::host::dns::bind(addr, false).map_err(|e| format!("--cluster-dns: {e}"))?)
+        }
+        None => match ranges.cluster_ips.dns() {
+            Some(ip) => Some(gantry::host::dns::bind((ip, 53).into(), true)?),
+            None => None,
+        },
+    };
+    let dns_added = dns.as_ref().and_then(|d| d.added());
+    if let Some(dns) = dns {
+        tracing::info!("cluster DNS serving udp {} for cluster.local", dns.addr);
+        println!("cluster DNS on udp {}", dns.addr);
+        let api = Rc::new(http::inprocess::InProcessApi(state.clone())) as Rc<dyn ApiClient>;
+        gantry::host::dns::start(dns.socket, api, state.ctx().random)?;
+    }
     let node = if args.no_node {
         None
     } else {
@@ -211,5 +237,6 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
     if let Some(node) = node {
         node.stop().await;
     }
+    gantry::host::dns::DnsSocket::close(dns_added);
     served
 }
