@@ -167,6 +167,12 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         },
     };
     let dns_added = dns.as_ref().and_then(|d| d.added());
+    // Containers can be pointed only at a non-loopback address on port 53 (resolv.conf
+    // names no port).
+    let dns_for_pods = dns
+        .as_ref()
+        .filter(|d| d.addr.port() == 53 && !d.addr.ip().is_loopback())
+        .map(|d| d.addr.ip().to_string());
     if let Some(dns) = dns {
         tracing::info!("cluster DNS serving udp {} for cluster.local", dns.addr);
         println!("cluster DNS on udp {}", dns.addr);
@@ -178,7 +184,8 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
     } else {
         // The node is reached where the server is (loopback unless it listens elsewhere).
         let ip = listener_ip(&address);
-        let opts = args.node.options(&data_dir, ip)?;
+        let mut opts = args.node.options(&data_dir, ip)?;
+        opts.cluster_dns = dns_for_pods;
         let state = state.clone();
         let seed = state.ctx().random;
         let agent = gantry::host::node::start(
