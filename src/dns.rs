@@ -295,6 +295,11 @@ impl ClusterDns {
 
     /// The response to the datagram `msg`, if it deserves one.
     pub fn answer(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        self.answer_within(msg, UDP_LIMIT)
+    }
+
+    /// The response to `msg`, truncated past `limit` bytes (512 for UDP, 65535 for TCP).
+    pub fn answer_within(&self, msg: &[u8], limit: usize) -> Option<Vec<u8>> {
         let q = match parse_query(msg) {
             Ok(q) => q,
             Err(Some(id)) => return Some(format_error(id)),
@@ -310,7 +315,7 @@ impl ClusterDns {
             l.rcode,
             &l.answers,
             &l.additional,
-            UDP_LIMIT,
+            limit,
         ))
     }
 

@@ -1,7 +1,8 @@
 //! Cluster DNS served by `gantry server` (issue 7): A records for Services (the ClusterIP, or a
 //! headless Service's ready pod IPs), SRV for named ports, NXDOMAIN for unknown names, REFUSED
 //! outside the cluster domain, and the kube-system/kube-dns Service `kubectl cluster-info`
-//! lists. Queries go over UDP from a tiny client built on the server's own codec.
+//! lists. Queries go over UDP (and one over TCP) from a tiny client built on the server's own
+//! codec.
 #![cfg(feature = "server")]
 
 mod common;
@@ -130,6 +131,27 @@ fn query(dns: &str, name: &str, qtype: u16) -> Answer {
     panic!("no DNS answer from {dns} for {name}");
 }
 
+/// The same over TCP (each message prefixed with its length).
+fn query_tcp(dns: &str, name: &str, qtype: u16) -> Answer {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(dns).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let q = encode_query(0x4243, name, qtype);
+    let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+    msg.extend_from_slice(&q);
+    conn.write_all(&msg).unwrap();
+    let mut len = [0u8; 2];
+    conn.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..2],
+        &[0x42, 0x43],
+        "the answer carries the query's id"
+    );
+    parse(&buf)
+}
+
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -154,6 +176,12 @@ fn cluster_dns_answers_for_services_and_headless_pods() {
     });
     assert_eq!(web.rcode, RCODE_NOERROR);
     assert_eq!(web.a, vec![Ipv4Addr::new(10, 96, 0, 77)]);
+    // The same over TCP, on the same address.
+    let tcp = query_tcp(&dns, "web.default.svc.cluster.local", TYPE_A);
+    assert_eq!(
+        (tcp.rcode, tcp.a),
+        (RCODE_NOERROR, vec![Ipv4Addr::new(10, 96, 0, 77)])
+    );
 
     // SRV for its named port: the port and the Service's name.
     let srv = query(&dns, "_http._tcp.web.default.svc.cluster.local", TYPE_SRV);

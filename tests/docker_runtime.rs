@@ -1,7 +1,8 @@
 //! The Docker runtime against the machine's Docker daemon: sandboxes and pod IPs, starts,
 //! logs, exits, stops, exec probes, a pod's shared network, adoption after an agent restart,
-//! image pull failures, pod removal and the cluster DNS in resolv.conf. Without a reachable daemon these tests fail (they do
-//! not skip). Images come from `docker import` (tests/common/docker_image.rs): no registry.
+//! image pull failures, pod removal and the cluster DNS in resolv.conf. Without a reachable
+//! daemon these tests fail (they do not skip). Images come from `docker import`
+//! (tests/common/docker_image.rs): no registry.
 
 #![cfg(feature = "server")]
 

@@ -174,10 +174,11 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         .filter(|d| d.addr.port() == 53 && !d.addr.ip().is_loopback())
         .map(|d| d.addr.ip().to_string());
     if let Some(dns) = dns {
-        tracing::info!("cluster DNS serving udp {} for cluster.local", dns.addr);
-        println!("cluster DNS on udp {}", dns.addr);
+        let proto = if dns.tcp.is_some() { "udp+tcp" } else { "udp" };
+        tracing::info!("cluster DNS serving {proto} {} for cluster.local", dns.addr);
+        println!("cluster DNS on {proto} {}", dns.addr);
         let api = Rc::new(http::inprocess::InProcessApi(state.clone())) as Rc<dyn ApiClient>;
-        gantry::host::dns::start(dns.socket, api, state.ctx().random)?;
+        gantry::host::dns::start(dns, api, state.ctx().random)?;
     }
     let node = if args.no_node {
         None

@@ -1,11 +1,12 @@
 //! The cluster DNS server of `gantry server`: the `dns` core (Services and EndpointSlices,
-//! listed and watched through the in-process API) answering UDP queries on one socket. The
+//! listed and watched through the in-process API) answering UDP queries on one socket and TCP
+//! queries on the same address. The
 //! default address is the `kube-system/kube-dns` Service's ClusterIP on port 53, added to `lo`
 //! as kube-proxy adds ClusterIPs; without the privilege (root or CAP_NET_ADMIN and
 //! CAP_NET_BIND_SERVICE) it falls back to a loopback port and says so.
 
 use std::cell::RefCell;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::rc::Rc;
 
 use actix::Actor;
@@ -18,10 +19,12 @@ use crate::component::{Component, Effect, Input, WatchSpec};
 use crate::dns::ClusterDns;
 use crate::time::Time;
 
-/// A bound DNS socket, and the address this server added to `lo` for it (removed by `close`).
+/// A bound DNS socket (and a TCP listener on the same address, when it could be had), and the
+/// address this server added to `lo` for it (removed by `close`).
 #[derive(Debug)]
 pub struct DnsSocket {
     pub socket: UdpSocket,
+    pub tcp: Option<TcpListener>,
     pub addr: SocketAddr,
     added: Option<String>,
 }
@@ -75,8 +78,17 @@ pub fn bind(addr: SocketAddr, fallback: bool) -> Result<DnsSocket, String> {
     let addr = socket
         .local_addr()
         .map_err(|e| format!("cannot read the DNS address: {e}"))?;
+    // TCP on the same address (for answers too large for UDP); without it, UDP only.
+    let tcp = match TcpListener::bind(addr) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("cluster DNS: cannot listen on tcp {addr} ({e}); UDP only");
+            None
+        }
+    };
     Ok(DnsSocket {
         socket,
+        tcp,
         addr,
         added,
     })
@@ -98,8 +110,43 @@ impl Component for Hosted {
     }
 }
 
-/// Starts the DNS core and its UDP server on the current actix arbiter.
-pub fn start(socket: UdpSocket, api: Rc<dyn ApiClient>, seed: u64) -> Result<(), String> {
+/// How long a TCP client may take to send its next query before the connection is closed.
+const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Answers the queries of one TCP connection (RFC 1035 §4.2.2: each message prefixed with its
+/// length) until the client closes it or goes quiet.
+async fn serve_tcp(core: Rc<RefCell<ClusterDns>>, mut conn: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+        match tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut msg)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let answer = {
+            let core = core.borrow();
+            if !core.synced() {
+                return;
+            }
+            core.answer_within(&msg, u16::MAX as usize)
+        };
+        let Some(answer) = answer else { return };
+        let mut out = (answer.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&answer);
+        if conn.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts the DNS core and its UDP (and TCP) server on the current actix arbiter.
+pub fn start(sockets: DnsSocket, api: Rc<dyn ApiClient>, seed: u64) -> Result<(), String> {
+    let DnsSocket { socket, tcp, .. } = sockets;
     socket
         .set_nonblocking(true)
         .map_err(|e| format!("cluster DNS socket: {e}"))?;
@@ -113,6 +160,26 @@ pub fn start(socket: UdpSocket, api: Rc<dyn ApiClient>, seed: u64) -> Result<(),
         seed,
     )
     .start();
+    if let Some(tcp) = tcp {
+        tcp.set_nonblocking(true)
+            .map_err(|e| format!("cluster DNS listener: {e}"))?;
+        let tcp = tokio::net::TcpListener::from_std(tcp)
+            .map_err(|e| format!("cluster DNS listener: {e}"))?;
+        let core = core.clone();
+        actix::spawn(async move {
+            loop {
+                match tcp.accept().await {
+                    Ok((conn, _)) => {
+                        actix::spawn(serve_tcp(core.clone(), conn));
+                    }
+                    Err(e) => {
+                        tracing::debug!("cluster DNS: accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
     actix::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
