@@ -6,6 +6,7 @@ pub mod api;
 pub mod apiserver;
 pub mod component;
 pub mod controllers;
+pub mod dns;
 pub mod event_recorder;
 #[cfg(feature = "server")]
 pub mod host;

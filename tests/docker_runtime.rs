@@ -1,7 +1,8 @@
 //! The Docker runtime against the machine's Docker daemon: sandboxes and pod IPs, starts,
 //! logs, exits, stops, exec probes, a pod's shared network, adoption after an agent restart,
-//! image pull failures and pod removal. Without a reachable daemon these tests fail (they do
-//! not skip). Images come from `docker import` (tests/common/docker_image.rs): no registry.
+//! image pull failures, pod removal and the cluster DNS in resolv.conf. Without a reachable
+//! daemon these tests fail (they do not skip). Images come from `docker import`
+//! (tests/common/docker_image.rs): no registry.
 
 #![cfg(feature = "server")]
 
@@ -73,6 +74,7 @@ fn pod(uid: &str) -> PodRef {
         name: format!("pod-{uid}"),
         uid: uid.into(),
         labels: BTreeMap::from([("app".to_string(), "docker-test".to_string())]),
+        cluster_dns: true,
     }
 }
 
@@ -487,6 +489,40 @@ async fn containers_of_a_pod_share_its_network() {
     let served = logs_with(&rt, &uid, "server", "served").await;
     assert!(served.ends_with("served\n"), "{served:?}");
     logs_with(&rt, &uid, "client", "sent").await;
+    rt.remove_pod(uid.clone()).await;
+}
+
+/// A pod with dnsPolicy ClusterFirst gets the cluster DNS in its resolv.conf (the sandbox's,
+/// which its containers share); one with dnsPolicy Default keeps Docker's.
+#[tokio::test]
+async fn cluster_first_pods_get_the_cluster_dns_in_resolv_conf() {
+    busybox_image();
+    let rt = DockerRuntime::connect_with(unique("node"), Some("10.96.0.10".into()))
+        .await
+        .unwrap_or_else(|e| panic!("{}", needs_docker(&e)));
+    let script = "cat /etc/resolv.conf; echo done; sleep 300";
+    let uid = unique("dns");
+    let _cleanup = Cleanup(uid.clone());
+    let mut first = pod(&uid);
+    first.namespace = "team".into();
+    started(&rt, config(&first, "main", script)).await;
+    let conf = logs_with(&rt, &uid, "main", "done").await;
+    assert!(conf.contains("nameserver 10.96.0.10"), "{conf}");
+    assert!(
+        conf.contains("search team.svc.cluster.local svc.cluster.local cluster.local"),
+        "{conf}"
+    );
+    assert!(conf.contains("options ndots:5"), "{conf}");
+    rt.remove_pod(uid.clone()).await;
+
+    let uid = unique("dns-default");
+    let _cleanup2 = Cleanup(uid.clone());
+    let mut default = pod(&uid);
+    default.cluster_dns = false;
+    started(&rt, config(&default, "main", script)).await;
+    let conf = logs_with(&rt, &uid, "main", "done").await;
+    assert!(!conf.contains("10.96.0.10"), "{conf}");
+    assert!(!conf.contains("svc.cluster.local"), "{conf}");
     rt.remove_pod(uid.clone()).await;
 }
 

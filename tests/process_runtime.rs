@@ -27,6 +27,7 @@ fn pod(uid: &str) -> PodRef {
         name: format!("pod-{uid}"),
         uid: uid.into(),
         labels: Default::default(),
+        cluster_dns: true,
     }
 }
 

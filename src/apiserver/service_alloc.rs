@@ -68,6 +68,12 @@ impl Ipv4Cidr {
         Ipv4Addr::from(self.network + 1)
     }
 
+    /// The cluster DNS Service's address: the range's tenth (kubeadm's convention, 10.96.0.10
+    /// in the default range), if the range has one.
+    pub fn dns(&self) -> Option<Ipv4Addr> {
+        (self.size() >= 10).then(|| self.at(9))
+    }
+
     fn at(&self, index: u32) -> Ipv4Addr {
         Ipv4Addr::from(self.network + 1 + index)
     }
@@ -562,6 +568,18 @@ mod tests {
         let c = Ipv4Cidr::parse("10.96.5.7/12").unwrap();
         assert_eq!(c.to_string(), "10.96.0.0/12");
         assert_eq!(c.first().to_string(), "10.96.0.1");
+        // The cluster DNS address: the tenth, when the range has ten.
+        for (cidr, want) in [
+            ("10.96.0.0/12", Some("10.96.0.10")),
+            ("10.100.0.0/28", Some("10.100.0.10")),
+            ("10.100.0.0/29", None),
+        ] {
+            let dns = Ipv4Cidr::parse(cidr)
+                .unwrap()
+                .dns()
+                .map(|ip| ip.to_string());
+            assert_eq!(dns.as_deref(), want, "{cidr}");
+        }
     }
 
     #[test]

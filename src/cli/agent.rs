@@ -23,6 +23,11 @@ pub struct AgentArgs {
     /// [default: $XDG_DATA_HOME/gantry-agent, or ~/.local/share/gantry-agent].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The cluster DNS server's IP handed to Docker containers whose pod uses it (k8s: kubelet
+    /// --cluster-dns; `gantry server` answers on the kube-dns ClusterIP, 10.96.0.10 by
+    /// default).
+    #[arg(long)]
+    cluster_dns: Option<std::net::IpAddr>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -71,7 +76,8 @@ async fn serve(args: AgentArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot reach the server at {server_url}: {e}"))?;
     let ip = address_towards(&server_url).unwrap_or_else(|| "127.0.0.1".into());
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let opts = args.node.options(&data_dir, ip)?;
+    let mut opts = args.node.options(&data_dir, ip)?;
+    opts.cluster_dns = args.cluster_dns.map(|ip| ip.to_string());
     let name = opts.name.clone();
     let seed = std::process::id() as u64
         ^ std::time::SystemTime::now()

@@ -88,6 +88,7 @@ impl NodeArgs {
             labels,
             lease_duration_seconds: self.node_lease_duration_seconds.max(1),
             shim: shim_binary()?,
+            cluster_dns: None,
         })
     }
 }

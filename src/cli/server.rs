@@ -63,6 +63,11 @@ pub struct ServerArgs {
     /// --service-node-port-range).
     #[arg(long, default_value = gantry::apiserver::service_alloc::DEFAULT_NODE_PORT_RANGE)]
     service_node_port_range: String,
+    /// Where the cluster DNS answers (UDP `ip:port`, or `none`). By default the
+    /// `kube-system/kube-dns` Service's ClusterIP (the service range's tenth address) on port
+    /// 53, added to `lo`; without the privilege for that, a loopback port (logged).
+    #[arg(long)]
+    cluster_dns: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -125,6 +130,7 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
             address: address.clone(),
             watch_history: args.watch_history,
             bookmark_interval: std::time::Duration::from_secs(args.watch_bookmark_seconds.max(1)),
+            cluster_dns: args.cluster_dns.as_deref() != Some("none"),
             ..Config::default()
         },
     );
@@ -147,12 +153,40 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         &state,
         std::time::Duration::from_secs(args.node_monitor_grace_seconds.max(1)),
     );
+    let dns = match args.cluster_dns.as_deref() {
+        Some("none") => None,
+        Some(a) => {
+            let addr = a
+                .parse()
+                .map_err(|e| format!("--cluster-dns {a:?}: not ip:port ({e})"))?;
+            Some(gantry::host::dns::bind(addr, false).map_err(|e| format!("--cluster-dns: {e}"))?)
+        }
+        None => match ranges.cluster_ips.dns() {
+            Some(ip) => Some(gantry::host::dns::bind((ip, 53).into(), true)?),
+            None => None,
+        },
+    };
+    let dns_added = dns.as_ref().and_then(|d| d.added());
+    // Containers can be pointed only at a non-loopback address on port 53 (resolv.conf
+    // names no port).
+    let dns_for_pods = dns
+        .as_ref()
+        .filter(|d| d.addr.port() == 53 && !d.addr.ip().is_loopback())
+        .map(|d| d.addr.ip().to_string());
+    if let Some(dns) = dns {
+        let proto = if dns.tcp.is_some() { "udp+tcp" } else { "udp" };
+        tracing::info!("cluster DNS serving {proto} {} for cluster.local", dns.addr);
+        println!("cluster DNS on {proto} {}", dns.addr);
+        let api = Rc::new(http::inprocess::InProcessApi(state.clone())) as Rc<dyn ApiClient>;
+        gantry::host::dns::start(dns, api, state.ctx().random)?;
+    }
     let node = if args.no_node {
         None
     } else {
         // The node is reached where the server is (loopback unless it listens elsewhere).
         let ip = listener_ip(&address);
-        let opts = args.node.options(&data_dir, ip)?;
+        let mut opts = args.node.options(&data_dir, ip)?;
+        opts.cluster_dns = dns_for_pods;
         let state = state.clone();
         let seed = state.ctx().random;
         let agent = gantry::host::node::start(
@@ -211,5 +245,6 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
     if let Some(node) = node {
         node.stop().await;
     }
+    gantry::host::dns::DnsSocket::close(dns_added);
     served
 }

@@ -6,6 +6,7 @@
 //! (node.rs).
 
 pub mod component;
+pub mod dns;
 pub mod env;
 pub mod http_get;
 pub mod kubelet_server;

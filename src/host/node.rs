@@ -50,6 +50,12 @@ fn pod_ref(pod: &Pod) -> PodRef {
         name: pod.metadata.name.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone().unwrap_or_default(),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
+        cluster_dns: pod.spec.as_ref().is_some_and(|s| {
+            crate::kubelet::runtime::cluster_first_dns(
+                s.dns_policy.as_deref(),
+                s.host_network.unwrap_or(false),
+            )
+        }),
     }
 }
 
@@ -310,6 +316,10 @@ pub struct NodeOptions {
     pub lease_duration_seconds: i64,
     /// The process runtime's shim: `gantry-shim`, or the `gantry` binary itself.
     pub shim: PathBuf,
+    /// The cluster DNS server's IP handed to containers whose pod uses it (k8s: kubelet
+    /// --cluster-dns), where the runtime can (Docker; the process runtime shares the host's
+    /// resolv.conf).
+    pub cluster_dns: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -360,9 +370,12 @@ async fn open_runtime(opts: &NodeOptions) -> Result<Arc<dyn ContainerRuntime>, S
             Arc::new(rt)
         }
         RuntimeKind::Docker => {
-            let rt = crate::kubelet::runtime::docker::DockerRuntime::connect(&opts.name)
-                .await
-                .map_err(|e| format!("docker runtime: {e}"))?;
+            let rt = crate::kubelet::runtime::docker::DockerRuntime::connect_with(
+                &opts.name,
+                opts.cluster_dns.clone(),
+            )
+            .await
+            .map_err(|e| format!("docker runtime: {e}"))?;
             Arc::new(rt)
         }
     })

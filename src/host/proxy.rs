@@ -72,7 +72,7 @@ impl ProxyAddresses {
 }
 
 /// `ip -4 addr <add|del> <ip>/32 dev lo`.
-fn loopback_address(verb: &str, ip: &str) -> Result<(), String> {
+pub(crate) fn loopback_address(verb: &str, ip: &str) -> Result<(), String> {
     let out = std::process::Command::new("ip")
         .args(["-4", "addr", verb, &format!("{ip}/32"), "dev", "lo"])
         .output()
@@ -86,7 +86,7 @@ fn loopback_address(verb: &str, ip: &str) -> Result<(), String> {
 
 /// Whether this machine already answers on `ip` (loopback, or one of its addresses: binding
 /// a port there works).
-fn is_local(ip: &str) -> bool {
+pub(crate) fn is_local(ip: &str) -> bool {
     match ip.parse::<IpAddr>() {
         Ok(a) if a.is_loopback() => true,
         Ok(a) => std::net::TcpListener::bind((a, 0)).is_ok(),

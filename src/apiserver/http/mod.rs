@@ -46,6 +46,8 @@ pub struct Config {
     /// Changes each resource's watch cache keeps for watches that resume; older versions get
     /// 410 Expired.
     pub watch_history: usize,
+    /// Whether the server answers cluster DNS, and so has a `kube-system/kube-dns` Service.
+    pub cluster_dns: bool,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             watch_timeout: Duration::from_secs(1800),
             bookmark_interval: Duration::from_secs(60),
             watch_history: 10_000,
+            cluster_dns: true,
         }
     }
 }
@@ -96,6 +99,23 @@ pub async fn boot_objects(state: &State) -> Result<(), ApiError> {
         .ensure_kubernetes_service(&state.config.address, || state.ctx())
         .await?;
     let res = |group: &str, plural: &str| by_plural(group, plural).expect("registered");
+    let dns_ip = state.api.service_ranges().cluster_ips.dns();
+    if let Some(ip) = dns_ip.filter(|_| state.config.cluster_dns) {
+        match state
+            .api
+            .create(
+                res("", "services"),
+                Some("kube-system"),
+                kube_dns_service(ip),
+                &state.ctx(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
     // Namespaces made before (by an earlier run, or the boot ones) get theirs too.
     let namespaces = res("", "namespaces");
     let (all, _) = state
@@ -108,6 +128,20 @@ pub async fn boot_objects(state: &State) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// The `kube-system/kube-dns` Service in front of the server's cluster DNS (`host::dns`), as
+/// kubeadm's CoreDNS addon makes it: no selector (the server answers, not pods), the
+/// cluster-service label `kubectl cluster-info` lists, and the DNS ports.
+pub fn kube_dns_service(ip: std::net::Ipv4Addr) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns",
+                                "kubernetes.io/cluster-service": "true",
+                                "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip.to_string(), "clusterIPs": [ip.to_string()],
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                           {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}})
 }
 
 /// What follows a create: a new namespace gets its `default` ServiceAccount (k8s: the

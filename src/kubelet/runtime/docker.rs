@@ -85,6 +85,8 @@ struct Inner {
     pause_ready: tokio::sync::Mutex<bool>,
     exits: StdMutex<Option<mpsc::UnboundedReceiver<Exit>>>,
     events_task: tokio::task::AbortHandle,
+    /// The cluster DNS server's IP (kubelet --cluster-dns).
+    cluster_dns: Option<String>,
 }
 
 impl Drop for Inner {
@@ -107,6 +109,15 @@ impl DockerRuntime {
     /// container exits. `node` names this agent: its containers carry it as a label, and it
     /// sees only containers that carry it.
     pub async fn connect(node: impl Into<String>) -> Result<DockerRuntime, String> {
+        Self::connect_with(node, None).await
+    }
+
+    /// The same, handing pods that use the cluster DNS (`PodRef::cluster_dns`) a resolv.conf
+    /// naming `cluster_dns` (an IP), with the cluster's search paths.
+    pub async fn connect_with(
+        node: impl Into<String>,
+        cluster_dns: Option<String>,
+    ) -> Result<DockerRuntime, String> {
         let node = node.into();
         if node.is_empty() {
             return Err("the Docker runtime needs a node name".into());
@@ -129,6 +140,7 @@ impl DockerRuntime {
                 pause_ready: tokio::sync::Mutex::new(false),
                 exits: StdMutex::new(Some(rx)),
                 events_task: task.abort_handle(),
+                cluster_dns,
             }),
         })
     }
@@ -343,7 +355,7 @@ impl Inner {
             host_config: Some(HostConfig {
                 // The pod's containers join its IPC namespace too (as in Kubernetes).
                 ipc_mode: Some("shareable".into()),
-                ..Default::default()
+                ..sandbox_dns(pod, self.cluster_dns.as_deref())
             }),
             ..Default::default()
         };
@@ -943,6 +955,28 @@ fn container_name(container: &str, pod: &PodRef, attempt: u64, node: &str) -> St
         .collect()
 }
 
+/// The sandbox's resolv.conf settings (its containers share its network namespace and so its
+/// resolv.conf): the cluster DNS with the search paths of the pod's namespace, for a pod that
+/// uses it; else Docker's default (the host's).
+/// k8s: pkg/kubelet/network/dns (ClusterFirst: nameserver the cluster DNS, search
+/// `<ns>.svc.<domain> svc.<domain> <domain>`, `options ndots:5`).
+fn sandbox_dns(pod: &PodRef, cluster_dns: Option<&str>) -> HostConfig {
+    let Some(ip) = cluster_dns.filter(|_| pod.cluster_dns) else {
+        return HostConfig::default();
+    };
+    let domain = crate::dns::CLUSTER_DOMAIN;
+    HostConfig {
+        dns: Some(vec![ip.to_string()]),
+        dns_search: Some(vec![
+            format!("{}.svc.{domain}", pod.namespace),
+            format!("svc.{domain}"),
+            domain.to_string(),
+        ]),
+        dns_options: Some(vec!["ndots:5".into()]),
+        ..Default::default()
+    }
+}
+
 /// A hostname from the pod's name (a DNS label: at most 63 characters).
 fn hostname(pod: &str) -> String {
     let host: String = pod.chars().take(63).collect();
@@ -1148,12 +1182,41 @@ mod tests {
     }
 
     #[test]
+    fn cluster_first_pods_get_the_cluster_dns() {
+        let pod = |ns: &str, cluster_dns: bool| PodRef {
+            namespace: ns.into(),
+            name: "web".into(),
+            uid: "u".into(),
+            labels: Default::default(),
+            cluster_dns,
+        };
+        let h = sandbox_dns(&pod("team", true), Some("10.96.0.10"));
+        assert_eq!(h.dns, Some(vec!["10.96.0.10".to_string()]));
+        assert_eq!(
+            h.dns_search,
+            Some(vec![
+                "team.svc.cluster.local".to_string(),
+                "svc.cluster.local".into(),
+                "cluster.local".into()
+            ])
+        );
+        assert_eq!(h.dns_options, Some(vec!["ndots:5".to_string()]));
+        // dnsPolicy Default (or no cluster DNS configured): Docker's resolv.conf.
+        assert_eq!(
+            sandbox_dns(&pod("team", false), Some("10.96.0.10")).dns,
+            None
+        );
+        assert_eq!(sandbox_dns(&pod("team", true), None).dns_search, None);
+    }
+
+    #[test]
     fn names() {
         let pod = PodRef {
             namespace: "default".into(),
             name: "web".into(),
             uid: "1234-abcd".into(),
             labels: Default::default(),
+            cluster_dns: true,
         };
         assert_eq!(
             container_name("nginx", &pod, 2, "node a"),
@@ -1253,6 +1316,7 @@ mod tests {
                 name: "web".into(),
                 uid: "u1".into(),
                 labels: [("app".to_string(), "web".to_string())].into(),
+                cluster_dns: true,
             },
             spec,
             env: vec![("A".into(), "1".into())],

@@ -27,6 +27,42 @@ pub struct PodRef {
     pub name: String,
     pub uid: String,
     pub labels: BTreeMap<String, String>,
+    /// Whether the pod resolves names through the cluster DNS (k8s: dnsPolicy ClusterFirst
+    /// off the host network, or ClusterFirstWithHostNet; `cluster_first_dns`).
+    pub cluster_dns: bool,
+}
+
+/// k8s (pkg/kubelet/network/dns): ClusterFirst (the default) uses the cluster DNS unless the
+/// pod is on the host network, where it falls back to Default; ClusterFirstWithHostNet uses it
+/// there too; Default and None do not.
+pub fn cluster_first_dns(dns_policy: Option<&str>, host_network: bool) -> bool {
+    match dns_policy.unwrap_or("ClusterFirst") {
+        "ClusterFirst" => !host_network,
+        "ClusterFirstWithHostNet" => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod dns_policy_tests {
+    #[test]
+    fn cluster_first_dns() {
+        let cases = [
+            (None, false, true),
+            (Some("ClusterFirst"), false, true),
+            (Some("ClusterFirst"), true, false),
+            (Some("ClusterFirstWithHostNet"), true, true),
+            (Some("Default"), false, false),
+            (Some("None"), false, false),
+        ];
+        for (policy, host_network, want) in cases {
+            assert_eq!(
+                super::cluster_first_dns(policy, host_network),
+                want,
+                "{policy:?} hostNetwork={host_network}"
+            );
+        }
+    }
 }
 
 /// A directory of the host made visible to a container at `container_path`.
