@@ -277,3 +277,18 @@ pub trait Component {
     /// Handles one input at `now`, appending effects to `out`.
     fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>);
 }
+
+/// A boxed component is a component (hosts hold them boxed; wrappers take any).
+impl Component for Box<dyn Component> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn watches(&self) -> Vec<WatchSpec> {
+        (**self).watches()
+    }
+
+    fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
+        (**self).step(now, input, rng, out)
+    }
+}

@@ -379,21 +379,21 @@ impl<C: Component> Component for Recording<C> {
         }
         let start = out.len();
         self.inner.step(now, input, rng, out);
-        let mut i = start;
-        while i < out.len() {
-            if matches!(out[i], Effect::Event { .. }) {
-                let Effect::Event {
-                    involved,
-                    type_,
-                    reason,
-                    message,
-                } = out.remove(i)
-                else {
-                    unreachable!()
-                };
-                self.record(*involved, type_, reason, message, now);
-            } else {
-                i += 1;
+        if out[start..]
+            .iter()
+            .any(|e| matches!(e, Effect::Event { .. }))
+        {
+            // The events become writes; every other effect keeps its place.
+            for effect in out.split_off(start) {
+                match effect {
+                    Effect::Event {
+                        involved,
+                        type_,
+                        reason,
+                        message,
+                    } => self.record(*involved, type_, reason, message, now),
+                    other => out.push(other),
+                }
             }
         }
         out.append(&mut self.buf);
@@ -403,20 +403,6 @@ impl<C: Component> Component for Recording<C> {
 /// Wraps a boxed component (the hosts' form).
 pub fn recording(inner: Box<dyn Component>) -> Box<dyn Component> {
     Box::new(Recording::new(inner))
-}
-
-impl Component for Box<dyn Component> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-
-    fn watches(&self) -> Vec<WatchSpec> {
-        (**self).watches()
-    }
-
-    fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
-        (**self).step(now, input, rng, out)
-    }
 }
 
 #[cfg(test)]

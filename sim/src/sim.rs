@@ -19,13 +19,8 @@ use gantry::api::status::ApiError;
 use gantry::apiserver::cacher::{Applied, Cacher, Filter};
 use gantry::apiserver::{ApiServer, FieldSelector, ListOptions, RequestContext};
 use gantry::component::{ApiOp, Component, Effect, Input, RuntimeOp, WatchSpec};
-use gantry::controllers::nodelifecycle::NodeLifecycleController;
-use gantry::controllers::podgc::PodGc;
-use gantry::controllers::replicaset::ReplicaSetController;
-use gantry::controllers::tainteviction::TaintEvictionController;
 use gantry::kubelet::scripted::{Behavior, PodScript, ScriptedRuntime};
 use gantry::kubelet::{Kubelet, NodeConfig};
-use gantry::scheduler::Scheduler;
 use gantry::store::mem::MemStore;
 use gantry::store::{HistoryConfig, Revision, Store, Watch};
 use gantry::testkit::EPOCH;
@@ -1744,39 +1739,10 @@ impl Sim {
                 self.add_proxy(name);
             }
         }
-        self.add(Box::new(Scheduler::new()), None);
-        self.add(Box::new(ReplicaSetController::new()), None);
-        self.add(
-            Box::new(gantry::controllers::deployment::DeploymentController::new()),
-            None,
-        );
-        self.add(
-            Box::new(ReplicaSetController::for_replication_controllers()),
-            None,
-        );
-        self.add(Box::new(NodeLifecycleController::new()), None);
-        self.add(Box::new(TaintEvictionController::new()), None);
-        self.add(Box::new(PodGc::default()), None);
-        self.add(
-            Box::new(gantry::controllers::eventttl::EventTtl::new()),
-            None,
-        );
-        self.add(
-            Box::new(gantry::controllers::namespace::NamespaceController::new()),
-            None,
-        );
-        self.add(
-            Box::new(gantry::controllers::garbagecollector::GarbageCollector::new()),
-            None,
-        );
-        self.add(
-            Box::new(gantry::controllers::endpoints::EndpointsController::new()),
-            None,
-        );
-        self.add(
-            Box::new(gantry::controllers::endpointslice::EndpointSliceController::new()),
-            None,
-        );
+        let grace = gantry::controllers::nodelifecycle::MONITOR_GRACE;
+        for core in gantry::controllers::control_plane(grace) {
+            self.add(core, None);
+        }
         for m in self.loaded.manifests.clone() {
             let r = self.create_manifest(m);
             self.note(r);

@@ -143,6 +143,17 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .find(|r| r.controller == Some(true))
 }
 
+/// The informer index of objects by their controller's uid ("" for orphans), so a sync looks
+/// at its own objects and the orphans rather than at the whole namespace.
+pub fn controller_index(meta: &ObjectMeta) -> String {
+    match controller_of(meta) {
+        // No controller has an empty uid; such an object is nobody's orphan either.
+        Some(r) if r.uid.is_empty() => "(controller without uid)".into(),
+        Some(r) => r.uid.clone(),
+        None => String::new(),
+    }
+}
+
 fn key_of(meta: &ObjectMeta) -> String {
     format!(
         "{}/{}",
@@ -268,12 +279,7 @@ impl ReplicaSetController {
             rs: Cache::new(),
             // Indexed by controller uid ("" for orphans): a sync looks at its own pods and the
             // orphans, not at every pod of the namespace.
-            pods: Cache::with_index(|p| match controller_of(&p.metadata) {
-                // No ReplicaSet has an empty uid; such a pod is nobody's orphan either.
-                Some(r) if r.uid.is_empty() => "(controller without uid)".into(),
-                Some(r) => r.uid.clone(),
-                None => String::new(),
-            }),
+            pods: Cache::with_index(|p| controller_index(&p.metadata)),
             queue: WorkQueue::new(),
             expectations: BTreeMap::new(),
             syncs: BTreeMap::new(),

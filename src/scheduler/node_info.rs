@@ -194,12 +194,7 @@ fn spread_owner(pod: &Pod) -> Option<&str> {
     if pod.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
+    super::plugins::pod_topology_spread::controller_uid(pod)
 }
 
 impl NodeInfo {

@@ -178,52 +178,13 @@ async fn default_service_account(state: &State, ns: &str) -> Result<(), ApiError
 /// holds up the watch caches' delivery to HTTP clients. Returns the arbiter (stopping it stops
 /// them).
 pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> actix::Arbiter {
-    use crate::controllers::{
-        nodelifecycle::NodeLifecycleController, podgc::PodGc, replicaset::ReplicaSetController,
-        tainteviction::TaintEvictionController,
-    };
     let arbiter = actix::Arbiter::new();
     let state = state.clone();
     // The cores are built on the arbiter's thread: they need not be Send.
     arbiter.spawn_fn(move || {
-        inprocess::spawn(state.clone(), Box::new(crate::scheduler::Scheduler::new()));
-        inprocess::spawn(state.clone(), Box::new(ReplicaSetController::new()));
-        inprocess::spawn(
-            state.clone(),
-            Box::new(crate::controllers::deployment::DeploymentController::new()),
-        );
-        inprocess::spawn(
-            state.clone(),
-            Box::new(ReplicaSetController::for_replication_controllers()),
-        );
-        inprocess::spawn(
-            state.clone(),
-            Box::new(NodeLifecycleController::with_monitor_grace(
-                node_monitor_grace,
-            )),
-        );
-        inprocess::spawn(state.clone(), Box::new(TaintEvictionController::new()));
-        inprocess::spawn(
-            state.clone(),
-            Box::new(crate::controllers::namespace::NamespaceController::new()),
-        );
-        inprocess::spawn(state.clone(), Box::new(PodGc::default()));
-        inprocess::spawn(
-            state.clone(),
-            Box::new(crate::controllers::eventttl::EventTtl::new()),
-        );
-        inprocess::spawn(
-            state.clone(),
-            Box::new(crate::controllers::garbagecollector::GarbageCollector::new()),
-        );
-        inprocess::spawn(
-            state.clone(),
-            Box::new(crate::controllers::endpoints::EndpointsController::new()),
-        );
-        inprocess::spawn(
-            state,
-            Box::new(crate::controllers::endpointslice::EndpointSliceController::new()),
-        );
+        for core in crate::controllers::control_plane(node_monitor_grace) {
+            inprocess::spawn(state.clone(), core);
+        }
     });
     arbiter
 }

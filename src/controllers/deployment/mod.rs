@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::cache::{Cache, Change};
 use super::ownership::{adopted, claim_update, controller_ref, released};
 use super::queue::WorkQueue;
-use super::replicaset::controller_of;
+use super::replicaset::{controller_index, controller_of};
 use crate::api::registry::{self, ResourceInfo};
 use crate::api::selector::from_label_selector;
 use crate::apiserver::Part;
@@ -56,7 +56,10 @@ fn ns_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &
 enum Purpose {
     CanAdopt,
     Claim,
-    Write { create: bool },
+    /// A ReplicaSet write; `created` names the ReplicaSet a create makes.
+    Write {
+        created: Option<String>,
+    },
     Status,
 }
 
@@ -93,21 +96,12 @@ impl Default for DeploymentController {
     }
 }
 
-/// The index of objects by their controller's uid ("" for orphans).
-fn controller_uid(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
-    match controller_of(meta) {
-        Some(r) if r.uid.is_empty() => "(controller without uid)".into(),
-        Some(r) => r.uid.clone(),
-        None => String::new(),
-    }
-}
-
 impl DeploymentController {
     pub fn new() -> Self {
         DeploymentController {
             deployments: Cache::new(),
-            rs: Cache::with_index(|rs: &ReplicaSet| controller_uid(&rs.metadata)),
-            pods: Cache::with_index(|p: &Pod| controller_uid(&p.metadata)),
+            rs: Cache::with_index(|rs: &ReplicaSet| controller_index(&rs.metadata)),
+            pods: Cache::with_index(|p: &Pod| controller_index(&p.metadata)),
             queue: WorkQueue::new(),
             syncs: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -329,7 +323,7 @@ impl DeploymentController {
             match e.write {
                 Write::None => {}
                 Write::Create => ops.push((
-                    true,
+                    e.rs.metadata.name.clone(),
                     ApiOp::Create {
                         resource: replica_sets(),
                         namespace: Some(ns.clone()),
@@ -337,7 +331,7 @@ impl DeploymentController {
                     },
                 )),
                 Write::Update => ops.push((
-                    false,
+                    None,
                     ApiOp::Update {
                         resource: replica_sets(),
                         namespace: Some(ns.clone()),
@@ -350,7 +344,7 @@ impl DeploymentController {
         }
         for rs in &plan.deletes {
             ops.push((
-                false,
+                None,
                 ApiOp::Delete {
                     resource: replica_sets(),
                     namespace: Some(ns.clone()),
@@ -370,8 +364,8 @@ impl DeploymentController {
             self.write_status(key, now, out);
             return;
         }
-        for (create, op) in ops {
-            self.request(out, key, Purpose::Write { create }, op);
+        for (created, op) in ops {
+            self.request(out, key, Purpose::Write { created }, op);
         }
     }
 
@@ -466,17 +460,17 @@ impl DeploymentController {
                     self.execute(&key, now, out);
                 }
             }
-            Purpose::Write { create } => {
-                let (failed, collision) = match &result {
-                    Ok(_) => (false, false),
+            Purpose::Write { created } => {
+                let (failed, collision) = match (&result, created) {
+                    (Ok(_), _) => (false, false),
                     // k8s: a history ReplicaSet already gone is not an error.
-                    Err(e) if e.code == 404 && !create => (false, false),
+                    (Err(e), None) if e.code == 404 => (false, false),
                     // Ours, not yet in the cache (the next sync finds it), or another
                     // object's name: then a collision (k8s: getNewReplicaSet).
-                    Err(e) if create && e.code == 409 => {
-                        (true, self.name_taken_by_other(&key, &e.message))
+                    (Err(e), Some(name)) if e.code == 409 => {
+                        (true, self.name_taken_by_other(&key, &name))
                     }
-                    Err(_) => (true, false),
+                    (Err(_), _) => (true, false),
                 };
                 let sync = self.syncs.get_mut(&key).expect("checked");
                 sync.failed |= failed;
@@ -494,15 +488,11 @@ impl DeploymentController {
 
     /// Whether the ReplicaSet a create found in the way belongs to someone else (or has
     /// another template), as far as the cache knows.
-    fn name_taken_by_other(&self, key: &str, message: &str) -> bool {
+    fn name_taken_by_other(&self, key: &str, name: &str) -> bool {
         let Some(d) = self.deployments.get(key) else {
             return false;
         };
         let ns = ns_of(&d.metadata);
-        // k8s: replicasets.apps "web-abc" already exists
-        let Some(name) = message.split('"').nth(1) else {
-            return false;
-        };
         match self.rs.get(&format!("{ns}/{name}")) {
             None => false,
             Some(rs) => {

@@ -44,13 +44,9 @@ impl PodSelector {
     }
 }
 
-fn controller_uid(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
+/// The uid of the pod's controller (k8s: metav1.GetControllerOf).
+pub(crate) fn controller_uid(pod: &Pod) -> Option<&str> {
+    crate::controllers::replicaset::controller_of(&pod.metadata).map(|r| r.uid.as_str())
 }
 
 #[derive(Clone, Debug)]
