@@ -1,9 +1,11 @@
 //! kube-proxy's data plane (issue 7): 64 concurrent connections doing request/response
-//! round trips against an echo backend, direct and through a ClusterIP frontend of the real
-//! proxy (`gantry::host::proxy`, on its own actix thread as in a node agent), side by side in
-//! one run: round trips per second and per-round-trip latency (p50/p99), and the latency the
-//! proxy adds — at a steady 6,400 round trips/s (each connection one every 10 ms), flat out,
-//! and for bulk transfer (64 KiB chunks echoed back, flat out).
+//! round trips against an echo backend, direct and through a ClusterIP of the real proxy
+//! (`gantry::host::proxy`, on its own actix thread as in a node agent) in both of its modes —
+//! nftables (the kernel translates, DNAT) and userspace (the proxy copies) — side by side in
+//! one run: round trips per second and per-round-trip latency (p50/p99), and the latency each
+//! path adds — at a steady 6,400 round trips/s (each connection one every 10 ms), flat out,
+//! and for bulk transfer (64 KiB chunks echoed back, flat out). nftables mode needs root (or
+//! CAP_NET_ADMIN) and `nft`; without them that path is left out, with a warning.
 //!
 //! cargo bench --bench service_proxy
 
@@ -19,7 +21,7 @@ use futures::{FutureExt, StreamExt};
 use gantry::api::status::ApiError;
 use gantry::apiserver::ApiEvent;
 use gantry::component::{ApiOp, WatchSpec};
-use gantry::host::proxy::{start, ProxyAddresses};
+use gantry::host::proxy::{data_plane, start, DataPlane, ProxyAddresses, ProxyMode};
 use gantry::host::ApiClient;
 use gantry::proxy::ProxyConfig;
 use gantry::store::Revision;
@@ -29,11 +31,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const CONNECTIONS: usize = 64;
-/// A loopback ClusterIP: reachable without adding an address to `lo`.
-const CLUSTER_IP: &str = "127.77.0.10";
+/// Loopback ClusterIPs (nftables mode, userspace mode): reachable without adding an address to
+/// `lo`.
+const CLUSTER_IPS: [&str; 2] = ["127.77.0.10", "127.77.0.11"];
 
 /// An API that lists one Service and its slice and never changes.
 struct Fixed {
+    cluster_ip: &'static str,
     backend_port: u16,
     vip_port: u16,
 }
@@ -46,7 +50,7 @@ impl ApiClient for Fixed {
         let items = match spec.resource.plural {
             "services" => vec![json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "echo", "namespace": "default", "resourceVersion": "1"},
-                "spec": {"clusterIP": CLUSTER_IP, "ports": [{"name": "tcp", "port": self.vip_port}]}})],
+                "spec": {"clusterIP": self.cluster_ip, "ports": [{"name": "tcp", "port": self.vip_port}]}})],
             "endpointslices" => vec![json!({"apiVersion": "discovery.k8s.io/v1",
                 "kind": "EndpointSlice",
                 "metadata": {"name": "echo-1", "namespace": "default", "resourceVersion": "1",
@@ -161,44 +165,66 @@ async fn measure(addr: String, size: usize, time: Duration, pace: Option<Duratio
     }
 }
 
-fn main() {
-    let time = seconds(5);
-    let backend_port = echo_backend();
-    let vip_port = std::net::TcpListener::bind((CLUSTER_IP, 0))
+/// Starts a proxy with `plane` for a Service at `cluster_ip` in front of the backend; its
+/// address once it accepts connections.
+fn proxy(
+    rt: &tokio::runtime::Runtime,
+    cluster_ip: &'static str,
+    backend_port: u16,
+    plane: DataPlane,
+) -> String {
+    let vip_port = std::net::TcpListener::bind((cluster_ip, 0))
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let owned = ProxyAddresses::default();
     // The proxy on an actix thread of its own, as in a node agent.
     std::thread::spawn(move || {
         actix::System::new().block_on(async move {
             let api = Rc::new(Fixed {
+                cluster_ip,
                 backend_port,
                 vip_port,
             }) as Rc<dyn ApiClient>;
-            start(ProxyConfig::default(), api, 1, ProxyAddresses::default());
+            start(ProxyConfig::default(), api, 1, owned, plane);
             futures::future::pending::<()>().await
         })
     });
+    let vip = format!("{cluster_ip}:{vip_port}");
+    rt.block_on(async {
+        let t0 = Instant::now();
+        while TcpStream::connect(&vip).await.is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the proxy never served {vip}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    vip
+}
+
+fn main() {
+    let time = seconds(5);
+    let backend_port = echo_backend();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let direct = format!("127.0.0.1:{backend_port}");
-    let vip = format!("{CLUSTER_IP}:{vip_port}");
-    rt.block_on(async {
-        let t0 = Instant::now();
-        while TcpStream::connect(&vip).await.is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "the proxy never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
+    let mut paths = vec![("direct", direct)];
+    match data_plane(ProxyMode::Nftables) {
+        Ok(plane) => paths.push(("nftables", proxy(&rt, CLUSTER_IPS[0], backend_port, plane))),
+        Err(e) => eprintln!("WARNING: the nftables path is left out: {e}"),
+    }
+    paths.push((
+        "userspace",
+        proxy(&rt, CLUSTER_IPS[1], backend_port, DataPlane::Userspace),
+    ));
     println!(
-        "service_proxy: {CONNECTIONS} connections, {} s per measurement, echo backend on one thread, clients on one thread, proxy accepting on one thread and copying on {} threads",
+        "service_proxy: {CONNECTIONS} connections, {} s per measurement, echo backend on one thread, clients on one thread; userspace proxy accepting on one thread and copying on {} threads",
         time.as_secs(),
         std::thread::available_parallelism().map_or(2, |n| n.get())
     );
@@ -217,13 +243,13 @@ fn main() {
     ];
     for (size, pace, label) in cases {
         let mut results = Vec::new();
-        // Alternating, twice, so that neither path gets the quieter moment.
+        // Alternating, twice, so that no path gets the quieter moment.
         for _round in 0..2 {
-            for (name, addr) in [("direct", &direct), ("clusterIP", &vip)] {
+            for (name, addr) in &paths {
                 let mut run = rt.block_on(measure(addr.clone(), size, time / 2, pace));
                 let p50 = quantile(&mut run.latencies, 0.5);
                 let p99 = quantile(&mut run.latencies, 0.99);
-                results.push((name, run.rounds, run.bytes, run.elapsed, p50, p99));
+                results.push((*name, run.rounds, run.bytes, run.elapsed, p50, p99));
             }
         }
         let sum = |path: &str| {
@@ -243,12 +269,14 @@ fn main() {
             (rate, p50, p99)
         };
         let (d_rate, d50, d99) = sum("direct");
-        let (p_rate, p50, p99) = sum("clusterIP");
-        println!(
-            "| {label} | clusterIP vs direct | {:.0} % | | +{} | +{} |",
-            p_rate / d_rate * 100.0,
-            ms(p50.saturating_sub(d50)),
-            ms(p99.saturating_sub(d99))
-        );
+        for (path, _) in paths.iter().skip(1) {
+            let (p_rate, p50, p99) = sum(path);
+            println!(
+                "| {label} | {path} vs direct | {:.0} % | | +{} | +{} |",
+                p_rate / d_rate * 100.0,
+                ms(p50.saturating_sub(d50)),
+                ms(p99.saturating_sub(d99))
+            );
+        }
     }
 }

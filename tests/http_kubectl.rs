@@ -830,6 +830,54 @@ fn watch_events(address: &str, path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The first `n` events of a watch, however long the writes that make them take: fewer only
+/// if the watch ends first. Reads the chunked stream as it comes.
+fn first_watch_events(address: &str, path: &str, n: usize) -> Vec<Value> {
+    use std::io::{BufRead, Read, Write};
+    let mut conn = std::net::TcpStream::connect(address).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut r = std::io::BufReader::new(conn);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.contains(" 200 "), "{line}");
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        assert!(
+            !line.to_ascii_lowercase().starts_with("content-length"),
+            "a watch is chunked: {line}"
+        );
+    }
+    let (mut events, mut pending) = (Vec::new(), Vec::new());
+    while events.len() < n {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let size = usize::from_str_radix(line.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        let mut chunk = vec![0u8; size + 2];
+        r.read_exact(&mut chunk).unwrap();
+        pending.extend_from_slice(&chunk[..size]);
+        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            let event: Vec<u8> = pending.drain(..=i).collect();
+            if !event.trim_ascii().is_empty() {
+                events.push(serde_json::from_slice(&event).unwrap());
+            }
+        }
+    }
+    events.truncate(n);
+    events
+}
+
 #[test]
 fn watches_follow_selectors_resume_bookmark_and_expire() {
     let s = GantryServer::start_with(&["--watch-history", "5", "--watch-bookmark-seconds", "1"]);
@@ -961,9 +1009,10 @@ fn a_watcher_that_stops_reading_is_closed_and_holds_up_no_one() {
     let keeping_up = {
         let (address, path) = (
             s.address.clone(),
-            format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=20"),
+            format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=300"),
         );
-        std::thread::spawn(move || watch_events(&address, &path))
+        // Until it has every event: the writes take as long as the machine needs.
+        std::thread::spawn(move || first_watch_events(&address, &path, 1500))
     };
     // Far more than fits in the slow watcher's socket buffers and queue (1,024 events).
     let value = "x".repeat(32 * 1024);

@@ -2,7 +2,9 @@
 //! three tiny HTTP servers as process pods behind a Service with an explicit clusterIP and
 //! nodePort; requests through the ClusterIP and the NodePort reach all of them, a pod that
 //! turns unready or is deleted leaves the rotation, and a connection made before the change
-//! keeps working.
+//! keeps working — in both proxy modes (nftables: the kernel translates; userspace: the agent
+//! copies). The nftables tests need root (or CAP_NET_ADMIN) and `nft`, which `.ci/run` has
+//! (scripts/setup installs nftables); without them they fail, saying so.
 #![cfg(feature = "server")]
 
 mod common;
@@ -14,9 +16,6 @@ use std::time::Duration;
 
 use common::{wait_for, GantryServer};
 use serde_json::Value;
-
-const CLUSTER_IP: &str = "10.96.100.10";
-const NODE_PORT: u16 = 30080;
 
 /// Each pod answers `GET /` with its name (HTTP/1.1, keep-alive); `GET /fail` makes its
 /// readiness endpoint `/ready` answer 503 from then on.
@@ -70,9 +69,9 @@ kind: Service
 metadata: {name: echo}
 spec:
   type: NodePort
-  clusterIP: 10.96.100.10
+  clusterIP: CLUSTER_IP
   selector: {app: echo}
-  ports: [{name: web, port: 80, targetPort: http, nodePort: 30080}]
+  ports: [{name: web, port: 80, targetPort: http, nodePort: NODE_PORT}]
 "#;
 
 /// One `GET path` on an open connection; the body.
@@ -164,44 +163,100 @@ fn lo_addresses() -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// The nftables table a server's kube-proxy logged it uses.
+fn nft_table(s: &GantryServer) -> String {
+    wait_for(
+        Duration::from_secs(10),
+        "the proxy's mode in the log",
+        || {
+            let log = s.log();
+            log.lines().find_map(|l| {
+                l.split("kube-proxy: nftables mode, table ")
+                    .nth(1)
+                    .map(|t| t.trim().to_string())
+            })
+        },
+    )
+}
+
+/// `nft list table ip <table>`: the ruleset, or None when there is no such table.
+fn nft_list(table: &str) -> Option<String> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", table])
+        .output()
+        .expect("\n\n*** the nftables tests need the `nft` tool (scripts/setup installs nftables) ***\n");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
 #[test]
-fn a_service_balances_over_ready_pods_on_its_cluster_ip_and_node_port() {
+fn a_service_balances_over_ready_pods_on_its_cluster_ip_and_node_port_nftables() {
+    balances("nftables", "10.96.100.10", 30080, "127.31.0.0/16");
+}
+
+#[test]
+fn a_service_balances_over_ready_pods_on_its_cluster_ip_and_node_port_userspace() {
+    balances("userspace", "10.96.100.12", 30082, "127.32.0.0/16");
+}
+
+/// `pod_cidr`: the two tests run at once, and their pods listen on their addresses' port 8080.
+fn balances(mode: &str, cluster_ip: &str, node_port_number: u16, pod_cidr: &str) {
     // A previous run killed midway may have left the address behind.
     let _ = std::process::Command::new("ip")
         .args([
             "-4",
             "addr",
             "del",
-            &format!("{CLUSTER_IP}/32"),
+            &format!("{cluster_ip}/32"),
             "dev",
             "lo",
         ])
         .output();
-    let mut s = GantryServer::start_with_node("n1", &[]);
+    let mut s =
+        GantryServer::start_with_node("n1", &["--proxy-mode", mode, "--pod-cidr", pod_cidr]);
+    let table = (mode == "nftables").then(|| nft_table(&s));
     let path = s.dir.path().join("echo.yaml");
-    std::fs::write(&path, MANIFEST).unwrap();
+    let manifest = MANIFEST
+        .replace("CLUSTER_IP", cluster_ip)
+        .replace("NODE_PORT", &node_port_number.to_string());
+    std::fs::write(&path, manifest).unwrap();
     s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
     let svc = json(&s, &["get", "service", "echo", "-o", "json"]);
-    assert_eq!(svc["spec"]["clusterIP"], CLUSTER_IP, "{svc}");
-    assert_eq!(svc["spec"]["ports"][0]["nodePort"], NODE_PORT, "{svc}");
+    assert_eq!(svc["spec"]["clusterIP"], cluster_ip, "{svc}");
+    assert_eq!(
+        svc["spec"]["ports"][0]["nodePort"], node_port_number,
+        "{svc}"
+    );
 
     let pods = wait_for(Duration::from_secs(60), "3 ready endpoints", || {
         let ready = ready_endpoints(&s);
         (ready.len() == 3).then_some(ready)
     });
     assert!(
-        lo_addresses().contains(&format!("inet {CLUSTER_IP}/32")),
+        lo_addresses().contains(&format!("inet {cluster_ip}/32")),
         "{}",
         lo_addresses()
     );
-    let vip = format!("{CLUSTER_IP}:80");
-    let node_port = format!("127.0.0.1:{NODE_PORT}");
+    let vip = format!("{cluster_ip}:80");
+    let node_port = format!("127.0.0.1:{node_port_number}");
     // The proxy follows the slices within moments.
     wait_for(Duration::from_secs(10), "the proxy to reach all 3", || {
         let (by_pod, _) = spread(&vip, 30);
         (by_pod.len() == 3).then_some(())
     });
 
+    // nftables: the kernel translates, so the rules are there, and nothing of the agent's
+    // listens on the ClusterIP — a listener of our own there gets no connection.
+    let _squatter = table.as_ref().map(|table| {
+        let rules = nft_list(table).expect("the proxy's table");
+        assert_eq!(rules.matches("dnat to 127.31.").count(), 3, "{rules}");
+        assert!(
+            rules.contains(&format!("{cluster_ip} . 80 : goto service-")),
+            "{rules}"
+        );
+        std::net::TcpListener::bind(&vip).expect("the ClusterIP's port is free in nftables mode")
+    });
     // 300 requests, a new connection each, spread evenly (expected 100 each; sd ≈ 8).
     let (by_pod, failed) = spread(&vip, 300);
     assert!(failed.is_empty(), "{failed:?}");
@@ -243,6 +298,10 @@ fn a_service_balances_over_ready_pods_on_its_cluster_ip_and_node_port() {
     assert!(!by_pod.contains_key(&unready), "{by_pod:?}");
     assert_eq!(by_pod.len(), 2, "{by_pod:?}");
     assert_eq!(get_on(&mut held, "/").unwrap(), held_pod);
+    if let Some(table) = &table {
+        let rules = nft_list(table).expect("the proxy's table");
+        assert_eq!(rules.matches("dnat to 127.31.").count(), 2, "{rules}");
+    }
 
     // A pod deleted: out of rotation once not ready, its replacement joins.
     let killed = pods.iter().find(|p| **p != unready).unwrap().clone();
@@ -273,24 +332,80 @@ fn a_service_balances_over_ready_pods_on_its_cluster_ip_and_node_port() {
     // The Service gone: its ClusterIP leaves lo and its ports refuse.
     s.kubectl_ok(&["delete", "service", "echo"]);
     wait_for(Duration::from_secs(10), "the ClusterIP to leave lo", || {
-        (!lo_addresses().contains(&format!("inet {CLUSTER_IP}/32"))).then_some(())
+        (!lo_addresses().contains(&format!("inet {cluster_ip}/32"))).then_some(())
     });
     wait_for(Duration::from_secs(10), "the NodePort to close", || {
         get(&node_port).is_err().then_some(())
     });
-    // Ctrl-C: the server stops cleanly.
+    // Ctrl-C: the server stops cleanly, and takes its table with it.
     let status = s.interrupt(Duration::from_secs(15));
     assert!(status.is_some_and(|st| st.success()), "{status:?}");
+    if let Some(table) = table {
+        assert_eq!(nft_list(&table), None, "{table} outlived its server");
+    }
 }
 
 #[test]
-fn a_service_without_endpoints_refuses_a_taken_node_port_is_retried_and_ctrl_c_removes_cluster_ips()
-{
+fn nftables_a_service_without_endpoints_refuses_and_ctrl_c_removes_the_table_and_cluster_ips() {
+    const IP: &str = "10.96.100.13";
+    let _ = std::process::Command::new("ip")
+        .args(["-4", "addr", "del", &format!("{IP}/32"), "dev", "lo"])
+        .output();
+    // A table left by a gantry that is gone (a pid above any pid_max): removed at start.
+    let stale = "gantry-proxy-4194999-0";
+    let out = std::process::Command::new("nft")
+        .args(["add", "table", "ip", stale])
+        .output()
+        .expect("\n\n*** this test needs the `nft` tool (scripts/setup installs nftables) ***\n");
+    assert!(
+        out.status.success(),
+        "\n\n*** this test needs root or CAP_NET_ADMIN for nftables: {} ***\n",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut s = GantryServer::start_with_node("n1", &["--proxy-mode", "nftables"]);
+    let table = nft_table(&s);
+    wait_for(Duration::from_secs(10), "the stale table to go", || {
+        nft_list(stale).is_none().then_some(())
+    });
+    let path = s.dir.path().join("svc.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec:\n  type: NodePort\n  clusterIP: {IP}\n  selector: {{app: none}}\n  ports: [{{port: 81, targetPort: 8080, nodePort: 30083}}]\n"
+        ),
+    )
+    .unwrap();
+    s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), "the ClusterIP on lo", || {
+        lo_addresses()
+            .contains(&format!("inet {IP}/32"))
+            .then_some(())
+    });
+    // No endpoints, no translation: the kernel refuses at once, on both addresses.
+    for addr in [format!("{IP}:81"), "127.0.0.1:30083".to_string()] {
+        let err = get(&addr).unwrap_err();
+        assert!(err.contains("refused"), "{addr}: {err}");
+    }
+    let rules = nft_list(&table).expect("the proxy's table");
+    assert!(!rules.contains(IP), "{rules}");
+    let status = s.interrupt(Duration::from_secs(15));
+    assert!(status.is_some_and(|st| st.success()), "{status:?}");
+    assert_eq!(nft_list(&table), None);
+    assert!(
+        !lo_addresses().contains(&format!("inet {IP}/32")),
+        "{}",
+        lo_addresses()
+    );
+}
+
+#[test]
+fn userspace_a_service_without_endpoints_refuses_a_taken_node_port_is_retried_and_ctrl_c_removes_cluster_ips(
+) {
     const IP: &str = "10.96.100.11";
     let _ = std::process::Command::new("ip")
         .args(["-4", "addr", "del", &format!("{IP}/32"), "dev", "lo"])
         .output();
-    let mut s = GantryServer::start_with_node("n1", &[]);
+    let mut s = GantryServer::start_with_node("n1", &["--proxy-mode", "userspace"]);
     // Someone else holds the NodePort's address at first.
     let squatter = std::net::TcpListener::bind("127.0.0.1:30081").unwrap();
     let path = s.dir.path().join("svc.yaml");
@@ -335,4 +450,202 @@ fn a_service_without_endpoints_refuses_a_taken_node_port_is_retried_and_ctrl_c_r
         "{}",
         lo_addresses()
     );
+}
+
+/// Removes a Docker node's containers when the test ends, however it ends.
+struct DockerNode(String);
+
+impl Drop for DockerNode {
+    fn drop(&mut self) {
+        let filter = format!("label=io.gantry.node={}", self.0);
+        let (_, ids, _) = common::docker_image::docker(&["ps", "-aq", "--filter", &filter]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            common::docker_image::docker(&[&["rm", "-f"][..], &ids].concat());
+        }
+    }
+}
+
+/// One HTTP/1.0 `GET /` to `addr`; the last line of the answer (the body).
+fn get_once(addr: &str) -> Result<String, String> {
+    let mut conn = connect(addr)?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(answer.trim_end().lines().last().unwrap_or("").to_string())
+}
+
+/// Docker pods reach Services: a busybox client pod reaches two busybox web pods (on the same
+/// bridge) and a process pod of another node agent (a loopback address: in nftables mode
+/// through route_localnet and the source NAT to 127.0.0.1) through their ClusterIPs; a web pod
+/// reaches its own Service and, through it, itself (hairpin: the sandbox's bridge port in
+/// hairpin mode, and in nftables mode masqueraded so the reply comes back through the host);
+/// and the host reaches the Docker pods through the ClusterIP.
+#[test]
+fn docker_pods_reach_services_through_cluster_ips_nftables() {
+    docker_pods_reach_services(
+        "nftables",
+        ["10.96.100.20", "10.96.100.21"],
+        "127.34.0.0/16",
+    );
+}
+
+#[test]
+fn docker_pods_reach_services_through_cluster_ips_userspace() {
+    docker_pods_reach_services(
+        "userspace",
+        ["10.96.100.22", "10.96.100.23"],
+        "127.35.0.0/16",
+    );
+}
+
+fn docker_pods_reach_services(mode: &str, [web_ip, proc_ip]: [&str; 2], pod_cidr: &str) {
+    let image = common::docker_image::busybox_image();
+    let node = format!("svc-docker-{mode}-{}", std::process::id());
+    let _cleanup = DockerNode(node.clone());
+    let agent_node = format!("svc-proc-{mode}-{}", std::process::id());
+    for ip in [web_ip, proc_ip] {
+        let _ = std::process::Command::new("ip")
+            .args(["-4", "addr", "del", &format!("{ip}/32"), "dev", "lo"])
+            .output();
+    }
+    let s = GantryServer::start_with_node(&node, &["--runtime", "docker", "--proxy-mode", mode]);
+    let _agent = common::GantryAgent::start(
+        &s,
+        &agent_node,
+        &["--proxy-mode", mode, "--pod-cidr", pod_cidr],
+    );
+    let get_request = r#"printf 'GET / HTTP/1.0\r\n\r\n'"#;
+    let manifest = format!(
+        r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      nodeName: {node}
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {image}
+        command: ["sh", "-c"]
+        args:
+        - |
+          mkdir -p /www && echo "$NAME" > /www/index.html
+          (while true; do echo "self: $({get_request} | nc -w 2 {web_ip} 80 | tail -n 1)"; sleep 0.3; done) &
+          exec httpd -f -p 8080 -h /www
+        env:
+        - {{name: NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: proc, labels: {{app: proc}}}}
+spec:
+  nodeName: {agent_node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: http
+    image: python
+    command:
+    - python3
+    - -c
+    - |
+      import http.server, os
+      class H(http.server.BaseHTTPRequestHandler):
+          def do_GET(self):
+              b = os.environ["NAME"].encode()
+              self.send_response(200)
+              self.send_header("Content-Length", str(len(b)))
+              self.end_headers()
+              self.wfile.write(b)
+          def log_message(self, *a):
+              pass
+      http.server.ThreadingHTTPServer((os.environ["IP"], 8080), H).serve_forever()
+    env:
+    - {{name: NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: loop
+    image: {image}
+    command: ["sh", "-c"]
+    args:
+    - |
+      while true; do
+        echo "web: $({get_request} | nc -w 2 {web_ip} 80 | tail -n 1)"
+        echo "proc: $({get_request} | nc -w 2 {proc_ip} 80 | tail -n 1)"
+        sleep 0.2
+      done
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  clusterIP: {web_ip}
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: proc}}
+spec:
+  clusterIP: {proc_ip}
+  selector: {{app: proc}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#
+    );
+    let path = s.dir.path().join("docker-services.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+    let web_pods: BTreeSet<String> =
+        wait_for(Duration::from_secs(90), "2 web pods running", || {
+            let pods = json(&s, &["get", "pods", "-l", "app=web", "-o", "json"]);
+            let names: BTreeSet<String> = pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+                .collect();
+            (names.len() == 2).then_some(names)
+        });
+    // The client reaches both web pods and the process pod on the other node.
+    let mut wanted: BTreeSet<String> = web_pods.iter().map(|p| format!("web: {p}")).collect();
+    wanted.insert("proc: proc".to_string());
+    wait_for(
+        Duration::from_secs(60),
+        "the client to reach every backend",
+        || {
+            let (_, logs, _) = s.kubectl(&["logs", "client"]);
+            let seen: BTreeSet<String> = logs.lines().map(String::from).collect();
+            wanted.is_subset(&seen).then_some(())
+        },
+    );
+    // Hairpin: a web pod reached itself through its own Service.
+    wait_for(Duration::from_secs(30), "a web pod to reach itself", || {
+        web_pods
+            .iter()
+            .any(|p| {
+                let (_, logs, _) = s.kubectl(&["logs", p]);
+                logs.lines().any(|l| l == format!("self: {p}"))
+            })
+            .then_some(())
+    });
+    // The host reaches the Docker pods through the ClusterIP (the output path).
+    let answers: BTreeSet<String> = (0..30)
+        .filter_map(|_| get_once(&format!("{web_ip}:80")).ok())
+        .collect();
+    assert_eq!(answers, web_pods);
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use clap::Args;
 use gantry::host::node::{NodeOptions, RuntimeKind};
+use gantry::host::proxy::ProxyMode;
 
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
@@ -34,6 +35,11 @@ pub struct NodeArgs {
     /// --node-monitor-grace-seconds: shorten both together.
     #[arg(long, default_value_t = 40)]
     pub node_lease_duration_seconds: i64,
+    /// How the node's kube-proxy carries Service connections: `nftables` (the kernel
+    /// translates them; needs root or CAP_NET_ADMIN and the `nft` tool), `userspace` (the
+    /// agent copies them), or `auto`: nftables where it can, else userspace.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub proxy_mode: ProxyMode,
 }
 
 fn hostname() -> String {
@@ -89,6 +95,7 @@ impl NodeArgs {
             lease_duration_seconds: self.node_lease_duration_seconds.max(1),
             shim: shim_binary()?,
             cluster_dns: None,
+            proxy_mode: self.proxy_mode,
         })
     }
 }

@@ -320,6 +320,8 @@ pub struct NodeOptions {
     /// --cluster-dns), where the runtime can (Docker; the process runtime shares the host's
     /// resolv.conf).
     pub cluster_dns: Option<String>,
+    /// How its kube-proxy carries connections.
+    pub proxy_mode: super::proxy::ProxyMode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -332,7 +334,7 @@ pub enum RuntimeKind {
 pub struct NodeAgent {
     pub kubelet_port: u16,
     pub runtime: Arc<dyn ContainerRuntime>,
-    /// The ClusterIPs its kube-proxy added to `lo`.
+    /// The ClusterIPs its kube-proxy added to `lo`, and its nftables table.
     pub proxy_addresses: super::proxy::ProxyAddresses,
     arbiter: actix::Arbiter,
     endpoint: actix_web::dev::ServerHandle,
@@ -423,6 +425,7 @@ pub async fn start(
     let arbiter = actix::Arbiter::new();
     let rt = runtime.clone();
     let proxy_addresses = super::proxy::ProxyAddresses::default();
+    let data_plane = super::proxy::data_plane(opts.proxy_mode)?;
     let proxy_config = crate::proxy::ProxyConfig {
         node_name: Some(opts.name.clone()),
         node_ip: Some(opts.node_ip.clone()),
@@ -441,7 +444,13 @@ pub async fn start(
         };
         actix::spawn(housekeeping(rt, api.clone(), opts.name.clone()));
         // The node's kube-proxy shares the kubelet's thread and API client.
-        super::proxy::start(proxy_config, api.clone(), seed ^ 0x6b75_6265, owned);
+        super::proxy::start(
+            proxy_config,
+            api.clone(),
+            seed ^ 0x6b75_6265,
+            owned,
+            data_plane,
+        );
         let kubelet = Kubelet::new(config);
         ComponentActor::new(Box::new(kubelet), api, Rc::new(node), seed).start();
     });

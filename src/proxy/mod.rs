@@ -7,9 +7,12 @@
 //! * `affinity.rs`: `sessionAffinity: ClientIP`, the client → backend table with expiry.
 //! * `core.rs`: the component: caches of Services, EndpointSlices and its Node, the rule
 //!   table it publishes, and `pick`.
+//! * `nftables.rs`: the rule table as an nftables transaction (kube-proxy's nftables mode):
+//!   the kernel translates connections, no user-space copy.
 
 pub mod affinity;
 pub mod core;
+pub mod nftables;
 pub mod rules;
 
 pub use self::core::{Proxy, ProxyConfig};

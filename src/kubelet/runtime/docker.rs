@@ -381,11 +381,29 @@ impl Inner {
             return Err(failed(format!("starting the sandbox: {}", message(&e))));
         }
         match self.sandbox_ip(&id).await {
-            Ok(ip) => Ok((id, ip)),
+            Ok(ip) => {
+                self.hairpin(&id).await;
+                Ok((id, ip))
+            }
             Err(m) => {
                 self.remove(&id).await;
                 Err(failed(m))
             }
+        }
+    }
+
+    /// Turns on hairpin mode on the sandbox's bridge port, so a pod reaches itself through a
+    /// Service: the host translates the connection back to the pod's own address, and
+    /// Linux's bridge sends a frame out of the port it came in on only in that mode (k8s:
+    /// kubelet --hairpin-mode=hairpin-veth). Without it (no access to the host's /sys, or a
+    /// remote daemon) only that case fails, and a warning says so.
+    async fn hairpin(&self, id: &str) {
+        let pid = match self.inspect(id).await {
+            Ok(info) => info.state.and_then(|s| s.pid).unwrap_or(0),
+            Err(_) => 0,
+        };
+        if let Err(e) = set_hairpin(pid) {
+            tracing::warn!("docker: sandbox {id}: cannot turn on hairpin mode ({e}); the pod cannot reach itself through a Service");
         }
     }
 
@@ -845,6 +863,27 @@ fn exit_of(event: &EventMessage) -> Option<Exit> {
         container_id: format!("docker://{}", actor.id.as_deref()?),
         exit_code,
     })
+}
+
+/// Hairpin mode on the host side of the veth whose other end is `eth0` of process `pid`'s
+/// network namespace (its `iflink` is the peer's ifindex).
+fn set_hairpin(pid: i64) -> Result<(), String> {
+    if pid <= 0 {
+        return Err("the sandbox has no process".into());
+    }
+    let iflink = std::fs::read_to_string(format!("/proc/{pid}/root/sys/class/net/eth0/iflink"))
+        .map_err(|e| format!("reading the sandbox's eth0: {e}"))?;
+    let iflink = iflink.trim();
+    let dir = std::fs::read_dir("/sys/class/net").map_err(|e| format!("/sys/class/net: {e}"))?;
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let ifindex = std::fs::read_to_string(path.join("ifindex")).unwrap_or_default();
+        if ifindex.trim() == iflink {
+            return std::fs::write(path.join("brport/hairpin_mode"), "1")
+                .map_err(|e| format!("{}: {e}", path.join("brport/hairpin_mode").display()));
+        }
+    }
+    Err(format!("no host interface has index {iflink}"))
 }
 
 /// The labels of everything of a pod (sandbox and containers).
