@@ -72,6 +72,15 @@ spec:
   clusterIP: CLUSTER_IP
   selector: {app: echo}
   ports: [{name: web, port: 80, targetPort: http, nodePort: NODE_PORT}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  clusterIP: STICKY_IP
+  selector: {app: echo}
+  sessionAffinity: ClientIP
+  ports: [{name: web, port: 80, targetPort: http}]
 "#;
 
 /// One `GET path` on an open connection; the body.
@@ -217,8 +226,10 @@ fn balances(mode: &str, cluster_ip: &str, node_port_number: u16, pod_cidr: &str)
         GantryServer::start_with_node("n1", &["--proxy-mode", mode, "--pod-cidr", pod_cidr]);
     let table = (mode == "nftables").then(|| nft_table(&s));
     let path = s.dir.path().join("echo.yaml");
+    let sticky_ip = cluster_ip.replace("10.96.100.", "10.96.101.");
     let manifest = MANIFEST
         .replace("CLUSTER_IP", cluster_ip)
+        .replace("STICKY_IP", &sticky_ip)
         .replace("NODE_PORT", &node_port_number.to_string());
     std::fs::write(&path, manifest).unwrap();
     s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
@@ -250,7 +261,9 @@ fn balances(mode: &str, cluster_ip: &str, node_port_number: u16, pod_cidr: &str)
     // listens on the ClusterIP — a listener of our own there gets no connection.
     let _squatter = table.as_ref().map(|table| {
         let rules = nft_list(table).expect("the proxy's table");
-        assert_eq!(rules.matches("dnat to 127.31.").count(), 3, "{rules}");
+        // Three endpoints behind each of the two Services.
+        assert_eq!(rules.matches("dnat to 127.31.").count(), 6, "{rules}");
+        assert_eq!(rules.matches("update @affinity-").count(), 3, "{rules}");
         assert!(
             rules.contains(&format!("{cluster_ip} . 80 : goto service-")),
             "{rules}"
@@ -267,6 +280,10 @@ fn balances(mode: &str, cluster_ip: &str, node_port_number: u16, pod_cidr: &str)
             "{pod} served {n} of 300: {by_pod:?}"
         );
     }
+    // sessionAffinity ClientIP: every connection from this host goes to one pod.
+    let (by_pod, failed) = spread(&format!("{sticky_ip}:80"), 30);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(by_pod.len(), 1, "{by_pod:?}");
     // The NodePort reaches the same backends.
     let (by_pod, failed) = spread(&node_port, 60);
     assert!(failed.is_empty(), "{failed:?}");
@@ -300,7 +317,7 @@ fn balances(mode: &str, cluster_ip: &str, node_port_number: u16, pod_cidr: &str)
     assert_eq!(get_on(&mut held, "/").unwrap(), held_pod);
     if let Some(table) = &table {
         let rules = nft_list(table).expect("the proxy's table");
-        assert_eq!(rules.matches("dnat to 127.31.").count(), 2, "{rules}");
+        assert_eq!(rules.matches("dnat to 127.31.").count(), 4, "{rules}");
     }
 
     // A pod deleted: out of rotation once not ready, its replacement joins.
