@@ -503,27 +503,12 @@ fn an_agent_follows_its_server_through_a_restart() {
     });
 }
 
-/// Removes the containers a Docker-runtime node left (on drop: tests end, agents keep
-/// containers running by design).
-struct DockerNode(String);
-
-impl Drop for DockerNode {
-    fn drop(&mut self) {
-        let filter = format!("label=io.gantry.node={}", self.0);
-        let (_, ids, _) = common::docker_image::docker(&["ps", "-aq", "--filter", &filter]);
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            common::docker_image::docker(&[&["rm", "-f"][..], &ids].concat());
-        }
-    }
-}
-
 #[test]
 fn a_replicaset_of_docker_containers_runs_logs_is_replaced_and_scales_to_nothing() {
     // No registry here: the test imports its own busybox image (tests/common/docker_image.rs).
     let image = common::docker_image::busybox_image();
     let node = format!("docker-{}", std::process::id());
-    let cleanup = DockerNode(node.clone());
+    let cleanup = common::docker_image::DockerNode(node.clone());
     let s = GantryServer::start_with_node(&node, &["--runtime", "docker"]);
     let info: Value =
         serde_json::from_str(&s.kubectl_ok(&["get", "node", &node, "-o", "json"])).unwrap();

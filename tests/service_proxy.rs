@@ -362,6 +362,25 @@ fn balances(mode: &str, cluster_ip: &str, node_port_number: u16, pod_cidr: &str)
     }
 }
 
+/// Creates the NodePort Service `empty` (port 81) at `ip`, whose selector matches no pod, and
+/// waits for its ClusterIP on `lo`.
+fn service_without_endpoints(s: &GantryServer, ip: &str, node_port: u16) {
+    let path = s.dir.path().join("svc.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec:\n  type: NodePort\n  clusterIP: {ip}\n  selector: {{app: none}}\n  ports: [{{port: 81, targetPort: 8080, nodePort: {node_port}}}]\n"
+        ),
+    )
+    .unwrap();
+    s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), "the ClusterIP on lo", || {
+        lo_addresses()
+            .contains(&format!("inet {ip}/32"))
+            .then_some(())
+    });
+}
+
 #[test]
 fn nftables_a_service_without_endpoints_refuses_and_ctrl_c_removes_the_table_and_cluster_ips() {
     const IP: &str = "10.96.100.13";
@@ -384,20 +403,7 @@ fn nftables_a_service_without_endpoints_refuses_and_ctrl_c_removes_the_table_and
     wait_for(Duration::from_secs(10), "the stale table to go", || {
         nft_list(stale).is_none().then_some(())
     });
-    let path = s.dir.path().join("svc.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec:\n  type: NodePort\n  clusterIP: {IP}\n  selector: {{app: none}}\n  ports: [{{port: 81, targetPort: 8080, nodePort: 30083}}]\n"
-        ),
-    )
-    .unwrap();
-    s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
-    wait_for(Duration::from_secs(10), "the ClusterIP on lo", || {
-        lo_addresses()
-            .contains(&format!("inet {IP}/32"))
-            .then_some(())
-    });
+    service_without_endpoints(&s, IP, 30083);
     // No endpoints, no translation: the kernel refuses at once, on both addresses.
     for addr in [format!("{IP}:81"), "127.0.0.1:30083".to_string()] {
         let err = get(&addr).unwrap_err();
@@ -425,20 +431,7 @@ fn userspace_a_service_without_endpoints_refuses_a_taken_node_port_is_retried_an
     let mut s = GantryServer::start_with_node("n1", &["--proxy-mode", "userspace"]);
     // Someone else holds the NodePort's address at first.
     let squatter = std::net::TcpListener::bind("127.0.0.1:30081").unwrap();
-    let path = s.dir.path().join("svc.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec:\n  type: NodePort\n  clusterIP: {IP}\n  selector: {{app: none}}\n  ports: [{{port: 81, targetPort: 8080, nodePort: 30081}}]\n"
-        ),
-    )
-    .unwrap();
-    s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
-    wait_for(Duration::from_secs(10), "the ClusterIP on lo", || {
-        lo_addresses()
-            .contains(&format!("inet {IP}/32"))
-            .then_some(())
-    });
+    service_without_endpoints(&s, IP, 30081);
     let addr = format!("{IP}:81");
     wait_for(Duration::from_secs(10), "the listener", || {
         connect(&addr).is_ok().then_some(())
@@ -467,20 +460,6 @@ fn userspace_a_service_without_endpoints_refuses_a_taken_node_port_is_retried_an
         "{}",
         lo_addresses()
     );
-}
-
-/// Removes a Docker node's containers when the test ends, however it ends.
-struct DockerNode(String);
-
-impl Drop for DockerNode {
-    fn drop(&mut self) {
-        let filter = format!("label=io.gantry.node={}", self.0);
-        let (_, ids, _) = common::docker_image::docker(&["ps", "-aq", "--filter", &filter]);
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            common::docker_image::docker(&[&["rm", "-f"][..], &ids].concat());
-        }
-    }
 }
 
 /// One HTTP/1.0 `GET /` to `addr`; the last line of the answer (the body).
@@ -521,7 +500,7 @@ fn docker_pods_reach_services_through_cluster_ips_userspace() {
 fn docker_pods_reach_services(mode: &str, [web_ip, proc_ip]: [&str; 2], pod_cidr: &str) {
     let image = common::docker_image::busybox_image();
     let node = format!("svc-docker-{mode}-{}", std::process::id());
-    let _cleanup = DockerNode(node.clone());
+    let _cleanup = common::docker_image::DockerNode(node.clone());
     let agent_node = format!("svc-proc-{mode}-{}", std::process::id());
     for ip in [web_ip, proc_ip] {
         let _ = std::process::Command::new("ip")

@@ -146,3 +146,18 @@ fn is_static_elf(binary: &[u8]) -> bool {
         binary.get(at..at + 4) != Some(&3u32.to_le_bytes()[..])
     })
 }
+
+/// Removes a Docker node's containers (by gantry's node label) when dropped, however the test
+/// ends.
+pub struct DockerNode(pub String);
+
+impl Drop for DockerNode {
+    fn drop(&mut self) {
+        let filter = format!("label=io.gantry.node={}", self.0);
+        let (_, ids, _) = docker(&["ps", "-aq", "--filter", &filter]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            docker(&[&["rm", "-f"][..], &ids].concat());
+        }
+    }
+}
