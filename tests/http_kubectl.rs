@@ -1158,3 +1158,73 @@ fn kubectl_lists_priority_classes_and_pods_get_their_priority() {
         "{err}"
     );
 }
+
+/// `?limit=` and `?continue=`: pages of one consistent list (k8s: API concepts, "Retrieving
+/// large results sets in chunks"), and kubectl's `--chunk-size` reading them all.
+#[test]
+fn lists_come_in_pages_of_one_consistent_snapshot() {
+    let s = GantryServer::start();
+    s.kubectl_ok(&["create", "namespace", "paged"]);
+    for i in 0..5 {
+        s.kubectl_ok(&["create", "configmap", &format!("cm-{i}"), "-n", "paged"]);
+    }
+    let cms = "/api/v1/namespaces/paged/configmaps";
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, first) = s.json("GET", &format!("{cms}?limit=2"), "", b"");
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(names(&first), ["cm-0", "cm-1"]);
+    assert_eq!(first["metadata"]["remainingItemCount"], 3, "{first}");
+    let rv = first["metadata"]["resourceVersion"].clone();
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    // Changes after the first page do not show in the later ones.
+    s.kubectl_ok(&["create", "configmap", "cm-0a", "-n", "paged"]);
+    s.kubectl_ok(&["delete", "configmap", "cm-4", "-n", "paged"]);
+    let (code, second) = s.json("GET", &format!("{cms}?limit=2&continue={token}"), "", b"");
+    assert_eq!(code, 200, "{second}");
+    assert_eq!(names(&second), ["cm-2", "cm-3"]);
+    assert_eq!(second["metadata"]["resourceVersion"], rv);
+    let token = second["metadata"]["continue"].as_str().unwrap().to_string();
+    let (_, last) = s.json("GET", &format!("{cms}?limit=2&continue={token}"), "", b"");
+    assert_eq!(names(&last), ["cm-4"]);
+    assert!(last["metadata"].get("continue").is_none(), "{last}");
+    // Bad input: 400s.
+    for query in [
+        "limit=x".to_string(),
+        "continue=not-a-token".to_string(),
+        format!("continue={token}&resourceVersion=1"),
+    ] {
+        let (code, status) = s.json("GET", &format!("{cms}?{query}"), "", b"");
+        assert_eq!(
+            (code, &status["kind"]),
+            (400, &json!("Status")),
+            "{query}: {status}"
+        );
+    }
+    // kubectl reads every page (Tables, 2 rows at a time).
+    let out = s.kubectl_ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "paged",
+        "--chunk-size=2",
+        "-o",
+        "name",
+    ]);
+    for name in ["cm-0", "cm-0a", "cm-1", "cm-2", "cm-3"] {
+        assert!(out.contains(&format!("configmap/{name}\n")), "{out}");
+    }
+    assert!(!out.contains("cm-4"), "{out}");
+    let out = s.kubectl_ok(&["get", "configmaps", "-n", "paged", "--chunk-size=2"]);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("cm-")).count(),
+        5,
+        "{out}"
+    );
+}

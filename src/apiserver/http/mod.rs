@@ -9,6 +9,7 @@ pub mod inprocess;
 pub mod kubeconfig;
 mod logs;
 mod openapi;
+mod paging;
 mod respond;
 mod rest;
 mod scale;
@@ -69,6 +70,8 @@ pub struct State {
     pub config: Config,
     hub: hub::Hub,
     rng: Mutex<ChaCha8Rng>,
+    /// Recent paged lists (`?limit=`), which their continue tokens are cut from.
+    snapshots: paging::ListSnapshots,
 }
 
 impl State {
@@ -78,6 +81,7 @@ impl State {
             hub: hub::Hub::new(config.watch_history),
             config,
             rng: Mutex::new(ChaCha8Rng::from_seed(os_seed())),
+            snapshots: paging::ListSnapshots::default(),
         })
     }
 

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::paging;
 use super::{duplicates, respond, scale, table, watch, State};
 use crate::api::registry::{self, ResourceInfo, Verb};
 use crate::api::selector::Selector;
@@ -328,7 +329,54 @@ async fn handle(
         }
         ("GET", None, _) => {
             needs(res, Verb::List)?;
-            let (items, revision) = api.list(res, ns, &list_options(res, query)?).await?;
+            let opts = list_options(res, query)?;
+            let limit = paging::limit(query.get("limit"))?;
+            let list_key = || paging::ListKey {
+                resource: format!("{}/{}", res.group, res.plural),
+                namespace: ns.unwrap_or("").to_string(),
+                label_selector: query.get("labelSelector").cloned().unwrap_or_default(),
+                field_selector: query.get("fieldSelector").cloned().unwrap_or_default(),
+            };
+            let page = match query.get("continue").filter(|c| !c.is_empty()) {
+                Some(token) => {
+                    // k8s: a continued list is at the first page's version.
+                    if query.get("resourceVersion").is_some_and(|v| !v.is_empty()) {
+                        return Err(ApiError::bad_request(
+                            "specifying resource version is not allowed when using continue",
+                        ));
+                    }
+                    let token = paging::decode_token(token)?;
+                    // Only an inconsistent continue (after a 410) lists anew.
+                    let current = if token.revision < 0 {
+                        Some(api.list(res, ns, &opts).await?)
+                    } else {
+                        None
+                    };
+                    match state.snapshots.next(list_key(), &token, limit, move || {
+                        current.unwrap_or_default()
+                    }) {
+                        Ok(page) => page,
+                        Err(expired) => return Ok(respond::json(410, &expired.status())),
+                    }
+                }
+                None => {
+                    let (items, revision) = api.list(res, ns, &opts).await?;
+                    match limit {
+                        Some(limit) => state.snapshots.first(list_key(), items, revision, limit),
+                        None => paging::Page {
+                            items,
+                            revision,
+                            continue_token: None,
+                            remaining: None,
+                        },
+                    }
+                }
+            };
+            let paging::Page {
+                ref items,
+                revision,
+                ..
+            } = page;
             // k8s: a list "not older than" a version the store has not reached is refused
             // (upstream waits up to 3 s for its cache first; this store is never behind).
             if let Some(want) = query
@@ -345,10 +393,14 @@ async fn handle(
                 }
             }
             if table::wanted(super::accept(req)) {
-                let t = table::table(res, &items, Some(revision), super::now_seconds(), true);
+                let mut t = table::table(res, items, Some(revision), super::now_seconds(), true);
+                page.annotate(&mut t);
                 return Ok(respond::json(200, &t));
             }
-            Ok(respond::json(200, &list_body(res, items, revision)))
+            let mut body = list_body(res, Vec::new(), revision);
+            page.annotate(&mut body);
+            body["items"] = Value::Array(page.items);
+            Ok(respond::json(200, &body))
         }
         ("GET", Some(name), None | Some("status")) => {
             let obj = api.get(res, ns, name).await?;
