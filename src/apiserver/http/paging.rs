@@ -4,20 +4,22 @@
 //! was at the first page's resourceVersion, as upstream's etcd-backed pagination does. The
 //! continue token is upstream's: base64 of `{"v":"meta.k8s.io/v1","rv":<rv>,"start":"<key>\0"}`
 //! where the key is the next object's `namespace/name` (or `name`). A token whose snapshot is
-//! gone (the last `SNAPSHOTS` lists are kept) is 410 Expired with a token that continues on the
-//! current state, as upstream's answer to a compacted continue.
+//! gone (the last `SNAPSHOTS` lists are kept, for at most 5 minutes) is 410 Expired with a
+//! token that continues on the current state, as upstream's answer to a compacted continue.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::api::status::ApiError;
 use crate::apiserver::object;
 
-/// How many paged lists keep their snapshot (the newest ones). Upstream's tokens last until
-/// etcd compacts their revision (5 min by default).
+/// How many paged lists keep their snapshot (the newest ones), and for how long. Upstream's
+/// tokens last until etcd compacts their revision (k8s: --etcd-compaction-interval 5m).
 const SNAPSHOTS: usize = 32;
+const SNAPSHOT_LIFETIME: Duration = Duration::from_secs(300);
 
 /// k8s: the token format's version.
 const TOKEN_VERSION: &str = "meta.k8s.io/v1";
@@ -38,6 +40,7 @@ impl ListKey {
 }
 
 struct Snapshot {
+    made: Instant,
     key: ListKey,
     revision: u64,
     /// The filtered objects in key order, and their keys.
@@ -202,7 +205,8 @@ impl ListSnapshots {
         let found = if token.revision < 0 {
             None
         } else {
-            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.retain(|s| s.made.elapsed() < SNAPSHOT_LIFETIME);
             recent
                 .iter()
                 .find(|s| s.key == key && s.revision == token.revision as u64)
@@ -263,7 +267,9 @@ impl ListSnapshots {
                 if recent.len() == SNAPSHOTS {
                     recent.pop_front();
                 }
+                recent.retain(|s| s.made.elapsed() < SNAPSHOT_LIFETIME);
                 recent.push_back(Snapshot {
+                    made: Instant::now(),
                     key,
                     revision,
                     items,
