@@ -68,6 +68,35 @@ enum Event {
     Check,
 }
 
+/// An event in the queue, ordered by (time, sequence number): a min-heap of these pops events
+/// in the order a map keyed by (time, sequence) would iterate them, at a lower cost.
+struct Queued {
+    at: Time,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    /// Reversed: `BinaryHeap` pops its greatest element, and the earliest comes first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
 struct Slot {
     component: Box<dyn Component>,
     alive: bool,
@@ -225,7 +254,7 @@ pub struct Sim {
     link_down: BTreeMap<usize, Time>,
     default_link: Link,
     node_links: BTreeMap<String, Link>,
-    events: BTreeMap<(Time, u64), Event>,
+    events: std::collections::BinaryHeap<Queued>,
     seq: u64,
     timers: BTreeMap<(usize, u64), u64>,
     runtime: ScriptedRuntime,
@@ -353,7 +382,7 @@ impl Sim {
             link_down: BTreeMap::new(),
             default_link,
             node_links,
-            events: BTreeMap::new(),
+            events: std::collections::BinaryHeap::new(),
             seq: 0,
             timers: BTreeMap::new(),
             runtime,
@@ -390,7 +419,11 @@ impl Sim {
 
     fn at(&mut self, t: Time, e: Event) {
         self.seq += 1;
-        self.events.insert((t, self.seq), e);
+        self.events.push(Queued {
+            at: t,
+            seq: self.seq,
+            event: e,
+        });
     }
 
     fn rel(&self) -> Duration {
@@ -738,8 +771,11 @@ impl Sim {
                     self.seq += 1;
                     let token = self.seq;
                     self.timers.insert((idx, id), token);
-                    self.events
-                        .insert((at.max(self.now), token), Event::Timer(idx, id, token));
+                    self.events.push(Queued {
+                        at: at.max(self.now),
+                        seq: token,
+                        event: Event::Timer(idx, id, token),
+                    });
                 }
                 // Recording wrapped the component: no event reaches here.
                 Effect::Event { reason, .. } => {
@@ -1757,11 +1793,8 @@ impl Sim {
             self.at(t, Event::Check);
             t = t + Duration::from_secs(1);
         }
-        while let Some((&(at, seq), _)) = self.events.first_key_value() {
-            if at > end {
-                break;
-            }
-            let event = self.events.remove(&(at, seq)).expect("present");
+        while self.events.peek().is_some_and(|q| q.at <= end) {
+            let Queued { at, event, .. } = self.events.pop().expect("present");
             self.now = at;
             self.processed += 1;
             match event {

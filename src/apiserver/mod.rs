@@ -30,6 +30,7 @@ use crate::api::status::{ApiError, FieldError};
 use crate::api::{admission, names};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
+pub(crate) use object::rfc3339_seconds;
 pub use watch::{ApiEvent, ApiWatch, EventType};
 
 /// A core's `Time` (nanoseconds since the Unix epoch in production, since the simulation's
@@ -875,8 +876,9 @@ impl<S: Store> ApiServer<S> {
         namespace: &str,
         name: &str,
     ) -> Result<(), ApiError> {
-        let ns = match self.get(namespaces(), None, namespace).await {
-            Ok(ns) => ns,
+        // Read, not copied: only two fields are looked at.
+        let ns = match self.read(namespaces(), &key(namespaces(), None, namespace)?, namespace).await {
+            Ok((ns, _)) => ns,
             Err(e) if e.reason == "NotFound" => {
                 return Err(ApiError::not_found(namespaces(), namespace))
             }
@@ -894,10 +896,22 @@ impl<S: Store> ApiServer<S> {
         Ok(())
     }
 
-    /// The PriorityClasses, listed from the store.
-    async fn priority_classes(&self) -> Result<Vec<Value>, ApiError> {
+    /// The PriorityClasses, listed from the store (each pod create reads them: the objects
+    /// this apiserver wrote are taken as decoded then, not decoded again).
+    async fn priority_classes(&self) -> Result<Vec<Arc<Value>>, ApiError> {
         let res = registry::by_plural("scheduling.k8s.io", "priorityclasses").expect("registered");
-        Ok(self.list(res, None, &ListOptions::default()).await?.0)
+        let list = self
+            .store
+            .list(&res.storage_prefix())
+            .await
+            .map_err(|e| ApiError::from_store(res, "", e))?;
+        list.items
+            .iter()
+            .map(|kv| match self.decoded(&kv.key, kv.mod_revision) {
+                Some(obj) => Ok(obj),
+                None => decode(&kv.value, kv.mod_revision).map(Arc::new),
+            })
+            .collect()
     }
 
     /// k8s: Priority admission — a pod's priorityClassName (or the globalDefault class) sets
