@@ -68,32 +68,40 @@ enum Event {
     Check,
 }
 
-/// An event in the queue, ordered by (time, sequence number): a min-heap of these pops events
-/// in the order a map keyed by (time, sequence) would iterate them, at a lower cost.
-struct Queued {
-    at: Time,
-    seq: u64,
-    event: Event,
+/// The event queue: a min-heap of (time, sequence number, slot) over a slab of the events, so
+/// that it pops events in (time, sequence) order, as a map keyed by them would iterate, and
+/// moves only small entries while it keeps its order.
+#[derive(Default)]
+struct Queue {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(Time, u64, usize)>>,
+    slab: Vec<Option<Event>>,
+    free: Vec<usize>,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+impl Queue {
+    fn push(&mut self, at: Time, seq: u64, event: Event) {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i] = Some(event);
+                i
+            }
+            None => {
+                self.slab.push(Some(event));
+                self.slab.len() - 1
+            }
+        };
+        self.heap.push(std::cmp::Reverse((at, seq, slot)));
     }
-}
 
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Queued {
-    /// Reversed: `BinaryHeap` pops its greatest element, and the earliest comes first.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
+    /// The earliest event, if it is due by `end`.
+    fn pop_until(&mut self, end: Time) -> Option<(Time, Event)> {
+        let std::cmp::Reverse((at, _, _)) = self.heap.peek()?;
+        if *at > end {
+            return None;
+        }
+        let std::cmp::Reverse((at, _, slot)) = self.heap.pop().expect("peeked");
+        self.free.push(slot);
+        Some((at, self.slab[slot].take().expect("queued")))
     }
 }
 
@@ -254,7 +262,7 @@ pub struct Sim {
     link_down: BTreeMap<usize, Time>,
     default_link: Link,
     node_links: BTreeMap<String, Link>,
-    events: std::collections::BinaryHeap<Queued>,
+    events: Queue,
     seq: u64,
     timers: BTreeMap<(usize, u64), u64>,
     runtime: ScriptedRuntime,
@@ -382,7 +390,7 @@ impl Sim {
             link_down: BTreeMap::new(),
             default_link,
             node_links,
-            events: std::collections::BinaryHeap::new(),
+            events: Queue::default(),
             seq: 0,
             timers: BTreeMap::new(),
             runtime,
@@ -419,11 +427,7 @@ impl Sim {
 
     fn at(&mut self, t: Time, e: Event) {
         self.seq += 1;
-        self.events.push(Queued {
-            at: t,
-            seq: self.seq,
-            event: e,
-        });
+        self.events.push(t, self.seq, e);
     }
 
     fn rel(&self) -> Duration {
@@ -771,11 +775,8 @@ impl Sim {
                     self.seq += 1;
                     let token = self.seq;
                     self.timers.insert((idx, id), token);
-                    self.events.push(Queued {
-                        at: at.max(self.now),
-                        seq: token,
-                        event: Event::Timer(idx, id, token),
-                    });
+                    self.events
+                        .push(at.max(self.now), token, Event::Timer(idx, id, token));
                 }
                 // Recording wrapped the component: no event reaches here.
                 Effect::Event { reason, .. } => {
@@ -844,8 +845,13 @@ impl Sim {
             self.execute_checked(op, &described, &name)
         };
         let code = result.as_ref().map_or_else(|e| e.code, |_| 200);
-        self.trace
-            .line(self.now, &name, "api", json!(format!("{described} {code}")));
+        self.trace.line(self.now, &name, "api", {
+            let mut d = String::with_capacity(described.len() + 4);
+            d.push_str(&described);
+            d.push(' ');
+            d.push_str(&code.to_string());
+            Value::String(d)
+        });
         if self.lost(slot) {
             self.drop_message(slot, id, &name, "answer", &described);
             return;
@@ -1793,8 +1799,7 @@ impl Sim {
             self.at(t, Event::Check);
             t = t + Duration::from_secs(1);
         }
-        while self.events.peek().is_some_and(|q| q.at <= end) {
-            let Queued { at, event, .. } = self.events.pop().expect("present");
+        while let Some((at, event)) = self.events.pop_until(end) {
             self.now = at;
             self.processed += 1;
             match event {

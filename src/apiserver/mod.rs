@@ -877,7 +877,14 @@ impl<S: Store> ApiServer<S> {
         name: &str,
     ) -> Result<(), ApiError> {
         // Read, not copied: only two fields are looked at.
-        let ns = match self.read(namespaces(), &key(namespaces(), None, namespace)?, namespace).await {
+        let ns = match self
+            .read(
+                namespaces(),
+                &key(namespaces(), None, namespace)?,
+                namespace,
+            )
+            .await
+        {
             Ok((ns, _)) => ns,
             Err(e) if e.reason == "NotFound" => {
                 return Err(ApiError::not_found(namespaces(), namespace))

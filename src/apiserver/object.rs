@@ -72,9 +72,10 @@ pub(crate) fn field_string<'a>(obj: &'a Value, path: &str) -> Option<Cow<'a, str
 
 pub(crate) fn timestamp(t: k8s_openapi::jiff::Timestamp) -> Value {
     // k8s: metav1.Time is RFC 3339 with second precision
-    Value::String(rfc3339_seconds(t.as_second()).unwrap_or_else(|| {
-        t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-    }))
+    Value::String(
+        rfc3339_seconds(t.as_second())
+            .unwrap_or_else(|| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    )
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a time from 1970 to 9999 (`None` outside): what strftime
@@ -107,7 +108,14 @@ pub(crate) fn rfc3339_seconds(secs: i64) -> Option<String> {
     put(11, 2, rem / 3600);
     put(14, 2, rem / 60 % 60);
     put(17, 2, rem % 60);
-    for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'Z')] {
+    for (i, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'Z'),
+    ] {
         out[i] = c;
     }
     Some(String::from_utf8(out.to_vec()).expect("ASCII"))

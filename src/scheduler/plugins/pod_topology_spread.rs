@@ -293,8 +293,11 @@ impl ScorePlugin for PodTopologySpread {
                 if c.key == HOSTNAME {
                     continue;
                 }
+                // Looked up first: most nodes share a domain already counted (no copy).
                 if let Some(v) = n.labels().get(&c.key) {
-                    counts[i].entry(v.clone()).or_insert(0);
+                    if !counts[i].contains_key(v) {
+                        counts[i].insert(v.clone(), 0);
+                    }
                 }
             }
         }
