@@ -285,6 +285,8 @@ pub struct Sim {
     exit_after: bool,
     verdicts: Vec<Option<Verdict>>,
     processed: u64,
+    /// The effects of the step being carried out (kept for its capacity).
+    out: Vec<Effect>,
 }
 
 /// Where the simulated apiserver is reached (the default/kubernetes Service's endpoint).
@@ -409,6 +411,7 @@ impl Sim {
             exit_after: false,
             verdicts,
             processed: 0,
+            out: Vec::new(),
         }
     }
 
@@ -710,18 +713,20 @@ impl Sim {
             self.held.push((idx, input));
             return;
         }
-        let mut out = Vec::new();
+        // One buffer serves every step; the component's name is copied only for what is traced.
+        let mut out = std::mem::take(&mut self.out);
         let now = self.now;
         let rng: &mut dyn RngCore = &mut self.rng;
         self.slots[idx].component.step(now, input, rng, &mut out);
-        let name = self.slots[idx].component.name().to_string();
-        for effect in out {
+        let name = |sim: &Sim| sim.slots[idx].component.name().to_string();
+        for effect in out.drain(..) {
             match effect {
                 Effect::Api { id, op } => {
                     let t = (self.now + self.delay(idx))
                         .max(self.link_up.get(&idx).copied().unwrap_or(Time::ZERO));
                     self.link_up.insert(idx, t);
                     if self.lost(idx) {
+                        let name = name(self);
                         self.drop_message(idx, id, &name, "request", &op.describe());
                     } else {
                         self.at(
@@ -748,6 +753,7 @@ impl Sim {
                         RuntimeOp::Probe { .. } | RuntimeOp::RemovePod { .. } => None,
                     };
                     if let Some(w) = what {
+                        let name = name(self);
                         self.trace.line(self.now, &name, "runtime", json!(w));
                     }
                     let outcome = self.runtime.run(&op, self.now);
@@ -780,11 +786,13 @@ impl Sim {
                 }
                 // Recording wrapped the component: no event reaches here.
                 Effect::Event { reason, .. } => {
+                    let name = name(self);
                     self.trace
                         .line(self.now, &name, "log", json!(format!("event {reason}")));
                 }
                 Effect::Log { v, message } => {
                     if v <= 2 {
+                        let name = name(self);
                         self.trace.line(self.now, &name, "log", json!(message));
                     }
                     if v == 0 {
@@ -794,6 +802,7 @@ impl Sim {
                 }
             }
         }
+        self.out = out;
     }
 
     /// A request or its answer (`what`) is lost: traced, and the client times out.

@@ -84,14 +84,29 @@ impl RequestContext {
     pub fn uid(&self) -> String {
         match &self.uid {
             Uid::Given(uid) => uid.clone(),
-            Uid::Random(a, b) => format!(
-                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                b >> 52,
-                b & 0xffff_ffff_ffff
-            ),
+            Uid::Random(a, b) => {
+                // `{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}`, written digit by digit (every create
+                // makes one).
+                fn hex(out: &mut String, v: u64, digits: u32) {
+                    for i in (0..digits).rev() {
+                        let d = ((v >> (4 * i)) & 0xf) as u8;
+                        out.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+                    }
+                }
+                let mut out = String::with_capacity(36);
+                hex(&mut out, a >> 32, 8);
+                let parts = [
+                    ((a >> 16) & 0xffff, 4, "-"),
+                    (a & 0xfff, 3, "-4"),
+                    (b >> 52, 3, "-8"),
+                    (b & 0xffff_ffff_ffff, 12, "-"),
+                ];
+                for (v, digits, sep) in parts {
+                    out.push_str(sep);
+                    hex(&mut out, v, digits);
+                }
+                out
+            }
         }
     }
 
@@ -387,40 +402,99 @@ fn key(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<String
 }
 
 /// The stored form of an object. The revision is the resourceVersion: it is set on every read,
-/// never stored, so it is left out (while serializing: no copy of the object).
+/// never stored, so it is left out (while serializing: no copy of the object). The bytes are
+/// serde_json's compact form (`write_json`), written into a reused buffer and copied out at
+/// their size: every write encodes its object.
 fn encode(obj: &Value) -> Bytes {
-    use serde::ser::{Serialize, SerializeMap, Serializer};
-    /// A map without one of its keys.
-    struct Without<'a>(&'a serde_json::Map<String, Value>, &'static str);
-    impl Serialize for Without<'_> {
-        fn serialize<Ser: Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
-            let mut map = s.serialize_map(None)?;
-            for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != self.1) {
-                map.serialize_entry(k, v)?;
-            }
-            map.end()
-        }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    struct Stored<'a>(&'a serde_json::Map<String, Value>);
-    impl Serialize for Stored<'_> {
-        fn serialize<Ser: Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
-            let mut map = s.serialize_map(None)?;
-            for (k, v) in self.0 {
-                match v {
-                    Value::Object(meta) if k == "metadata" => {
-                        map.serialize_entry(k, &Without(meta, "resourceVersion"))?
+    BUF.with(|buf| {
+        let mut out = buf.borrow_mut();
+        out.clear();
+        match obj {
+            Value::Object(o) => {
+                out.push(b'{');
+                let mut first = true;
+                for (k, v) in o {
+                    if !first {
+                        out.push(b',');
                     }
-                    _ => map.serialize_entry(k, v)?,
+                    first = false;
+                    write_json_str(&mut out, k);
+                    out.push(b':');
+                    match v {
+                        Value::Object(meta) if k == "metadata" => {
+                            write_json_map(&mut out, meta, Some("resourceVersion"))
+                        }
+                        _ => write_json(&mut out, v),
+                    }
                 }
+                out.push(b'}');
             }
-            map.end()
+            other => write_json(&mut out, other),
         }
+        let bytes = Bytes::copy_from_slice(&out);
+        // A rare large object does not keep its buffer's size for the thread's lifetime.
+        if out.capacity() > 1 << 20 {
+            *out = Vec::new();
+        }
+        bytes
+    })
+}
+
+/// `v` as `serde_json::to_vec` writes it (compact), appended to `out`.
+pub(crate) fn write_json(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => serde_json::to_writer(&mut *out, n).expect("numbers serialize"),
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_json_map(out, map, None),
     }
-    let bytes = match obj {
-        Value::Object(o) => serde_json::to_vec(&Stored(o)),
-        other => serde_json::to_vec(other),
-    };
-    Bytes::from(bytes.expect("JSON values always serialize"))
+}
+
+/// A map as serde_json writes it, without the key `skip`.
+fn write_json_map(out: &mut Vec<u8>, map: &serde_json::Map<String, Value>, skip: Option<&str>) {
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in map {
+        if skip == Some(k.as_str()) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json_str(out, k);
+        out.push(b':');
+        write_json(out, v);
+    }
+    out.push(b'}');
+}
+
+/// A string as serde_json writes it: as it is between quotes unless a character needs an
+/// escape (`"`, `\`, control characters), and then by serde_json itself.
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        serde_json::to_writer(&mut *out, s).expect("strings serialize");
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 pub(crate) fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {

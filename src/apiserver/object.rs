@@ -134,21 +134,21 @@ mod tests {
                 .strftime("%Y-%m-%dT%H:%M:%SZ")
                 .to_string()
         };
-        // Epoch, leap days, century rules, month ends, the last second of 9999, and a
+        // Epoch, leap days, century rules, month ends, the last time jiff has, and a
         // spread of seconds in between.
         let mut cases = vec![
             0,
             59,
             86_399,
             86_400,
-            951_782_400,   // 2000-02-29
-            951_868_799,   // 2000-02-29T23:59:59
-            4_107_542_400, // 2100-03-01 (2100 is not a leap year)
-            1_704_067_199, // 2023-12-31T23:59:59
-            253_402_300_799,
+            951_782_400,     // 2000-02-29
+            951_868_799,     // 2000-02-29T23:59:59
+            4_107_542_400,   // 2100-03-01 (2100 is not a leap year)
+            1_704_067_199,   // 2023-12-31T23:59:59
+            253_402_207_200, // jiff's last second
         ];
         let mut s: i64 = 1;
-        while s < 253_402_300_800 {
+        while s < 253_402_207_200 {
             cases.push(s);
             s = s * 3 + 7_919;
         }
