@@ -542,14 +542,24 @@ fn check_type(res: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
             "the body of the request must be a JSON or YAML object",
         ));
     }
-    let api_version = res.api_version();
-    for (field, want) in [("apiVersion", api_version.as_str()), ("kind", res.kind)] {
+    // `group/version` (or the version alone) compared in parts: every write is checked.
+    let is_api_version = |got: &str| match got.split_once('/') {
+        Some((g, v)) => !res.group.is_empty() && g == res.group && v == res.version,
+        None => res.group.is_empty() && got == res.version,
+    };
+    for field in ["apiVersion", "kind"] {
         if let Some(got) = obj
             .get(field)
             .and_then(Value::as_str)
             .filter(|g| !g.is_empty())
         {
-            if got != want {
+            let matches = if field == "kind" {
+                got == res.kind
+            } else {
+                is_api_version(got)
+            };
+            if !matches {
+                let api_version = res.api_version();
                 return Err(ApiError::bad_request(format!(
                     "the API version in the data ({}) does not match the expected API version ({api_version}) or kind ({}) does not match {}",
                     obj.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
