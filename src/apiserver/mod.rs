@@ -487,7 +487,7 @@ fn write_json_map(out: &mut Vec<u8>, map: &serde_json::Map<String, Value>, skip:
 /// A string as serde_json writes it: as it is between quotes unless a character needs an
 /// escape (`"`, `\`, control characters), and then by serde_json itself.
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if needs_escape(s.as_bytes()) {
         serde_json::to_writer(&mut *out, s).expect("strings serialize");
         return;
     }
@@ -495,6 +495,29 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');
+}
+
+/// Whether a byte of `s` is a control character, `"` or `\`: eight bytes at a time (the
+/// test for "some byte below n", and for "some byte zero" after an xor, on a word; exact
+/// about whether there is one), as most strings need no escape and are written whole.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        if w.wrapping_sub(0x20 * ONES) & !w & HIGH != 0
+            || zero_byte(w ^ (u64::from(b'"') * ONES))
+            || zero_byte(w ^ (u64::from(b'\\') * ONES))
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 pub(crate) fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {

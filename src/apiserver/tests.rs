@@ -1307,6 +1307,25 @@ fn stored_json_is_what_serde_json_writes() {
         "a/b",
         "\u{2028}",
     ];
+    // Longer than a word, with the byte to escape in every position of one; and bytes just
+    // around the ones that need escapes, which do not.
+    let mut long: Vec<String> = vec![
+        "0123456789abcdef0123456789abcdef".into(),
+        "ééééé日本日本 ~~~~~~~~ \u{7f}\u{7f}\u{80}".into(),
+        " !#$[]^_`{|}~ !#[]^ ".repeat(3),
+    ];
+    for special in ['"', '\\', '\u{0}', '\u{1f}', '\n'] {
+        for at in 0..17 {
+            let mut s: String = "abcdefghijklmnopq".into();
+            s.replace_range(at..at + 1, &special.to_string());
+            long.push(s);
+        }
+    }
+    let strings: Vec<&str> = strings
+        .iter()
+        .copied()
+        .chain(long.iter().map(String::as_str))
+        .collect();
     let mut values = vec![
         json!(null),
         json!(true),
@@ -1344,4 +1363,25 @@ fn stored_json_is_what_serde_json_writes() {
         }
         assert_eq!(encode(v), serde_json::to_vec(&want).unwrap(), "{v}");
     }
+}
+
+#[test]
+fn a_byte_needs_an_escape_wherever_it_is_in_a_word() {
+    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    // Every byte, at every position of two words and a remainder, among fillers that border
+    // the special bytes (and the high bit).
+    for filler in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
+        for b in 0..=255u8 {
+            for at in 0..19 {
+                let mut s = vec![filler; 19];
+                s[at] = b;
+                assert_eq!(
+                    needs_escape(&s),
+                    escaped(b) || escaped(filler),
+                    "byte {b:#x} at {at} among {filler:#x}"
+                );
+            }
+        }
+    }
+    assert!(!needs_escape(b""));
 }
