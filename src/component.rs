@@ -98,11 +98,22 @@ impl RuntimeOp {
 }
 
 impl ApiOp {
-    /// A short description for traces: `create pods default/web-x`.
+    /// A short description for traces: `create pods default/web-x`. (Built by appending: every
+    /// request the simulator serves is described.)
     pub fn describe(&self) -> String {
-        let at = |ns: &Option<String>, name: &str| match ns {
-            Some(ns) => format!("{ns}/{name}"),
-            None => name.to_string(),
+        let mut s = String::with_capacity(80);
+        let verb = |s: &mut String, verb: &str, plural: &str| {
+            s.push_str(verb);
+            s.push(' ');
+            s.push_str(plural);
+        };
+        let at = |s: &mut String, ns: &Option<String>, name: &str| {
+            s.push(' ');
+            if let Some(ns) = ns {
+                s.push_str(ns);
+                s.push('/');
+            }
+            s.push_str(name);
         };
         match self {
             ApiOp::Create {
@@ -114,7 +125,8 @@ impl ApiOp {
                     .as_str()
                     .or(body["metadata"]["generateName"].as_str())
                     .unwrap_or("");
-                format!("create {} {}", resource.plural, at(namespace, name))
+                verb(&mut s, "create", resource.plural);
+                at(&mut s, namespace, name);
             }
             ApiOp::Update {
                 resource,
@@ -122,34 +134,51 @@ impl ApiOp {
                 name,
                 part,
                 ..
-            } => format!(
-                "update {}{} {}",
-                resource.plural,
-                if *part == Part::Status { "/status" } else { "" },
-                at(namespace, name)
-            ),
+            } => {
+                verb(&mut s, "update", resource.plural);
+                if *part == Part::Status {
+                    s.push_str("/status");
+                }
+                at(&mut s, namespace, name);
+            }
             ApiOp::Delete {
                 resource,
                 namespace,
                 name,
                 ..
-            } => format!("delete {} {}", resource.plural, at(namespace, name)),
+            } => {
+                verb(&mut s, "delete", resource.plural);
+                at(&mut s, namespace, name);
+            }
             ApiOp::Get {
                 resource,
                 namespace,
                 name,
                 ..
-            } => format!("get {} {}", resource.plural, at(namespace, name)),
+            } => {
+                verb(&mut s, "get", resource.plural);
+                at(&mut s, namespace, name);
+            }
             ApiOp::Bind {
                 namespace,
                 name,
                 node,
-            } => format!("bind pods {namespace}/{name} to {node}"),
+            } => {
+                verb(&mut s, "bind", "pods");
+                at(&mut s, &Some(namespace.clone()), name);
+                s.push_str(" to ");
+                s.push_str(node);
+            }
             ApiOp::DeleteCollection {
                 resource,
                 namespace,
-            } => format!("deletecollection {} in {namespace}", resource.plural),
+            } => {
+                verb(&mut s, "deletecollection", resource.plural);
+                s.push_str(" in ");
+                s.push_str(namespace);
+            }
         }
+        s
     }
 }
 
@@ -290,5 +319,76 @@ impl Component for Box<dyn Component> {
 
     fn step(&mut self, now: Time, input: Input, rng: &mut dyn RngCore, out: &mut Vec<Effect>) {
         (**self).step(now, input, rng, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry;
+    use serde_json::json;
+
+    #[test]
+    fn requests_are_described_for_traces() {
+        let pods = registry::by_plural("", "pods").unwrap();
+        let nodes = registry::by_plural("", "nodes").unwrap();
+        let cases = [
+            (
+                ApiOp::Create {
+                    resource: pods,
+                    namespace: Some("ns".into()),
+                    body: json!({"metadata": {"generateName": "web-"}}),
+                },
+                "create pods ns/web-",
+            ),
+            (
+                ApiOp::Update {
+                    resource: pods,
+                    namespace: Some("ns".into()),
+                    name: "p".into(),
+                    body: json!({}),
+                    part: Part::Status,
+                },
+                "update pods/status ns/p",
+            ),
+            (
+                ApiOp::Delete {
+                    resource: nodes,
+                    namespace: None,
+                    name: "n1".into(),
+                    grace_period_seconds: None,
+                    precondition_uid: None,
+                    precondition_resource_version: None,
+                    propagation_policy: None,
+                },
+                "delete nodes n1",
+            ),
+            (
+                ApiOp::Get {
+                    resource: nodes,
+                    namespace: None,
+                    name: "n1".into(),
+                },
+                "get nodes n1",
+            ),
+            (
+                ApiOp::Bind {
+                    namespace: "ns".into(),
+                    name: "p".into(),
+                    node: "n1".into(),
+                },
+                "bind pods ns/p to n1",
+            ),
+            (
+                ApiOp::DeleteCollection {
+                    resource: pods,
+                    namespace: "ns".into(),
+                },
+                "deletecollection pods in ns",
+            ),
+        ];
+        for (op, want) in cases {
+            assert_eq!(op.describe(), want);
+        }
     }
 }

@@ -74,9 +74,18 @@ struct Bucket {
     at: Time,
 }
 
-/// What the recorder remembers of an event it wrote, to count its repeats.
+/// What the recorder remembers of an event it wrote, to count its repeats: the fields its
+/// body is made of (the body itself, a tree of maps, is made again for each write; keeping
+/// only the fields holds a small part of the memory for the hour an Event lives).
 struct Written {
-    body: Value,
+    name: String,
+    namespace: String,
+    involved: ObjectReference,
+    type_: &'static str,
+    reason: &'static str,
+    message: String,
+    first: Value,
+    last: Value,
     count: i64,
 }
 
@@ -125,7 +134,9 @@ impl<T> Lru<T> {
 
     fn get_or_insert_with(&mut self, key: &str, f: impl FnOnce() -> T) -> &mut T {
         if !self.entries.contains_key(key) {
+            // Inserted as the most recently used: no second touch needed.
             self.insert(key.to_string(), f());
+            return self.entries.get_mut(key).map(|(_, v)| v).expect("present");
         }
         self.get_mut(key).expect("present")
     }
@@ -180,19 +191,49 @@ impl<C: Component> Recording<C> {
     }
 
     fn object_key(&self, r: &ObjectReference, type_: &str, reason: &str) -> String {
-        let s = |o: &Option<String>| o.clone().unwrap_or_default();
-        [
-            self.component.clone(),
+        fn s(o: &Option<String>) -> &str {
+            o.as_deref().unwrap_or_default()
+        }
+        let parts = [
+            self.component.as_str(),
             s(&self.host),
             s(&r.kind),
             s(&r.namespace),
             s(&r.name),
             s(&r.uid),
             s(&r.api_version),
-            type_.to_string(),
-            reason.to_string(),
-        ]
-        .join("\u{1f}")
+            type_,
+            reason,
+        ];
+        let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                key.push('\u{1f}');
+            }
+            key.push_str(p);
+        }
+        key
+    }
+
+    /// The Event object for what the recorder remembers (k8s: makeEvent, and the copy the
+    /// EventLogger updates).
+    fn body(&self, w: &Written) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": w.name, "namespace": w.namespace},
+            "involvedObject": w.involved,
+            "reason": w.reason,
+            "message": w.message,
+            "source": {"component": self.component, "host": self.host},
+            "firstTimestamp": w.first,
+            "lastTimestamp": w.last,
+            "count": w.count,
+            "type": w.type_,
+            "eventTime": null,
+            "reportingComponent": self.component,
+            "reportingInstance": self.host.clone().unwrap_or_default(),
+        })
     }
 
     /// k8s: EventSourceObjectSpamFilter — false if the event is to be dropped.
@@ -243,14 +284,16 @@ impl<C: Component> Recording<C> {
             return;
         }
         let message = self.aggregate(&key, message, now);
-        let dedup = format!("{key}\u{1f}{message}");
+        let mut dedup = key;
+        dedup.push('\u{1f}');
+        dedup.push_str(&message);
         let stamp = crate::apiserver::format_time(now);
         if let Some(w) = self.written.get_mut(&dedup) {
             // k8s: EventLogger — the same event again: one more on its count.
             w.count += 1;
-            w.body["count"] = json!(w.count);
-            w.body["lastTimestamp"] = stamp;
-            let body = w.body.clone();
+            w.last = stamp;
+            let w = self.written.entries.get(&dedup).map(|(_, w)| w);
+            let body = self.body(w.expect("present"));
             self.write(dedup, body, false, 0);
             return;
         }
@@ -264,29 +307,19 @@ impl<C: Component> Recording<C> {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "default".into());
-        let body = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "source": {"component": self.component, "host": self.host},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "type": type_,
-            "eventTime": null,
-            "reportingComponent": self.component,
-            "reportingInstance": self.host.clone().unwrap_or_default(),
-        });
-        self.written.insert(
-            dedup.clone(),
-            Written {
-                body: body.clone(),
-                count: 1,
-            },
-        );
+        let w = Written {
+            name,
+            namespace,
+            involved,
+            type_,
+            reason,
+            message,
+            first: stamp.clone(),
+            last: stamp,
+            count: 1,
+        };
+        let body = self.body(&w);
+        self.written.insert(dedup.clone(), w);
         self.write(dedup, body, true, 0);
     }
 
@@ -337,17 +370,15 @@ impl<C: Component> Recording<C> {
         match e.code {
             // Another recorder took the name in the same nanosecond: a fresh name.
             409 if attempt < 3 && w.count == 1 => {
-                let name = w.body["involvedObject"]["name"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
+                let name = w.involved.name.clone().unwrap_or_default();
                 let stamp = {
                     self.last_stamp = now.as_nanos().max(self.last_stamp + 1) + 1;
                     self.last_stamp
                 };
                 let w = self.written.get_mut(&key).expect("present");
-                w.body["metadata"]["name"] = json!(format!("{name}.{stamp:x}"));
-                let body = w.body.clone();
+                w.name = format!("{name}.{stamp:x}");
+                let w = self.written.entries.get(&key).map(|(_, w)| w);
+                let body = self.body(w.expect("present"));
                 self.write(key, body, true, attempt + 1);
             }
             // The event expired (or was deleted): the next repeat starts a new one.

@@ -68,6 +68,43 @@ enum Event {
     Check,
 }
 
+/// The event queue: a min-heap of (time, sequence number, slot) over a slab of the events, so
+/// that it pops events in (time, sequence) order, as a map keyed by them would iterate, and
+/// moves only small entries while it keeps its order.
+#[derive(Default)]
+struct Queue {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(Time, u64, usize)>>,
+    slab: Vec<Option<Event>>,
+    free: Vec<usize>,
+}
+
+impl Queue {
+    fn push(&mut self, at: Time, seq: u64, event: Event) {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i] = Some(event);
+                i
+            }
+            None => {
+                self.slab.push(Some(event));
+                self.slab.len() - 1
+            }
+        };
+        self.heap.push(std::cmp::Reverse((at, seq, slot)));
+    }
+
+    /// The earliest event, if it is due by `end`.
+    fn pop_until(&mut self, end: Time) -> Option<(Time, Event)> {
+        let std::cmp::Reverse((at, _, _)) = self.heap.peek()?;
+        if *at > end {
+            return None;
+        }
+        let std::cmp::Reverse((at, _, slot)) = self.heap.pop().expect("peeked");
+        self.free.push(slot);
+        Some((at, self.slab[slot].take().expect("queued")))
+    }
+}
+
 struct Slot {
     component: Box<dyn Component>,
     alive: bool,
@@ -225,7 +262,7 @@ pub struct Sim {
     link_down: BTreeMap<usize, Time>,
     default_link: Link,
     node_links: BTreeMap<String, Link>,
-    events: BTreeMap<(Time, u64), Event>,
+    events: Queue,
     seq: u64,
     timers: BTreeMap<(usize, u64), u64>,
     runtime: ScriptedRuntime,
@@ -248,6 +285,8 @@ pub struct Sim {
     exit_after: bool,
     verdicts: Vec<Option<Verdict>>,
     processed: u64,
+    /// The effects of the step being carried out (kept for its capacity).
+    out: Vec<Effect>,
 }
 
 /// Where the simulated apiserver is reached (the default/kubernetes Service's endpoint).
@@ -353,7 +392,7 @@ impl Sim {
             link_down: BTreeMap::new(),
             default_link,
             node_links,
-            events: BTreeMap::new(),
+            events: Queue::default(),
             seq: 0,
             timers: BTreeMap::new(),
             runtime,
@@ -372,6 +411,7 @@ impl Sim {
             exit_after: false,
             verdicts,
             processed: 0,
+            out: Vec::new(),
         }
     }
 
@@ -390,7 +430,7 @@ impl Sim {
 
     fn at(&mut self, t: Time, e: Event) {
         self.seq += 1;
-        self.events.insert((t, self.seq), e);
+        self.events.push(t, self.seq, e);
     }
 
     fn rel(&self) -> Duration {
@@ -673,18 +713,20 @@ impl Sim {
             self.held.push((idx, input));
             return;
         }
-        let mut out = Vec::new();
+        // One buffer serves every step; the component's name is copied only for what is traced.
+        let mut out = std::mem::take(&mut self.out);
         let now = self.now;
         let rng: &mut dyn RngCore = &mut self.rng;
         self.slots[idx].component.step(now, input, rng, &mut out);
-        let name = self.slots[idx].component.name().to_string();
-        for effect in out {
+        let name = |sim: &Sim| sim.slots[idx].component.name().to_string();
+        for effect in out.drain(..) {
             match effect {
                 Effect::Api { id, op } => {
                     let t = (self.now + self.delay(idx))
                         .max(self.link_up.get(&idx).copied().unwrap_or(Time::ZERO));
                     self.link_up.insert(idx, t);
                     if self.lost(idx) {
+                        let name = name(self);
                         self.drop_message(idx, id, &name, "request", &op.describe());
                     } else {
                         self.at(
@@ -711,6 +753,7 @@ impl Sim {
                         RuntimeOp::Probe { .. } | RuntimeOp::RemovePod { .. } => None,
                     };
                     if let Some(w) = what {
+                        let name = name(self);
                         self.trace.line(self.now, &name, "runtime", json!(w));
                     }
                     let outcome = self.runtime.run(&op, self.now);
@@ -739,15 +782,17 @@ impl Sim {
                     let token = self.seq;
                     self.timers.insert((idx, id), token);
                     self.events
-                        .insert((at.max(self.now), token), Event::Timer(idx, id, token));
+                        .push(at.max(self.now), token, Event::Timer(idx, id, token));
                 }
                 // Recording wrapped the component: no event reaches here.
                 Effect::Event { reason, .. } => {
+                    let name = name(self);
                     self.trace
                         .line(self.now, &name, "log", json!(format!("event {reason}")));
                 }
                 Effect::Log { v, message } => {
                     if v <= 2 {
+                        let name = name(self);
                         self.trace.line(self.now, &name, "log", json!(message));
                     }
                     if v == 0 {
@@ -757,6 +802,7 @@ impl Sim {
                 }
             }
         }
+        self.out = out;
     }
 
     /// A request or its answer (`what`) is lost: traced, and the client times out.
@@ -808,8 +854,13 @@ impl Sim {
             self.execute_checked(op, &described, &name)
         };
         let code = result.as_ref().map_or_else(|e| e.code, |_| 200);
-        self.trace
-            .line(self.now, &name, "api", json!(format!("{described} {code}")));
+        self.trace.line(self.now, &name, "api", {
+            let mut d = String::with_capacity(described.len() + 4);
+            d.push_str(&described);
+            d.push(' ');
+            d.push_str(&code.to_string());
+            Value::String(d)
+        });
         if self.lost(slot) {
             self.drop_message(slot, id, &name, "answer", &described);
             return;
@@ -1757,11 +1808,7 @@ impl Sim {
             self.at(t, Event::Check);
             t = t + Duration::from_secs(1);
         }
-        while let Some((&(at, seq), _)) = self.events.first_key_value() {
-            if at > end {
-                break;
-            }
-            let event = self.events.remove(&(at, seq)).expect("present");
+        while let Some((at, event)) = self.events.pop_until(end) {
             self.now = at;
             self.processed += 1;
             match event {

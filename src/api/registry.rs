@@ -56,7 +56,7 @@ const ALL_VERBS: &[Verb] = &[
 const NAMESPACE_VERBS: &[Verb] = &[Create, Delete, Get, List, Patch, Update, Watch];
 
 /// What the registry knows about one resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Eq)]
 pub struct ResourceInfo {
     /// API group; "" is the core (legacy) group served under /api.
     pub group: &'static str,
@@ -69,6 +69,24 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     pub verbs: &'static [Verb],
     pub subresources: &'static [&'static str],
+}
+
+impl PartialEq for ResourceInfo {
+    /// Every field equal, as derived; the registry's entries are statics, so most comparisons
+    /// (an informer asking whether an input is for its resource) are settled by the address.
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+            || (self.group == other.group
+                && self.version == other.version
+                && self.kind == other.kind
+                && self.plural == other.plural
+                && self.singular == other.singular
+                && self.namespaced == other.namespaced
+                && self.short_names == other.short_names
+                && self.categories == other.categories
+                && self.verbs == other.verbs
+                && self.subresources == other.subresources)
+    }
 }
 
 impl ResourceInfo {

@@ -301,24 +301,27 @@ impl Cacher {
         self.revision = revision;
         let change = Change::new(revision, prev.clone(), new.clone());
         // Watchers pinned to other nodes cannot see this change.
-        let node_of = |o: &Option<Arc<Value>>| {
-            o.as_ref()
-                .and_then(|o| o["spec"]["nodeName"].as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        let mut ids = self.unpinned.clone();
-        if !self.by_node.is_empty() {
-            for n in [node_of(&prev), node_of(&new)] {
-                if let Some(set) = self.by_node.get(&n) {
-                    ids.extend(set.iter().copied());
-                }
+        // (An absent object or nodeName is node "": the watchers of unbound pods.)
+        let pinned = |o: &Option<Arc<Value>>| {
+            if self.by_node.is_empty() {
+                return None;
             }
-        }
-        let events = ids
-            .into_iter()
-            .filter_map(|id| change.event_for(&self.watchers[&id]).map(|e| (id, e)))
-            .collect();
+            let node = o.as_ref().and_then(|o| o["spec"]["nodeName"].as_str());
+            self.by_node.get(node.unwrap_or(""))
+        };
+        let event = |id: &u64| change.event_for(&self.watchers[id]).map(|e| (*id, e));
+        let events: Vec<(u64, ApiEvent)> = match (pinned(&prev), pinned(&new)) {
+            // Most changes wake no pinned watcher: the unpinned ones in id order.
+            (None, None) => self.unpinned.iter().filter_map(event).collect(),
+            (a, b) => {
+                // In id order, each watcher once, as the set union they were taken from.
+                let mut ids: Vec<u64> = self.unpinned.iter().copied().collect();
+                ids.extend(a.into_iter().chain(b).flatten().copied());
+                ids.sort_unstable();
+                ids.dedup();
+                ids.iter().filter_map(event).collect()
+            }
+        };
         self.history.push_back(change);
         while self.history.len() > self.capacity {
             let old = self.history.pop_front().expect("not empty");

@@ -30,6 +30,7 @@ use crate::api::status::{ApiError, FieldError};
 use crate::api::{admission, names};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
+pub(crate) use object::rfc3339_seconds;
 pub use watch::{ApiEvent, ApiWatch, EventType};
 
 /// A core's `Time` (nanoseconds since the Unix epoch in production, since the simulation's
@@ -83,14 +84,29 @@ impl RequestContext {
     pub fn uid(&self) -> String {
         match &self.uid {
             Uid::Given(uid) => uid.clone(),
-            Uid::Random(a, b) => format!(
-                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                b >> 52,
-                b & 0xffff_ffff_ffff
-            ),
+            Uid::Random(a, b) => {
+                // `{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}`, written digit by digit (every create
+                // makes one).
+                fn hex(out: &mut String, v: u64, digits: u32) {
+                    for i in (0..digits).rev() {
+                        let d = ((v >> (4 * i)) & 0xf) as u8;
+                        out.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+                    }
+                }
+                let mut out = String::with_capacity(36);
+                hex(&mut out, a >> 32, 8);
+                let parts = [
+                    ((a >> 16) & 0xffff, 4, "-"),
+                    (a & 0xfff, 3, "-4"),
+                    (b >> 52, 3, "-8"),
+                    (b & 0xffff_ffff_ffff, 12, "-"),
+                ];
+                for (v, digits, sep) in parts {
+                    out.push_str(sep);
+                    hex(&mut out, v, digits);
+                }
+                out
+            }
         }
     }
 
@@ -386,40 +402,122 @@ fn key(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<String
 }
 
 /// The stored form of an object. The revision is the resourceVersion: it is set on every read,
-/// never stored, so it is left out (while serializing: no copy of the object).
+/// never stored, so it is left out (while serializing: no copy of the object). The bytes are
+/// serde_json's compact form (`write_json`), written into a reused buffer and copied out at
+/// their size: every write encodes its object.
 fn encode(obj: &Value) -> Bytes {
-    use serde::ser::{Serialize, SerializeMap, Serializer};
-    /// A map without one of its keys.
-    struct Without<'a>(&'a serde_json::Map<String, Value>, &'static str);
-    impl Serialize for Without<'_> {
-        fn serialize<Ser: Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
-            let mut map = s.serialize_map(None)?;
-            for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != self.1) {
-                map.serialize_entry(k, v)?;
-            }
-            map.end()
-        }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    struct Stored<'a>(&'a serde_json::Map<String, Value>);
-    impl Serialize for Stored<'_> {
-        fn serialize<Ser: Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
-            let mut map = s.serialize_map(None)?;
-            for (k, v) in self.0 {
-                match v {
-                    Value::Object(meta) if k == "metadata" => {
-                        map.serialize_entry(k, &Without(meta, "resourceVersion"))?
+    BUF.with(|buf| {
+        let mut out = buf.borrow_mut();
+        out.clear();
+        match obj {
+            Value::Object(o) => {
+                out.push(b'{');
+                let mut first = true;
+                for (k, v) in o {
+                    if !first {
+                        out.push(b',');
                     }
-                    _ => map.serialize_entry(k, v)?,
+                    first = false;
+                    write_json_str(&mut out, k);
+                    out.push(b':');
+                    match v {
+                        Value::Object(meta) if k == "metadata" => {
+                            write_json_map(&mut out, meta, Some("resourceVersion"))
+                        }
+                        _ => write_json(&mut out, v),
+                    }
                 }
+                out.push(b'}');
             }
-            map.end()
+            other => write_json(&mut out, other),
+        }
+        let bytes = Bytes::copy_from_slice(&out);
+        // A rare large object does not keep its buffer's size for the thread's lifetime.
+        if out.capacity() > 1 << 20 {
+            *out = Vec::new();
+        }
+        bytes
+    })
+}
+
+/// `v` as `serde_json::to_vec` writes it (compact), appended to `out`.
+pub(crate) fn write_json(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => serde_json::to_writer(&mut *out, n).expect("numbers serialize"),
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_json_map(out, map, None),
+    }
+}
+
+/// A map as serde_json writes it, without the key `skip`.
+fn write_json_map(out: &mut Vec<u8>, map: &serde_json::Map<String, Value>, skip: Option<&str>) {
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in map {
+        if skip == Some(k.as_str()) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json_str(out, k);
+        out.push(b':');
+        write_json(out, v);
+    }
+    out.push(b'}');
+}
+
+/// A string as serde_json writes it: as it is between quotes unless a character needs an
+/// escape (`"`, `\`, control characters), and then by serde_json itself.
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        serde_json::to_writer(&mut *out, s).expect("strings serialize");
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether a byte of `s` is a control character, `"` or `\`: eight bytes at a time (the
+/// test for "some byte below n", and for "some byte zero" after an xor, on a word; exact
+/// about whether there is one), as most strings need no escape and are written whole.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        if w.wrapping_sub(0x20 * ONES) & !w & HIGH != 0
+            || zero_byte(w ^ (u64::from(b'"') * ONES))
+            || zero_byte(w ^ (u64::from(b'\\') * ONES))
+        {
+            return true;
         }
     }
-    let bytes = match obj {
-        Value::Object(o) => serde_json::to_vec(&Stored(o)),
-        other => serde_json::to_vec(other),
-    };
-    Bytes::from(bytes.expect("JSON values always serialize"))
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 pub(crate) fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
@@ -467,14 +565,24 @@ fn check_type(res: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
             "the body of the request must be a JSON or YAML object",
         ));
     }
-    let api_version = res.api_version();
-    for (field, want) in [("apiVersion", api_version.as_str()), ("kind", res.kind)] {
+    // `group/version` (or the version alone) compared in parts: every write is checked.
+    let is_api_version = |got: &str| match got.split_once('/') {
+        Some((g, v)) => !res.group.is_empty() && g == res.group && v == res.version,
+        None => res.group.is_empty() && got == res.version,
+    };
+    for field in ["apiVersion", "kind"] {
         if let Some(got) = obj
             .get(field)
             .and_then(Value::as_str)
             .filter(|g| !g.is_empty())
         {
-            if got != want {
+            let matches = if field == "kind" {
+                got == res.kind
+            } else {
+                is_api_version(got)
+            };
+            if !matches {
+                let api_version = res.api_version();
                 return Err(ApiError::bad_request(format!(
                     "the API version in the data ({}) does not match the expected API version ({api_version}) or kind ({}) does not match {}",
                     obj.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
@@ -875,8 +983,16 @@ impl<S: Store> ApiServer<S> {
         namespace: &str,
         name: &str,
     ) -> Result<(), ApiError> {
-        let ns = match self.get(namespaces(), None, namespace).await {
-            Ok(ns) => ns,
+        // Read, not copied: only two fields are looked at.
+        let ns = match self
+            .read(
+                namespaces(),
+                &key(namespaces(), None, namespace)?,
+                namespace,
+            )
+            .await
+        {
+            Ok((ns, _)) => ns,
             Err(e) if e.reason == "NotFound" => {
                 return Err(ApiError::not_found(namespaces(), namespace))
             }
@@ -894,10 +1010,22 @@ impl<S: Store> ApiServer<S> {
         Ok(())
     }
 
-    /// The PriorityClasses, listed from the store.
-    async fn priority_classes(&self) -> Result<Vec<Value>, ApiError> {
+    /// The PriorityClasses, listed from the store (each pod create reads them: the objects
+    /// this apiserver wrote are taken as decoded then, not decoded again).
+    async fn priority_classes(&self) -> Result<Vec<Arc<Value>>, ApiError> {
         let res = registry::by_plural("scheduling.k8s.io", "priorityclasses").expect("registered");
-        Ok(self.list(res, None, &ListOptions::default()).await?.0)
+        let list = self
+            .store
+            .list(&res.storage_prefix())
+            .await
+            .map_err(|e| ApiError::from_store(res, "", e))?;
+        list.items
+            .iter()
+            .map(|kv| match self.decoded(&kv.key, kv.mod_revision) {
+                Some(obj) => Ok(obj),
+                None => decode(&kv.value, kv.mod_revision).map(Arc::new),
+            })
+            .collect()
     }
 
     /// k8s: Priority admission — a pod's priorityClassName (or the globalDefault class) sets

@@ -1260,3 +1260,128 @@ fn service_type_changes_allocate_and_release_as_upstream() {
         .unwrap();
     assert_eq!(real["spec"]["ports"][0]["nodePort"], json!(30000));
 }
+
+#[test]
+fn random_uids_are_version_4_uuids_of_the_drawn_bits() {
+    let cases = [
+        (0u64, 0u64),
+        (u64::MAX, u64::MAX),
+        (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+        (0xdead_beef_0000_0fff, 0x0000_0000_0000_0001),
+    ];
+    for (a, b) in cases {
+        let ctx = RequestContext {
+            now: Timestamp::UNIX_EPOCH,
+            uid: Uid::Random(a, b),
+            random: 0,
+            dry_run: false,
+        };
+        let want = format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            b >> 52,
+            b & 0xffff_ffff_ffff
+        );
+        assert_eq!(ctx.uid(), want);
+    }
+}
+
+#[test]
+fn stored_json_is_what_serde_json_writes() {
+    // Strings that need escapes (quotes, backslashes, every kind of control character) and
+    // some that do not (non-ASCII, DEL, '/'), numbers of every kind, nesting, empties.
+    let strings = [
+        "",
+        "plain",
+        "a\"b",
+        "back\\slash",
+        "tab\there",
+        "nl\n",
+        "cr\r",
+        "\u{8}\u{c}",
+        "\u{0}\u{1}\u{1f}",
+        "é ü 日本",
+        "\u{7f}",
+        "a/b",
+        "\u{2028}",
+    ];
+    // Longer than a word, with the byte to escape in every position of one; and bytes just
+    // around the ones that need escapes, which do not.
+    let mut long: Vec<String> = vec![
+        "0123456789abcdef0123456789abcdef".into(),
+        "ééééé日本日本 ~~~~~~~~ \u{7f}\u{7f}\u{80}".into(),
+        " !#$[]^_`{|}~ !#[]^ ".repeat(3),
+    ];
+    for special in ['"', '\\', '\u{0}', '\u{1f}', '\n'] {
+        for at in 0..17 {
+            let mut s: String = "abcdefghijklmnopq".into();
+            s.replace_range(at..at + 1, &special.to_string());
+            long.push(s);
+        }
+    }
+    let strings: Vec<&str> = strings
+        .iter()
+        .copied()
+        .chain(long.iter().map(String::as_str))
+        .collect();
+    let mut values = vec![
+        json!(null),
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(-17),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(1.5),
+        json!(-0.000123),
+        json!(1e300),
+        json!([]),
+        json!({}),
+        json!([[], {}, [null]]),
+    ];
+    for s in strings {
+        values.push(json!(s));
+        values.push(json!({ s: s, "n": [s, 1, {"k": s}] }));
+    }
+    values.push(
+        json!({"metadata": {"name": "x", "resourceVersion": "3", "a\"": {"b": [1, 2.5]}},
+                       "spec": {"resourceVersion": "kept"}, "z": null}),
+    );
+    for v in &values {
+        let mut out = Vec::new();
+        write_json(&mut out, v);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(v).unwrap()
+        );
+        // Stored objects leave out metadata.resourceVersion only.
+        let mut want = v.clone();
+        if let Some(meta) = want.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        assert_eq!(encode(v), serde_json::to_vec(&want).unwrap(), "{v}");
+    }
+}
+
+#[test]
+fn a_byte_needs_an_escape_wherever_it_is_in_a_word() {
+    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    // Every byte, at every position of two words and a remainder, among fillers that border
+    // the special bytes (and the high bit).
+    for filler in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
+        for b in 0..=255u8 {
+            for at in 0..19 {
+                let mut s = vec![filler; 19];
+                s[at] = b;
+                assert_eq!(
+                    needs_escape(&s),
+                    escaped(b) || escaped(filler),
+                    "byte {b:#x} at {at} among {filler:#x}"
+                );
+            }
+        }
+    }
+    assert!(!needs_escape(b""));
+}

@@ -65,9 +65,16 @@ pub struct Decoded(Arc<Cells>);
 struct Cells {
     typed: OnceLock<Arc<dyn Any + Send + Sync>>,
     json: OnceLock<bytes::Bytes>,
+    key: OnceLock<String>,
 }
 
 impl Decoded {
+    /// The object's informer cache key (`namespace/name`), made at most once: every
+    /// informer that gets the change files the object under it.
+    pub fn key_or_init(&self, make: impl FnOnce() -> String) -> &str {
+        self.0.key.get_or_init(make)
+    }
+
     /// The object as a `T`, decoded at most once per type.
     pub fn get_or_decode<T: DeserializeOwned + Send + Sync + 'static>(
         &self,

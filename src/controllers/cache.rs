@@ -113,7 +113,10 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cache<T> {
 
     /// Applies one watch event.
     pub fn apply(&mut self, ev: &ApiEvent) -> Result<Change<T>, String> {
-        let key = object_key(&ev.object);
+        let key = ev
+            .decoded
+            .key_or_init(|| object_key(&ev.object))
+            .to_string();
         self.revision = self.revision.max(ev.revision);
         let change = match ev.type_ {
             EventType::Added | EventType::Modified => {

@@ -96,19 +96,16 @@ fn condition<'a>(
         .find(|c| c.type_ == type_)
 }
 
-fn ready_status(node: &Node) -> String {
-    condition(node, "Ready")
-        .map(|c| c.status.clone())
-        .unwrap_or_else(|| "Unknown".into())
+fn ready_status(node: &Node) -> &str {
+    condition(node, "Ready").map_or("Unknown", |c| c.status.as_str())
 }
 
-fn zone_of(node: &Node) -> String {
+fn zone_of(node: &Node) -> &str {
     node.metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(ZONE_LABEL))
-        .cloned()
-        .unwrap_or_default()
+        .map_or("", String::as_str)
 }
 
 fn has_taint(node: &Node, key: &str, effect: &str) -> bool {
@@ -144,9 +141,9 @@ impl NodeLifecycleController {
     }
 
     /// The Ready status as this controller knows it (its own pending Unknown included).
-    fn ready_of(&self, node: &Node) -> String {
+    fn ready_of<'a>(&self, node: &'a Node) -> &'a str {
         match node.metadata.name.as_deref() {
-            Some(n) if self.marked_unknown.contains(n) => "Unknown".into(),
+            Some(n) if self.marked_unknown.contains(n) => "Unknown",
             _ => ready_status(node),
         }
     }
@@ -227,7 +224,8 @@ impl NodeLifecycleController {
             if !self.health.contains_key(name) {
                 self.observe_node(name, now);
             }
-            if self.registered.insert(name.clone()) {
+            if !self.registered.contains(name) {
+                self.registered.insert(name.clone());
                 // k8s: RecordNodeEvent on a node the controller sees for the first time.
                 out.push(event(
                     reference("v1", "Node", &node.metadata),
@@ -254,11 +252,18 @@ impl NodeLifecycleController {
         // Ready transitions since the last pass.
         for (name, node) in &nodes {
             let ready = self.ready_of(node);
-            let was = self
-                .health
-                .get_mut(name)
-                .and_then(|h| h.ready.replace(ready.clone()));
-            if was.as_deref() == Some("True") && ready != "True" {
+            // (The string is copied only when it changes: most passes change nothing.)
+            let was_ready = match self.health.get_mut(name) {
+                Some(h) => {
+                    let was = h.ready.as_deref() == Some("True");
+                    if h.ready.as_deref() != Some(ready) {
+                        h.ready = Some(ready.to_string());
+                    }
+                    was
+                }
+                None => false,
+            };
+            if was_ready && ready != "True" {
                 out.push(Effect::Log {
                     v: 0,
                     message: format!("NodeNotReady: node {name} status is now {ready}"),
@@ -390,7 +395,7 @@ impl NodeLifecycleController {
 
     /// k8s: doNoScheduleTaintingPass (TaintNodesByCondition), not rate-limited.
     fn no_schedule_taints(&mut self, node: &Node, out: &mut Vec<Effect>) {
-        let want: &[&str] = match self.ready_of(node).as_str() {
+        let want: &[&str] = match self.ready_of(node) {
             "False" => &[TAINT_NOT_READY],
             "Unknown" if condition(node, "Ready").is_some() => &[TAINT_UNREACHABLE],
             _ => &[],
@@ -409,7 +414,11 @@ impl NodeLifecycleController {
             {
                 continue;
             }
-            let e = counts.entry(zone_of(node)).or_default();
+            let zone = zone_of(node);
+            if !counts.contains_key(zone) {
+                counts.insert(zone.to_string(), (0, 0));
+            }
+            let e = counts.get_mut(zone).expect("present");
             if self.ready_of(node) == "True" {
                 e.0 += 1;
             } else {
@@ -447,7 +456,10 @@ impl NodeLifecycleController {
         for (name, node) in nodes {
             let zone = zone_of(node);
             let ready = self.ready_of(node);
-            let queue = self.taint_queue.entry(zone.clone()).or_default();
+            if !self.taint_queue.contains_key(zone) {
+                self.taint_queue.insert(zone.to_string(), Vec::new());
+            }
+            let queue = self.taint_queue.get_mut(zone).expect("present");
             if all_down || ready == "True" {
                 // k8s: healthy nodes, or a control plane cut off from every zone: no NoExecute taints.
                 queue.retain(|(n, _)| n != name);

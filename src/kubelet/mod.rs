@@ -1253,6 +1253,20 @@ fn object(entries: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
 
 /// metav1.MicroTime: RFC 3339 with microseconds.
 pub fn micro_time(t: Time) -> Value {
+    let micros = (t.as_nanos() % 1_000_000_000) / 1000;
+    // A lease renewal writes one: the seconds' string gets the digits appended in place.
+    if let Some(mut s) = i64::try_from(t.as_nanos() / 1_000_000_000)
+        .ok()
+        .and_then(crate::apiserver::rfc3339_seconds)
+    {
+        s.pop();
+        s.push('.');
+        for i in (0..6).rev() {
+            s.push(char::from(b'0' + (micros / 10u64.pow(i) % 10) as u8));
+        }
+        s.push('Z');
+        return Value::String(s);
+    }
     let secs = format_time(Time(t.as_nanos() - t.as_nanos() % 1_000_000_000));
     let base = secs
         .as_str()
@@ -1436,6 +1450,19 @@ mod tests {
     }
 
     type Case = (&'static str, Option<Arc<Pod>>, Option<Arc<Pod>>, bool);
+
+    #[test]
+    fn micro_times_have_six_digits_of_microseconds() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000000Z"),
+            (1_000, "1970-01-01T00:00:00.000001Z"),
+            (1_999_999_999, "1970-01-01T00:00:01.999999Z"),
+            (1_700_000_000_123_456_789, "2023-11-14T22:13:20.123456Z"),
+        ];
+        for (nanos, want) in cases {
+            assert_eq!(micro_time(Time(nanos)), json!(want), "{nanos}");
+        }
+    }
 
     #[test]
     fn containers_wait_for_the_first_service_list_and_get_their_env() {

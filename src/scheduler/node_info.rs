@@ -168,6 +168,25 @@ pub fn normalized_image(name: &str) -> String {
     }
 }
 
+/// Which label a topology key is, found once per scheduling cycle (see `NodeInfo::label`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Known {
+    Zone,
+    Hostname,
+    Other,
+}
+
+impl Known {
+    pub fn of(key: &str) -> Known {
+        use super::plugins::pod_topology_spread::{HOSTNAME, ZONE};
+        match key {
+            ZONE => Known::Zone,
+            HOSTNAME => Known::Hostname,
+            _ => Known::Other,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
     pub node: Node,
@@ -187,6 +206,10 @@ pub struct NodeInfo {
     /// Controller uid → how many of the pods (not terminating) it owns: the system default
     /// topology spread counts these on every node for every pod (PodTopologySpread).
     pub by_controller: BTreeMap<String, i64>,
+    /// The node's zone and hostname labels, which the default topology spread reads for
+    /// every pod on every node (a lookup among all the labels costs more).
+    pub zone: Option<String>,
+    pub hostname: Option<String>,
 }
 
 /// The controller a pod counts under for the default spread, if it is not terminating.
@@ -211,8 +234,21 @@ impl NodeInfo {
             .filter(|(k, _)| is_scalar(k))
             .filter_map(|(k, q)| Some((k.clone(), quantity::parse(&q.0)?)))
             .collect();
+        let label = |key: &str| {
+            node.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(key))
+                .cloned()
+        };
+        let (zone, hostname) = (
+            label(super::plugins::pod_topology_spread::ZONE),
+            label(super::plugins::pod_topology_spread::HOSTNAME),
+        );
         NodeInfo {
             images: node_images(&node),
+            zone,
+            hostname,
             node,
             allocatable,
             allocatable_scalars,
@@ -227,6 +263,16 @@ impl NodeInfo {
 
     pub fn name(&self) -> &str {
         self.node.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// The value of the node's label `key`; `which` says if the key is the zone or the
+    /// hostname (see `Known`), whose values the node keeps at hand.
+    pub fn label(&self, key: &str, which: Known) -> Option<&String> {
+        match which {
+            Known::Zone => self.zone.as_ref(),
+            Known::Hostname => self.hostname.as_ref(),
+            Known::Other => self.labels().get(key),
+        }
     }
 
     pub fn labels(&self) -> &BTreeMap<String, String> {

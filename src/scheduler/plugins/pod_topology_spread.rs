@@ -12,7 +12,7 @@ use super::taint_toleration::tolerations;
 use super::{CycleState, FilterPlugin, Rejection, ScorePlugin, Snapshot, MAX_NODE_SCORE};
 use crate::api::selector::{from_label_selector, Requirement, Selector};
 use crate::api::taints::tolerated;
-use crate::scheduler::node_info::NodeInfo;
+use crate::scheduler::node_info::{Known, NodeInfo};
 
 pub struct PodTopologySpread;
 
@@ -254,6 +254,10 @@ pub struct ScoreState {
     /// Nodes without every key (user constraints only): scored 0.
     ignored: BTreeSet<String>,
     namespace: Option<String>,
+    /// Per constraint: its key is the hostname (compared once, not per node).
+    host: Vec<bool>,
+    /// Per constraint: which label its key is.
+    known: Vec<Known>,
 }
 
 impl ScorePlugin for PodTopologySpread {
@@ -279,6 +283,8 @@ impl ScorePlugin for PodTopologySpread {
         }
         // k8s: requireAllTopologies unless the constraints are the system defaults.
         let require_all = !defaulted;
+        let host: Vec<bool> = cs.iter().map(|c| c.key == HOSTNAME).collect();
+        let known: Vec<Known> = cs.iter().map(|c| Known::of(&c.key)).collect();
         let has_all = |n: &NodeInfo| cs.iter().all(|c| n.labels().contains_key(&c.key));
         let mut ignored = BTreeSet::new();
         let mut counts = vec![BTreeMap::<String, i64>::new(); cs.len()];
@@ -290,33 +296,37 @@ impl ScorePlugin for PodTopologySpread {
             }
             hosts += 1;
             for (i, c) in cs.iter().enumerate() {
-                if c.key == HOSTNAME {
+                if host[i] {
                     continue;
                 }
-                if let Some(v) = n.labels().get(&c.key) {
-                    counts[i].entry(v.clone()).or_insert(0);
+                // Looked up first: most nodes share a domain already counted (no copy).
+                if let Some(v) = n.label(&c.key, known[i]) {
+                    if !counts[i].contains_key(v) {
+                        counts[i].insert(v.clone(), 0);
+                    }
                 }
             }
         }
         let weights = cs
             .iter()
             .zip(&counts)
-            .map(|(c, m)| {
-                let size = if c.key == HOSTNAME { hosts } else { m.len() };
+            .enumerate()
+            .map(|(i, (_, m))| {
+                let size = if host[i] { hosts } else { m.len() };
                 ((size + 2) as f64).ln()
             })
             .collect();
         let ns = pod.metadata.namespace.as_deref();
-        if cs.iter().any(|c| c.key != HOSTNAME) {
+        if host.iter().any(|h| !h) {
             for n in snapshot.nodes.iter() {
                 if require_all && !has_all(n) {
                     continue;
                 }
                 for (i, c) in cs.iter().enumerate() {
-                    if c.key == HOSTNAME || !eligible(c, pod, n) {
+                    if host[i] || !eligible(c, pod, n) {
                         continue;
                     }
-                    let Some(v) = n.labels().get(&c.key) else {
+                    let Some(v) = n.label(&c.key, known[i]) else {
                         continue;
                     };
                     // k8s: only the domains of the feasible nodes are counted.
@@ -332,6 +342,8 @@ impl ScorePlugin for PodTopologySpread {
             weights,
             ignored,
             namespace: pod.metadata.namespace.clone(),
+            host,
+            known,
         });
     }
 
@@ -344,10 +356,10 @@ impl ScorePlugin for PodTopologySpread {
         }
         let mut score = 0.0;
         for (i, c) in s.constraints.iter().enumerate() {
-            let Some(v) = node.labels().get(&c.key) else {
+            let Some(v) = node.label(&c.key, s.known[i]) else {
                 continue;
             };
-            let count = if c.key == HOSTNAME {
+            let count = if s.host[i] {
                 count_matching(node, &c.selector, s.namespace.as_deref())
             } else {
                 s.counts[i].get(v).copied().unwrap_or(0)
