@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 
 use super::shim::{EXIT_FILE, FAILED, PID_FILE, STARTED};
 use super::{
-    cri_log, ContainerConfig, ContainerRuntime, ExecOutcome, Exit, LogOptions, Logs, PodRef,
-    StartError,
+    cri_log, ContainerConfig, ContainerRuntime, ExecEvent, ExecOutcome, ExecRequest, ExecSession,
+    Exit, LogOptions, Logs, PodRef, StartError,
 };
 use crate::component::RuntimeResult;
 
@@ -768,34 +768,124 @@ impl ContainerRuntime for ProcessRuntime {
             let Some((env, workdir, pid)) = found else {
                 return ExecOutcome::Failed(format!("container {container_id} is not running"));
             };
-            let Some(program) = command.first() else {
+            if command.is_empty() {
                 return ExecOutcome::Failed("empty command".into());
+            }
+            let (mut cmd, _mount_ns) = container_command(&env, &workdir, pid, &command);
+            cmd.stdin(std::process::Stdio::null());
+            run_exec(cmd, timeout).await
+        }
+        .boxed()
+    }
+
+    fn exec_stream(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, String>> {
+        let found = {
+            let g = lock(&self.inner);
+            g.containers
+                .values()
+                .filter(|r| {
+                    r.running
+                        && r.state.pod_uid == req.pod_uid
+                        && r.state.container == req.container
+                })
+                .max_by_key(|r| r.state.seq)
+                .map(|r| (r.state.env.clone(), r.state.workdir.clone(), r.pid))
+        };
+        async move {
+            let Some((env, workdir, pid)) = found else {
+                // k8s: the kubelet's wording.
+                return Err(format!("container not found ({:?})", req.container));
             };
-            let mut cmd = tokio::process::Command::new(program);
-            cmd.args(&command[1..])
-                .env_clear()
-                .env("PATH", DEFAULT_PATH)
-                .envs(env)
-                .current_dir(&workdir)
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true);
-            // In the container's mount namespace, where its volumes are.
-            if let Some(ns) = pid
-                .map(|p| format!("/proc/{p}/ns/mnt"))
-                .and_then(|p| std::fs::File::open(p).ok())
-            {
-                use std::os::fd::AsRawFd;
-                let fd = ns.as_raw_fd();
-                // SAFETY: setns is async-signal-safe; the fd stays open until spawn returns.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        libc::setns(fd, libc::CLONE_NEWNS);
-                        Ok(())
+            if req.command.is_empty() {
+                return Err("you must specify at least one command for the container".into());
+            }
+            let (mut cmd, mount_ns) = container_command(&env, &workdir, pid, &req.command);
+            let piped = std::process::Stdio::piped;
+            cmd.stdin(if req.stdin {
+                piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(piped())
+            .stderr(piped());
+            let spawned = cmd.spawn();
+            drop(mount_ns);
+            let mut child = match spawned {
+                Ok(child) => child,
+                Err(e) => {
+                    let failed = ExecEvent::Failed(format!(
+                        "failed to exec in container: exec: {:?}: {e}",
+                        req.command[0]
+                    ));
+                    return Ok(ExecSession {
+                        stdin: None,
+                        events: futures::stream::iter([failed]).boxed(),
                     });
                 }
-                return run_exec(cmd, timeout).await;
-            }
-            run_exec(cmd, timeout).await
+            };
+            let stdin = child.stdin.take().map(|mut pipe| {
+                let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(16);
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    while let Some(data) = rx.recv().await {
+                        if pipe.write_all(&data).await.is_err() {
+                            break;
+                        }
+                    }
+                    // The pipe is dropped here: the command reads EOF.
+                });
+                tx
+            });
+            let (tx, rx) = mpsc::channel::<ExecEvent>(16);
+            let stdout = child
+                .stdout
+                .take()
+                .map(|p| tokio::spawn(pump(p, tx.clone(), ExecEvent::Stdout)));
+            // A terminal has one output; stderr joins stdout.
+            let as_stderr: fn(bytes::Bytes) -> ExecEvent = if req.tty {
+                ExecEvent::Stdout
+            } else {
+                ExecEvent::Stderr
+            };
+            let stderr = child
+                .stderr
+                .take()
+                .map(|p| tokio::spawn(pump(p, tx.clone(), as_stderr)));
+            tokio::spawn(async move {
+                let finished = async {
+                    // All the output first, then the exit: kubectl prints it before exiting.
+                    for pump in [stdout, stderr].into_iter().flatten() {
+                        let _ = pump.await;
+                    }
+                    child.wait().await
+                };
+                let status = tokio::select! {
+                    status = finished => status,
+                    // Nobody listens any more (the client went away): the command is killed.
+                    () = tx.closed() => return,
+                };
+                let event = match status {
+                    Ok(status) => {
+                        use std::os::unix::process::ExitStatusExt;
+                        ExecEvent::Exited(
+                            status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+                        )
+                    }
+                    Err(e) => ExecEvent::Failed(e.to_string()),
+                };
+                let _ = tx.send(event).await;
+            });
+            let events =
+                futures::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
+                );
+            Ok(ExecSession {
+                stdin,
+                events: events.boxed(),
+            })
         }
         .boxed()
     }
@@ -894,6 +984,63 @@ impl ContainerRuntime for ProcessRuntime {
             .chain(g.containers.values().map(|r| r.state.pod_uid.clone()))
             .collect();
         futures::future::ready(uids.into_iter().collect()).boxed()
+    }
+}
+
+/// A command in a running container's context, as exec probes and `kubectl exec` run it: the
+/// container's env and working dir, in its mount namespace (where its volumes are). The file
+/// returned must stay open until the command is spawned.
+fn container_command(
+    env: &[(String, String)],
+    workdir: &str,
+    pid: Option<i32>,
+    command: &[String],
+) -> (tokio::process::Command, Option<std::fs::File>) {
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..])
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .envs(env.iter().cloned())
+        .current_dir(workdir)
+        .kill_on_drop(true);
+    let ns = pid
+        .map(|p| format!("/proc/{p}/ns/mnt"))
+        .and_then(|p| std::fs::File::open(p).ok());
+    if let Some(ns) = &ns {
+        use std::os::fd::AsRawFd;
+        let fd = ns.as_raw_fd();
+        // SAFETY: setns is async-signal-safe; the caller keeps the fd open until spawn returns.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setns(fd, libc::CLONE_NEWNS);
+                Ok(())
+            });
+        }
+    }
+    (cmd, ns)
+}
+
+/// Copies a command's output into exec events until it closes.
+async fn pump(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    tx: mpsc::Sender<ExecEvent>,
+    wrap: fn(bytes::Bytes) -> ExecEvent,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if tx
+                    .send(wrap(bytes::Bytes::copy_from_slice(&buf[..n])))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,159 @@
+//! `kubectl exec` end to end: the real kubectl (WebSocket, v5.channel.k8s.io) against
+//! `gantry server`, which relays the connection to its node agent, where the process runtime
+//! runs the command in the container's context.
+#![cfg(feature = "server")]
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{wait_for, GantryServer};
+use serde_json::Value;
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: box}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    env:
+    - {name: GREETING, value: hello from main}
+  - name: side
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+"#;
+
+fn running_pod(s: &GantryServer) {
+    let path = s.dir.path().join("pod.yaml");
+    std::fs::write(&path, POD).unwrap();
+    s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+    wait_for(Duration::from_secs(30), "the pod running", || {
+        let out = s.kubectl_ok(&["get", "pod", "box", "-o", "json"]);
+        let pod: Value = serde_json::from_str(&out).unwrap();
+        let statuses = pod["status"]["containerStatuses"].as_array()?;
+        (statuses.len() == 2 && statuses.iter().all(|c| c["state"]["running"].is_object()))
+            .then_some(())
+    });
+}
+
+#[test]
+fn kubectl_exec_streams_output_exit_codes_stdin_and_errors() {
+    let s = GantryServer::start_with_node("node-a", &[]);
+    running_pod(&s);
+
+    // (args, exit code, stdout, a piece of stderr)
+    let cases: &[(&[&str], i32, &str, &str)] = &[
+        // The container's env; stdout and stderr on their own streams.
+        (
+            &[
+                "exec",
+                "box",
+                "-c",
+                "main",
+                "--",
+                "sh",
+                "-c",
+                "echo $GREETING; echo oops >&2",
+            ],
+            0,
+            "hello from main\n",
+            "oops",
+        ),
+        // More output than one message holds arrives whole.
+        (
+            &[
+                "exec",
+                "box",
+                "-c",
+                "side",
+                "--",
+                "sh",
+                "-c",
+                "seq 1 20000 | tail -n 1",
+            ],
+            0,
+            "20000\n",
+            "",
+        ),
+        // kubectl exits with the command's code.
+        (
+            &["exec", "box", "-c", "main", "--", "sh", "-c", "exit 3"],
+            3,
+            "",
+            "",
+        ),
+        (&["exec", "box", "-c", "main", "--", "false"], 1, "", ""),
+        // The server's Status errors.
+        (
+            &["exec", "box", "-c", "nope", "--", "true"],
+            1,
+            "",
+            "container nope is not valid for pod box",
+        ),
+        (
+            &["exec", "missing", "--", "true"],
+            1,
+            "",
+            "pods \"missing\" not found",
+        ),
+        (
+            &["exec", "box", "-c", "main", "--", "/no/such/command"],
+            1,
+            "",
+            "error executing command in container",
+        ),
+    ];
+    for (args, code, stdout, stderr) in cases {
+        let (got_code, out, err) = s.kubectl(args);
+        assert_eq!(got_code, *code, "kubectl {args:?}: {err}{out}");
+        assert_eq!(out, *stdout, "kubectl {args:?}: {err}");
+        assert!(err.contains(stderr), "kubectl {args:?}: {err}");
+    }
+
+    // Big output: every byte arrives, in order.
+    let out = s.kubectl_ok(&["exec", "box", "-c", "main", "--", "seq", "1", "100000"]);
+    let want: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    assert!(out == want, "seq output differs ({} bytes)", out.len());
+
+    // -i: stdin reaches the command and its end (v5's channel close) ends it.
+    let input: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    let mut child = s
+        .kubectl_command(&[
+            "exec",
+            "-i",
+            "box",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{input}done\n")
+    );
+}
