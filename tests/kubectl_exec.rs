@@ -157,3 +157,23 @@ fn kubectl_exec_streams_output_exit_codes_stdin_and_errors() {
         format!("{input}done\n")
     );
 }
+
+#[test]
+fn kubectl_exec_with_a_terminal() {
+    let s = GantryServer::start_with_node("node-a", &[]);
+    running_pod(&s);
+    // kubectl asks for a terminal only when its own stdin is one: `script` gives it one.
+    let kubectl = "kubectl exec -it box -c main -- sh -c 'tty; echo err >&2; exit 4'";
+    let out = std::process::Command::new("script")
+        .args(["-qec", kubectl, "/dev/null"])
+        .env("KUBECONFIG", s.kubeconfig())
+        .env("HOME", s.dir.path())
+        .stdin(Stdio::piped())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The command's stdin is a terminal, its stderr arrives on the same stream.
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("err"), "{text}");
+    assert_eq!(out.status.code(), Some(4), "{text}");
+}

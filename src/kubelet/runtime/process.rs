@@ -800,16 +800,49 @@ impl ContainerRuntime for ProcessRuntime {
                 return Err("you must specify at least one command for the container".into());
             }
             let (mut cmd, mount_ns) = container_command(&env, &workdir, pid, &req.command);
-            let piped = std::process::Stdio::piped;
-            cmd.stdin(if req.stdin {
-                piped()
+            // `-t`: the command gets a terminal of its own (k8s: the CRI's tty), its
+            // controlling one, on stdin, stdout and stderr.
+            let pty = if req.tty {
+                match open_pty() {
+                    Ok(pty) => Some(pty),
+                    Err(e) => return Err(format!("cannot allocate a terminal: {e}")),
+                }
             } else {
-                std::process::Stdio::null()
-            })
-            .stdout(piped())
-            .stderr(piped());
+                None
+            };
+            let piped = std::process::Stdio::piped;
+            match &pty {
+                Some((_, slave)) => {
+                    let fd = |f: &std::fs::File| f.try_clone().map(std::process::Stdio::from);
+                    let (i, o, e) = (fd(slave), fd(slave), fd(slave));
+                    let (Ok(i), Ok(o), Ok(e)) = (i, o, e) else {
+                        return Err("cannot allocate a terminal".into());
+                    };
+                    cmd.stdin(i).stdout(o).stderr(e);
+                    // SAFETY: setsid and ioctl are async-signal-safe.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                }
+                None => {
+                    cmd.stdin(if req.stdin {
+                        piped()
+                    } else {
+                        std::process::Stdio::null()
+                    })
+                    .stdout(piped())
+                    .stderr(piped());
+                }
+            }
             let spawned = cmd.spawn();
-            drop(mount_ns);
+            // The terminal's other end is the command's alone: reads of ours end when it exits.
+            drop((cmd, mount_ns));
+            let master = pty.map(|(master, _slave)| master);
             let mut child = match spawned {
                 Ok(child) => child,
                 Err(e) => {
@@ -823,34 +856,22 @@ impl ContainerRuntime for ProcessRuntime {
                     });
                 }
             };
-            let stdin = child.stdin.take().map(|mut pipe| {
-                let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(16);
-                tokio::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    while let Some(data) = rx.recv().await {
-                        if pipe.write_all(&data).await.is_err() {
-                            break;
-                        }
-                    }
-                    // The pipe is dropped here: the command reads EOF.
-                });
-                tx
-            });
             let (tx, rx) = mpsc::channel::<ExecEvent>(16);
-            let stdout = child
+            let mut stdin = child.stdin.take().map(|pipe| feed(pipe, false));
+            let mut stdout = child
                 .stdout
                 .take()
                 .map(|p| tokio::spawn(pump(p, tx.clone(), ExecEvent::Stdout)));
-            // A terminal has one output; stderr joins stdout.
-            let as_stderr: fn(bytes::Bytes) -> ExecEvent = if req.tty {
-                ExecEvent::Stdout
-            } else {
-                ExecEvent::Stderr
-            };
             let stderr = child
                 .stderr
                 .take()
-                .map(|p| tokio::spawn(pump(p, tx.clone(), as_stderr)));
+                .map(|p| tokio::spawn(pump(p, tx.clone(), ExecEvent::Stderr)));
+            if let Some(master) = master {
+                let writer = master.try_clone().map_err(|e| e.to_string())?;
+                stdin = Some(feed(tokio::fs::File::from_std(writer), true));
+                let reader = tokio::fs::File::from_std(master);
+                stdout = Some(tokio::spawn(pump(reader, tx.clone(), ExecEvent::Stdout)));
+            }
             tokio::spawn(async move {
                 let finished = async {
                     // All the output first, then the exit: kubectl prints it before exiting.
@@ -1018,6 +1039,50 @@ fn container_command(
         }
     }
     (cmd, ns)
+}
+
+/// A terminal: (our end, the command's end).
+fn open_pty() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds we then own; no name, termios or size is passed.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just opened and are owned by nothing else.
+    unsafe {
+        Ok((
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        ))
+    }
+}
+
+/// Writes what the client sends to the command's stdin; when the client closes it, a pipe is
+/// closed (EOF), a terminal stays open (its EOF is the ^D the client types).
+fn feed(
+    mut input: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    flush: bool,
+) -> mpsc::Sender<bytes::Bytes> {
+    let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(16);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Some(data) = rx.recv().await {
+            if input.write_all(&data).await.is_err() || (flush && input.flush().await.is_err()) {
+                break;
+            }
+        }
+    });
+    tx
 }
 
 /// Copies a command's output into exec events until it closes.
