@@ -116,6 +116,32 @@ fn kubectl_exec_streams_output_exit_codes_stdin_and_errors() {
         assert!(err.contains(stderr), "kubectl {args:?}: {err}");
     }
 
+    // Requests kubectl never gets to send: the server's Status for each.
+    let exec = "/api/v1/namespaces/default/pods/box/exec?container=main&stdout=true";
+    let spdy = [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1")];
+    // (path, code, message): kubectl before 1.30 speaks SPDY only.
+    let requests = [
+        (
+            format!("{exec}&command=true"),
+            400,
+            "Upgrade request required",
+        ),
+        (exec.to_string(), 400, "at least one command"),
+    ];
+    for (path, code, message) in requests {
+        let (got, body) = s.request("POST", &path, &spdy, b"");
+        let status: Value = serde_json::from_slice(&body).expect("a Status");
+        assert_eq!(
+            (got, status["kind"].as_str()),
+            (code, Some("Status")),
+            "{status}"
+        );
+        assert!(
+            status["message"].as_str().unwrap().contains(message),
+            "{status}"
+        );
+    }
+
     // Big output: every byte arrives, in order.
     let out = s.kubectl_ok(&["exec", "box", "-c", "main", "--", "seq", "1", "100000"]);
     let want: String = (1..=100_000).map(|i| format!("{i}\n")).collect();

@@ -546,6 +546,30 @@ fn a_replicaset_of_docker_containers_runs_logs_is_replaced_and_scales_to_nothing
         (!out.is_empty()).then_some(out)
     });
     assert_eq!(logs, format!("started {victim} at {ip} on {node}\n"));
+    // kubectl exec into a Docker container: its env, stdin to EOF, the exit code.
+    let mut exec = s
+        .kubectl_command(&[
+            "exec",
+            "-i",
+            &victim,
+            "--",
+            "sh",
+            "-c",
+            "cat; echo $NODE; exit 5",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut exec.stdin.take().unwrap(), b"piped\n").unwrap();
+    let out = exec.wait_with_output().unwrap();
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout)),
+        (Some(5), format!("piped\n{node}\n").into()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let count = |filter: &str| {
         let (_, out, _) = common::docker_image::docker(&[
             "ps",
