@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{wait_for, GantryServer};
+use common::{wait_for, GantryAgent, GantryServer};
 use serde_json::Value;
 
 const POD: &str = r#"
@@ -202,4 +202,56 @@ fn kubectl_exec_with_a_terminal() {
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("err"), "{text}");
     assert_eq!(out.status.code(), Some(4), "{text}");
+}
+
+/// The processes on this machine whose command line is exactly `cmdline` (NUL-separated).
+fn processes(cmdline: &[u8]) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| c == cmdline)
+        .count()
+}
+
+#[test]
+fn kubectl_exec_reaches_a_joined_agent_and_a_gone_client_ends_the_command() {
+    let s = GantryServer::start_with(&[]);
+    let _agent = GantryAgent::start(&s, "agent-x", &["--pod-cidr", "127.24.0.0/16"]);
+    let path = s.dir.path().join("pod.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: far}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: busybox, command: [sleep, '1000']}\n",
+    )
+    .unwrap();
+    s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+    wait_for(
+        Duration::from_secs(30),
+        "the pod running on the agent",
+        || {
+            let out = s.kubectl_ok(&["get", "pod", "far", "-o", "json"]);
+            let pod: Value = serde_json::from_str(&out).unwrap();
+            (pod["spec"]["nodeName"] == "agent-x"
+                && pod["status"]["containerStatuses"][0]["state"]["running"].is_object())
+            .then_some(())
+        },
+    );
+    let out = s.kubectl_ok(&["exec", "far", "--", "sh", "-c", "echo from $(hostname)"]);
+    assert!(out.starts_with("from "), "{out}");
+
+    // A client that goes away (kubectl killed) ends its command in the container.
+    let marker = b"sleep\x00987\x00";
+    let mut kubectl = s
+        .kubectl_command(&["exec", "far", "--", "sleep", "987"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the command running", || {
+        (processes(marker) == 1).then_some(())
+    });
+    kubectl.kill().unwrap();
+    kubectl.wait().unwrap();
+    wait_for(Duration::from_secs(10), "the command killed", || {
+        (processes(marker) == 0).then_some(())
+    });
 }
