@@ -189,7 +189,9 @@ fn kubectl_exec_with_a_terminal() {
     let s = GantryServer::start_with_node("node-a", &[]);
     running_pod(&s);
     // kubectl asks for a terminal only when its own stdin is one: `script` gives it one.
-    let kubectl = "kubectl exec -it box -c main -- sh -c 'tty; echo err >&2; exit 4'";
+    // kubectl sends its terminal's size, and the command's terminal takes it.
+    let kubectl = "stty rows 33 cols 77; \
+                   kubectl exec -it box -c main -- sh -c 'tty; sleep 0.5; stty size; echo err >&2; exit 4'";
     let out = std::process::Command::new("script")
         .args(["-qec", kubectl, "/dev/null"])
         .env("KUBECONFIG", s.kubeconfig())
@@ -201,6 +203,7 @@ fn kubectl_exec_with_a_terminal() {
     // The command's stdin is a terminal, its stderr arrives on the same stream.
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("err"), "{text}");
+    assert!(text.contains("33 77"), "{text}");
     assert_eq!(out.status.code(), Some(4), "{text}");
 }
 

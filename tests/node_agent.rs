@@ -570,6 +570,20 @@ fn a_replicaset_of_docker_containers_runs_logs_is_replaced_and_scales_to_nothing
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // With a terminal (kubectl's own under script(1)): Docker's, sized as kubectl's.
+    let kubectl = format!(
+        "stty rows 33 cols 77; kubectl exec -it {victim} -- sh -c 'sleep 0.5; stty size; exit 6'"
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &kubectl, "/dev/null"])
+        .env("KUBECONFIG", s.kubeconfig())
+        .env("HOME", s.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(text.contains("33 77"), "{text}");
+    assert_eq!(tty.status.code(), Some(6), "{text}");
     let count = |filter: &str| {
         let (_, out, _) = common::docker_image::docker(&[
             "ps",

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::node::PodIndex;
 use super::websocket::{self, Incoming};
-use crate::kubelet::runtime::{ContainerRuntime, ExecEvent, ExecRequest, LogOptions};
+use crate::kubelet::runtime::{ContainerRuntime, ExecEvent, ExecRequest, LogOptions, TerminalSize};
 
 struct Shared {
     runtime: Arc<dyn ContainerRuntime>,
@@ -183,7 +183,7 @@ async fn exec(
     let (gone_tx, gone_rx) = oneshot::channel::<()>();
     actix_web::rt::spawn(from_client(
         payload,
-        session.stdin,
+        (session.stdin, session.resize),
         out_tx.downgrade(),
         gone_tx,
     ));
@@ -200,11 +200,15 @@ async fn exec(
         .streaming(body)
 }
 
-/// The client's messages: stdin to the command (closed at v5's channel close), pings
-/// answered; at the client's close or disconnect, `gone` tells the sender to stop.
+/// The client's messages: stdin to the command (closed at v5's channel close), a terminal's
+/// sizes to the runtime, pings answered; at the client's close or disconnect, `gone` tells the
+/// sender to stop.
 async fn from_client(
     mut payload: web::Payload,
-    mut stdin: Option<mpsc::Sender<Bytes>>,
+    (mut stdin, resize): (
+        Option<mpsc::Sender<Bytes>>,
+        Option<mpsc::Sender<TerminalSize>>,
+    ),
     out: mpsc::WeakSender<Bytes>,
     gone: oneshot::Sender<()>,
 ) {
@@ -231,7 +235,15 @@ async fn from_client(
                         }
                     }
                 }
-                // Resizes (a terminal's size) are not applied.
+                Incoming::Data {
+                    channel: websocket::RESIZE,
+                    data,
+                } => {
+                    let size = serde_json::from_slice::<TerminalSize>(&data);
+                    if let (Some(tx), Ok(size)) = (&resize, size) {
+                        let _ = tx.send(size).await;
+                    }
+                }
                 Incoming::Data { .. } => {}
                 Incoming::CloseChannel(websocket::STDIN) => stdin = None,
                 Incoming::CloseChannel(_) => {}

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum,
     EventMessage, HostConfig,
@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 
 use super::{
     ContainerConfig, ContainerRuntime, ExecEvent, ExecOutcome, ExecRequest, ExecSession, Exit,
-    LogOptions, Logs, PodRef, StartError,
+    LogOptions, Logs, PodRef, StartError, TerminalSize,
 };
 use crate::api::quantity;
 use crate::component::RuntimeResult;
@@ -736,6 +736,7 @@ impl Inner {
         };
         let failed = |message: String| ExecSession {
             stdin: None,
+            resize: None,
             events: stream::iter([ExecEvent::Failed(message)]).boxed(),
         };
         let created = match self.docker.create_exec(&id, options).await {
@@ -763,6 +764,22 @@ impl Inner {
                 }
                 // Half-closed: the command reads EOF.
                 let _ = input.shutdown().await;
+            });
+            tx
+        });
+        let resize = req.tty.then(|| {
+            let (tx, mut rx) = mpsc::channel::<TerminalSize>(4);
+            let (docker, exec) = (self.docker.clone(), created.id.clone());
+            tokio::spawn(async move {
+                while let Some(size) = rx.recv().await {
+                    let options = ResizeExecOptions {
+                        height: size.height,
+                        width: size.width,
+                    };
+                    if let Err(e) = docker.resize_exec(&exec, options).await {
+                        tracing::debug!("docker: resizing exec {exec}: {}", message(&e));
+                    }
+                }
             });
             tx
         });
@@ -805,6 +822,7 @@ impl Inner {
         let events = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
         Ok(ExecSession {
             stdin,
+            resize,
             events: events.boxed(),
         })
     }

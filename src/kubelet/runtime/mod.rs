@@ -161,7 +161,17 @@ pub enum ExecEvent {
 pub struct ExecSession {
     /// Its standard input when asked for; dropping the sender closes it (EOF).
     pub stdin: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    /// With a terminal: its new sizes as the client's changes (k8s: TerminalSize).
+    pub resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
     pub events: BoxStream<'static, ExecEvent>,
+}
+
+/// A terminal's size in characters (k8s: remotecommand.TerminalSize, `{"Width","Height"}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TerminalSize {
+    pub width: u16,
+    pub height: u16,
 }
 
 pub trait ContainerRuntime: Send + Sync {

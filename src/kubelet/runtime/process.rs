@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use super::shim::{EXIT_FILE, FAILED, PID_FILE, STARTED};
 use super::{
     cri_log, ContainerConfig, ContainerRuntime, ExecEvent, ExecOutcome, ExecRequest, ExecSession,
-    Exit, LogOptions, Logs, PodRef, StartError,
+    Exit, LogOptions, Logs, PodRef, StartError, TerminalSize,
 };
 use crate::component::RuntimeResult;
 
@@ -852,6 +852,7 @@ impl ContainerRuntime for ProcessRuntime {
                     ));
                     return Ok(ExecSession {
                         stdin: None,
+                        resize: None,
                         events: futures::stream::iter([failed]).boxed(),
                     });
                 }
@@ -866,7 +867,24 @@ impl ContainerRuntime for ProcessRuntime {
                 .stderr
                 .take()
                 .map(|p| tokio::spawn(pump(p, tx.clone(), ExecEvent::Stderr)));
+            let mut resize = None;
             if let Some(master) = master {
+                let sizer = master.try_clone().map_err(|e| e.to_string())?;
+                let (resize_tx, mut resize_rx) = mpsc::channel::<TerminalSize>(4);
+                tokio::spawn(async move {
+                    use std::os::fd::AsRawFd;
+                    while let Some(size) = resize_rx.recv().await {
+                        let ws = libc::winsize {
+                            ws_row: size.height,
+                            ws_col: size.width,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+                        unsafe { libc::ioctl(sizer.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                    }
+                });
+                resize = Some(resize_tx);
                 let writer = master.try_clone().map_err(|e| e.to_string())?;
                 stdin = Some(feed(tokio::fs::File::from_std(writer), true));
                 let reader = tokio::fs::File::from_std(master);
@@ -905,6 +923,7 @@ impl ContainerRuntime for ProcessRuntime {
                 );
             Ok(ExecSession {
                 stdin,
+                resize,
                 events: events.boxed(),
             })
         }
