@@ -142,6 +142,20 @@ fn kubectl_exec_streams_output_exit_codes_stdin_and_errors() {
         );
     }
 
+    // kubectl cp is tar through exec, both ways (a process pod sees the host's files).
+    let (local, there) = (s.dir.path().join("f.txt"), s.dir.path().join("in-pod"));
+    std::fs::write(&local, "copied\n").unwrap();
+    std::fs::create_dir(&there).unwrap();
+    let remote = format!("box:{}/g.txt", there.display());
+    s.kubectl_ok(&["cp", "-c", "main", local.to_str().unwrap(), &remote]);
+    assert_eq!(
+        std::fs::read_to_string(there.join("g.txt")).unwrap(),
+        "copied\n"
+    );
+    let back = s.dir.path().join("back.txt");
+    s.kubectl_ok(&["cp", "-c", "main", &remote, back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(back).unwrap(), "copied\n");
+
     // Big output: every byte arrives, in order.
     let out = s.kubectl_ok(&["exec", "box", "-c", "main", "--", "seq", "1", "100000"]);
     let want: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
