@@ -15,7 +15,8 @@ use futures::StreamExt;
 use gantry::component::RuntimeResult;
 use gantry::kubelet::runtime::docker::{DockerRuntime, LABEL_CONTAINER_NAME, LABEL_POD_UID};
 use gantry::kubelet::runtime::{
-    ContainerConfig, ContainerRuntime, ExecOutcome, Exit, LogOptions, Mount, PodRef,
+    ContainerConfig, ContainerRuntime, ExecEvent, ExecOutcome, ExecRequest, Exit, LogOptions,
+    Mount, PodRef,
 };
 use k8s_openapi::api::core::v1::Container;
 use serde_json::json;
@@ -457,6 +458,81 @@ async fn exec_probes_report_exit_codes_and_timeouts() {
         ExecOutcome::Failed(message) => assert!(!message.is_empty()),
         other => panic!("exec in a missing container: {other:?}"),
     }
+    rt.remove_pod(uid.clone()).await;
+}
+
+/// `kubectl exec` through the runtime: stdout and stderr apart, stdin to its EOF, exit codes,
+/// and the kubelet's error for a container that is not running.
+#[tokio::test]
+async fn streaming_exec_carries_stdin_output_and_the_exit_code() {
+    let rt = runtime(&unique("node")).await;
+    let uid = unique("exec-stream");
+    let _cleanup = Cleanup(uid.clone());
+    let pod = pod(&uid);
+    started(&rt, config(&pod, "app", "sleep 300")).await;
+    let request = |command: &[&str], stdin: bool| ExecRequest {
+        pod_uid: uid.clone(),
+        container: "app".into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        stdin,
+        tty: false,
+    };
+    /// (command, stdin, stdout, stderr, exit code)
+    type Case<'a> = (&'a [&'a str], Option<&'a str>, &'a str, &'a str, i32);
+    let cases: &[Case] = &[
+        (
+            &["sh", "-c", "echo out; echo err >&2; exit 7"],
+            None,
+            "out\n",
+            "err\n",
+            7,
+        ),
+        (
+            &["sh", "-c", "cat; echo done"],
+            Some("a\nb\n"),
+            "a\nb\ndone\n",
+            "",
+            0,
+        ),
+    ];
+    for (command, input, want_out, want_err, want_code) in cases {
+        let session = rt
+            .exec_stream(request(command, input.is_some()))
+            .await
+            .unwrap();
+        if let (Some(tx), Some(input)) = (&session.stdin, input) {
+            tx.send(bytes::Bytes::from(input.to_string()))
+                .await
+                .unwrap();
+        }
+        drop(session.stdin);
+        let events: Vec<ExecEvent> =
+            tokio::time::timeout(Duration::from_secs(20), session.events.collect::<Vec<_>>())
+                .await
+                .expect("the exec ends");
+        let (mut out, mut err, mut code) = (String::new(), String::new(), None);
+        for e in events {
+            match e {
+                ExecEvent::Stdout(b) => out.push_str(&String::from_utf8_lossy(&b)),
+                ExecEvent::Stderr(b) => err.push_str(&String::from_utf8_lossy(&b)),
+                ExecEvent::Exited(c) => code = Some(c),
+                ExecEvent::Failed(m) => panic!("{command:?}: {m}"),
+            }
+        }
+        assert_eq!(
+            (out.as_str(), err.as_str(), code),
+            (*want_out, *want_err, Some(*want_code)),
+            "{command:?}"
+        );
+    }
+    let mut missing = request(&["true"], false);
+    missing.container = "nope".into();
+    let err = rt
+        .exec_stream(missing)
+        .await
+        .err()
+        .expect("no such container");
+    assert_eq!(err, "container not found (\"nope\")");
     rt.remove_pod(uid.clone()).await;
 }
 

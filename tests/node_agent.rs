@@ -546,6 +546,44 @@ fn a_replicaset_of_docker_containers_runs_logs_is_replaced_and_scales_to_nothing
         (!out.is_empty()).then_some(out)
     });
     assert_eq!(logs, format!("started {victim} at {ip} on {node}\n"));
+    // kubectl exec into a Docker container: its env, stdin to EOF, the exit code.
+    let mut exec = s
+        .kubectl_command(&[
+            "exec",
+            "-i",
+            &victim,
+            "--",
+            "sh",
+            "-c",
+            "cat; echo $NODE; exit 5",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut exec.stdin.take().unwrap(), b"piped\n").unwrap();
+    let out = exec.wait_with_output().unwrap();
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout)),
+        (Some(5), format!("piped\n{node}\n").into()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With a terminal (kubectl's own under script(1)): Docker's, sized as kubectl's.
+    let kubectl = format!(
+        "stty rows 33 cols 77; kubectl exec -it {victim} -- sh -c 'sleep 0.5; stty size; exit 6'"
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &kubectl, "/dev/null"])
+        .env("KUBECONFIG", s.kubeconfig())
+        .env("HOME", s.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(text.contains("33 77"), "{text}");
+    assert_eq!(tty.status.code(), Some(6), "{text}");
     let count = |filter: &str| {
         let (_, out, _) = common::docker_image::docker(&[
             "ps",

@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod remote;
 pub mod sources;
 pub mod volumes;
+pub mod websocket;
 
 use std::sync::Arc;
 

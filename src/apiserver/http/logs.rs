@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix_web::HttpResponse;
 use futures::StreamExt;
+use serde_json::Value;
 
 use crate::api::registry;
 use crate::api::status::ApiError;
@@ -23,6 +24,58 @@ const PASSED_ON: &[&str] = &[
     "limitBytes",
 ];
 
+/// The container a pods/log or pods/exec request names (k8s: the apiserver's wording), the only
+/// one when it names none.
+pub(super) fn container_of(
+    pod: &Value,
+    name: &str,
+    wanted: Option<&str>,
+) -> Result<String, ApiError> {
+    let containers: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    match wanted.filter(|c| !c.is_empty()) {
+        Some(c) if containers.contains(&c) => Ok(c.to_string()),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        None if containers.len() == 1 => Ok(containers[0].to_string()),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
+/// The node a pod is bound to.
+pub(super) fn node_of<'a>(pod: &'a Value, name: &str) -> Result<&'a str, ApiError> {
+    pod["spec"]["nodeName"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))
+}
+
+/// Where a node's agent serves its kubelet endpoint: its InternalIP and kubelet port.
+pub(super) async fn kubelet_endpoint(
+    api: &ApiServer<Backend>,
+    node: &str,
+) -> Result<(String, u16), ApiError> {
+    let nodes = registry::by_plural("", "nodes").expect("registered");
+    let node_obj = api.get(nodes, None, node).await?;
+    let address = node_obj["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| ApiError::bad_request(format!("node {node} has no InternalIP address")))?
+        .to_string();
+    let port = node_obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(10250);
+    Ok((address, port))
+}
+
 pub async fn serve(
     api: &ApiServer<Backend>,
     namespace: Option<&str>,
@@ -31,31 +84,8 @@ pub async fn serve(
 ) -> Result<HttpResponse, ApiError> {
     let pods = registry::by_plural("", "pods").expect("registered");
     let pod = api.get(pods, namespace, name).await?;
-    let containers: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
-    let container = match query.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if containers.contains(&c.as_str()) => c.clone(),
-        Some(c) => {
-            return Err(ApiError::bad_request(format!(
-                "container {c} is not valid for pod {name}"
-            )))
-        }
-        None if containers.len() == 1 => containers[0].to_string(),
-        None => {
-            // k8s: the apiserver's wording.
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
-    let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    };
+    let container = container_of(&pod, name, query.get("container").map(String::as_str))?;
+    let node = node_of(&pod, name)?;
     // k8s: a container that has not started has no log yet.
     let status = pod["status"]["containerStatuses"]
         .as_array()
@@ -71,18 +101,7 @@ pub async fn serve(
             "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
         )));
     }
-    let nodes = registry::by_plural("", "nodes").expect("registered");
-    let node_obj = api.get(nodes, None, node).await?;
-    let address = node_obj["status"]["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str())
-        .ok_or_else(|| ApiError::bad_request(format!("node {node} has no InternalIP address")))?
-        .to_string();
-    let port = node_obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or(10250);
+    let (address, port) = kubelet_endpoint(api, node).await?;
     let mut path = format!(
         "/containerLogs/{}/{name}/{container}",
         namespace.unwrap_or("default")

@@ -4,6 +4,7 @@
 
 mod discovery;
 mod duplicates;
+mod exec;
 mod hub;
 pub mod inprocess;
 pub mod kubeconfig;

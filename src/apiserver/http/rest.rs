@@ -110,6 +110,13 @@ async fn serve(
     let deprecated = matches!(&t, Ok(t) if t.res.group.is_empty() && t.res.plural == "endpoints");
     let outcome = async {
         let t = t?;
+        // pods/exec upgrades the connection: its payload is the client's stream, not a body.
+        if t.res.group.is_empty() && t.res.plural == "pods" && t.sub.as_deref() == Some("exec") {
+            if let (Some(name), "GET" | "POST") = (t.name.as_deref(), req.method().as_str()) {
+                let ns = t.namespace.as_deref();
+                return super::exec::serve(&req, body, &state.api, ns, name).await;
+            }
+        }
         let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;

@@ -16,8 +16,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum,
     EventMessage, HostConfig,
@@ -36,7 +37,8 @@ use k8s_openapi::api::core::v1::Container;
 use tokio::sync::mpsc;
 
 use super::{
-    ContainerConfig, ContainerRuntime, ExecOutcome, Exit, LogOptions, Logs, PodRef, StartError,
+    ContainerConfig, ContainerRuntime, ExecEvent, ExecOutcome, ExecRequest, ExecSession, Exit,
+    LogOptions, Logs, PodRef, StartError, TerminalSize,
 };
 use crate::api::quantity;
 use crate::component::RuntimeResult;
@@ -206,6 +208,11 @@ impl ContainerRuntime for DockerRuntime {
             }
         }
         .boxed()
+    }
+
+    fn exec_stream(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, String>> {
+        let inner = self.inner.clone();
+        async move { inner.exec_stream(req).await }.boxed()
     }
 
     fn remove_pod(&self, pod_uid: String) -> BoxFuture<'static, ()> {
@@ -702,6 +709,122 @@ impl Inner {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `kubectl exec`: a Docker exec with the streams attached (k8s: dockershim's ExecSync's
+    /// streaming sibling).
+    async fn exec_stream(self: Arc<Self>, req: ExecRequest) -> Result<ExecSession, String> {
+        let found = self
+            .containers_of(&req.pod_uid, &req.container)
+            .await
+            .map_err(|e| format!("listing containers: {}", message(&e)))?;
+        let Some(id) = found
+            .iter()
+            .find(|c| is_running(c))
+            .and_then(|c| c.id.clone())
+        else {
+            // k8s: the kubelet's wording.
+            return Err(format!("container not found ({:?})", req.container));
+        };
+        let options = CreateExecOptions {
+            attach_stdin: Some(req.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(!req.tty),
+            tty: Some(req.tty),
+            cmd: Some(req.command.clone()),
+            ..Default::default()
+        };
+        let failed = |message: String| ExecSession {
+            stdin: None,
+            resize: None,
+            events: stream::iter([ExecEvent::Failed(message)]).boxed(),
+        };
+        let created = match self.docker.create_exec(&id, options).await {
+            Ok(created) => created,
+            Err(e) => return Ok(failed(message(&e))),
+        };
+        let start = StartExecOptions {
+            detach: false,
+            tty: req.tty,
+            output_capacity: None,
+        };
+        let (mut output, mut input) = match self.docker.start_exec(&created.id, Some(start)).await {
+            Ok(StartExecResults::Attached { output, input }) => (output, input),
+            Ok(StartExecResults::Detached) => return Ok(failed("exec detached".into())),
+            Err(e) => return Ok(failed(message(&e))),
+        };
+        let stdin = req.stdin.then(|| {
+            let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                while let Some(data) = rx.recv().await {
+                    if input.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+                // Half-closed: the command reads EOF.
+                let _ = input.shutdown().await;
+            });
+            tx
+        });
+        let resize = req.tty.then(|| {
+            let (tx, mut rx) = mpsc::channel::<TerminalSize>(4);
+            let (docker, exec) = (self.docker.clone(), created.id.clone());
+            tokio::spawn(async move {
+                while let Some(size) = rx.recv().await {
+                    let options = ResizeExecOptions {
+                        height: size.height,
+                        width: size.width,
+                    };
+                    if let Err(e) = docker.resize_exec(&exec, options).await {
+                        tracing::debug!("docker: resizing exec {exec}: {}", message(&e));
+                    }
+                }
+            });
+            tx
+        });
+        let (tx, rx) = mpsc::channel::<ExecEvent>(16);
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
+            while let Some(chunk) = output.next().await {
+                let event = match chunk {
+                    Ok(LogOutput::StdErr { message }) => ExecEvent::Stderr(message),
+                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                        ExecEvent::Stdout(message)
+                    }
+                    Ok(LogOutput::StdIn { .. }) => continue,
+                    Err(e) => {
+                        let _ = tx.send(ExecEvent::Failed(message(&e))).await;
+                        return;
+                    }
+                };
+                if tx.send(event).await.is_err() {
+                    // The client went away; Docker has no way to kill an exec.
+                    return;
+                }
+            }
+            // The output ends when the command does; its exit code may lag a moment behind.
+            loop {
+                match docker.inspect_exec(&created.id).await {
+                    Ok(info) if info.running != Some(true) => {
+                        let code = info.exit_code.map_or(-1, |c| c as i32);
+                        let _ = tx.send(ExecEvent::Exited(code)).await;
+                        return;
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(e) => {
+                        let _ = tx.send(ExecEvent::Failed(message(&e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        let events = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+        Ok(ExecSession {
+            stdin,
+            resize,
+            events: events.boxed(),
+        })
     }
 
     async fn logs(&self, pod_uid: &str, name: &str, options: LogOptions) -> Result<Logs, String> {

@@ -136,6 +136,44 @@ pub enum ExecOutcome {
 
 pub type Logs = BoxStream<'static, Bytes>;
 
+/// What `kubectl exec` asks a container to run (k8s: the CRI's ExecRequest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub pod_uid: String,
+    pub container: String,
+    pub command: Vec<String>,
+    pub stdin: bool,
+    /// A terminal: output on stdout only (stderr joins it).
+    pub tty: bool,
+}
+
+/// What a streaming exec reports, in order; the stream ends after `Exited` or `Failed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecEvent {
+    Stdout(Bytes),
+    Stderr(Bytes),
+    Exited(i32),
+    /// The command could not be run (not found, not executable).
+    Failed(String),
+}
+
+/// A command running in a container for `kubectl exec`.
+pub struct ExecSession {
+    /// Its standard input when asked for; dropping the sender closes it (EOF).
+    pub stdin: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    /// With a terminal: its new sizes as the client's changes (k8s: TerminalSize).
+    pub resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
+    pub events: BoxStream<'static, ExecEvent>,
+}
+
+/// A terminal's size in characters (k8s: remotecommand.TerminalSize, `{"Width","Height"}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TerminalSize {
+    pub width: u16,
+    pub height: u16,
+}
+
 pub trait ContainerRuntime: Send + Sync {
     /// `process` or `docker`.
     fn name(&self) -> &'static str;
@@ -161,6 +199,11 @@ pub trait ContainerRuntime: Send + Sync {
         command: Vec<String>,
         timeout: Duration,
     ) -> BoxFuture<'static, ExecOutcome>;
+
+    /// Runs a command in a running container with its streams attached (`kubectl exec`); an
+    /// error (no such container running) is the kubelet's message. Dropping the session's
+    /// events kills the command.
+    fn exec_stream(&self, request: ExecRequest) -> BoxFuture<'static, Result<ExecSession, String>>;
 
     /// Kills what is left of the pod and releases its sandbox.
     fn remove_pod(&self, pod_uid: String) -> BoxFuture<'static, ()>;

@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 
 use super::shim::{EXIT_FILE, FAILED, PID_FILE, STARTED};
 use super::{
-    cri_log, ContainerConfig, ContainerRuntime, ExecOutcome, Exit, LogOptions, Logs, PodRef,
-    StartError,
+    cri_log, ContainerConfig, ContainerRuntime, ExecEvent, ExecOutcome, ExecRequest, ExecSession,
+    Exit, LogOptions, Logs, PodRef, StartError, TerminalSize,
 };
 use crate::component::RuntimeResult;
 
@@ -768,34 +768,164 @@ impl ContainerRuntime for ProcessRuntime {
             let Some((env, workdir, pid)) = found else {
                 return ExecOutcome::Failed(format!("container {container_id} is not running"));
             };
-            let Some(program) = command.first() else {
+            if command.is_empty() {
                 return ExecOutcome::Failed("empty command".into());
+            }
+            let (mut cmd, _mount_ns) = container_command(&env, &workdir, pid, &command);
+            cmd.stdin(std::process::Stdio::null());
+            run_exec(cmd, timeout).await
+        }
+        .boxed()
+    }
+
+    fn exec_stream(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, String>> {
+        let found = {
+            let g = lock(&self.inner);
+            g.containers
+                .values()
+                .filter(|r| {
+                    r.running
+                        && r.state.pod_uid == req.pod_uid
+                        && r.state.container == req.container
+                })
+                .max_by_key(|r| r.state.seq)
+                .map(|r| (r.state.env.clone(), r.state.workdir.clone(), r.pid))
+        };
+        async move {
+            let Some((env, workdir, pid)) = found else {
+                // k8s: the kubelet's wording.
+                return Err(format!("container not found ({:?})", req.container));
             };
-            let mut cmd = tokio::process::Command::new(program);
-            cmd.args(&command[1..])
-                .env_clear()
-                .env("PATH", DEFAULT_PATH)
-                .envs(env)
-                .current_dir(&workdir)
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true);
-            // In the container's mount namespace, where its volumes are.
-            if let Some(ns) = pid
-                .map(|p| format!("/proc/{p}/ns/mnt"))
-                .and_then(|p| std::fs::File::open(p).ok())
-            {
-                use std::os::fd::AsRawFd;
-                let fd = ns.as_raw_fd();
-                // SAFETY: setns is async-signal-safe; the fd stays open until spawn returns.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        libc::setns(fd, libc::CLONE_NEWNS);
-                        Ok(())
+            if req.command.is_empty() {
+                return Err("you must specify at least one command for the container".into());
+            }
+            let (mut cmd, mount_ns) = container_command(&env, &workdir, pid, &req.command);
+            // `-t`: the command gets a terminal of its own (k8s: the CRI's tty), its
+            // controlling one, on stdin, stdout and stderr.
+            let pty = if req.tty {
+                match open_pty() {
+                    Ok(pty) => Some(pty),
+                    Err(e) => return Err(format!("cannot allocate a terminal: {e}")),
+                }
+            } else {
+                None
+            };
+            let piped = std::process::Stdio::piped;
+            match &pty {
+                Some((_, slave)) => {
+                    let fd = |f: &std::fs::File| f.try_clone().map(std::process::Stdio::from);
+                    let (i, o, e) = (fd(slave), fd(slave), fd(slave));
+                    let (Ok(i), Ok(o), Ok(e)) = (i, o, e) else {
+                        return Err("cannot allocate a terminal".into());
+                    };
+                    cmd.stdin(i).stdout(o).stderr(e);
+                    // SAFETY: setsid and ioctl are async-signal-safe.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                }
+                None => {
+                    cmd.stdin(if req.stdin {
+                        piped()
+                    } else {
+                        std::process::Stdio::null()
+                    })
+                    .stdout(piped())
+                    .stderr(piped());
+                }
+            }
+            let spawned = cmd.spawn();
+            // The terminal's other end is the command's alone: reads of ours end when it exits.
+            drop((cmd, mount_ns));
+            let master = pty.map(|(master, _slave)| master);
+            let mut child = match spawned {
+                Ok(child) => child,
+                Err(e) => {
+                    let failed = ExecEvent::Failed(format!(
+                        "failed to exec in container: exec: {:?}: {e}",
+                        req.command[0]
+                    ));
+                    return Ok(ExecSession {
+                        stdin: None,
+                        resize: None,
+                        events: futures::stream::iter([failed]).boxed(),
                     });
                 }
-                return run_exec(cmd, timeout).await;
+            };
+            let (tx, rx) = mpsc::channel::<ExecEvent>(16);
+            let mut stdin = child.stdin.take().map(|pipe| feed(pipe, false));
+            let mut stdout = child
+                .stdout
+                .take()
+                .map(|p| tokio::spawn(pump(p, tx.clone(), ExecEvent::Stdout)));
+            let stderr = child
+                .stderr
+                .take()
+                .map(|p| tokio::spawn(pump(p, tx.clone(), ExecEvent::Stderr)));
+            let mut resize = None;
+            if let Some(master) = master {
+                let sizer = master.try_clone().map_err(|e| e.to_string())?;
+                let (resize_tx, mut resize_rx) = mpsc::channel::<TerminalSize>(4);
+                tokio::spawn(async move {
+                    use std::os::fd::AsRawFd;
+                    while let Some(size) = resize_rx.recv().await {
+                        let ws = libc::winsize {
+                            ws_row: size.height,
+                            ws_col: size.width,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+                        unsafe { libc::ioctl(sizer.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                    }
+                });
+                resize = Some(resize_tx);
+                let writer = master.try_clone().map_err(|e| e.to_string())?;
+                stdin = Some(feed(tokio::fs::File::from_std(writer), true));
+                let reader = tokio::fs::File::from_std(master);
+                stdout = Some(tokio::spawn(pump(reader, tx.clone(), ExecEvent::Stdout)));
             }
-            run_exec(cmd, timeout).await
+            tokio::spawn(async move {
+                let finished = async {
+                    // All the output first, then the exit: kubectl prints it before exiting.
+                    for pump in [stdout, stderr].into_iter().flatten() {
+                        let _ = pump.await;
+                    }
+                    child.wait().await
+                };
+                let status = tokio::select! {
+                    status = finished => status,
+                    // Nobody listens any more (the client went away): the command is killed.
+                    () = tx.closed() => return,
+                };
+                let event = match status {
+                    Ok(status) => {
+                        use std::os::unix::process::ExitStatusExt;
+                        ExecEvent::Exited(
+                            status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+                        )
+                    }
+                    Err(e) => ExecEvent::Failed(e.to_string()),
+                };
+                let _ = tx.send(event).await;
+            });
+            let events =
+                futures::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
+                );
+            Ok(ExecSession {
+                stdin,
+                resize,
+                events: events.boxed(),
+            })
         }
         .boxed()
     }
@@ -894,6 +1024,107 @@ impl ContainerRuntime for ProcessRuntime {
             .chain(g.containers.values().map(|r| r.state.pod_uid.clone()))
             .collect();
         futures::future::ready(uids.into_iter().collect()).boxed()
+    }
+}
+
+/// A command in a running container's context, as exec probes and `kubectl exec` run it: the
+/// container's env and working dir, in its mount namespace (where its volumes are). The file
+/// returned must stay open until the command is spawned.
+fn container_command(
+    env: &[(String, String)],
+    workdir: &str,
+    pid: Option<i32>,
+    command: &[String],
+) -> (tokio::process::Command, Option<std::fs::File>) {
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..])
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .envs(env.iter().cloned())
+        .current_dir(workdir)
+        .kill_on_drop(true);
+    let ns = pid
+        .map(|p| format!("/proc/{p}/ns/mnt"))
+        .and_then(|p| std::fs::File::open(p).ok());
+    if let Some(ns) = &ns {
+        use std::os::fd::AsRawFd;
+        let fd = ns.as_raw_fd();
+        // SAFETY: setns is async-signal-safe; the caller keeps the fd open until spawn returns.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setns(fd, libc::CLONE_NEWNS);
+                Ok(())
+            });
+        }
+    }
+    (cmd, ns)
+}
+
+/// A terminal: (our end, the command's end).
+fn open_pty() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds we then own; no name, termios or size is passed.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just opened and are owned by nothing else.
+    unsafe {
+        Ok((
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        ))
+    }
+}
+
+/// Writes what the client sends to the command's stdin; when the client closes it, a pipe is
+/// closed (EOF), a terminal stays open (its EOF is the ^D the client types).
+fn feed(
+    mut input: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    flush: bool,
+) -> mpsc::Sender<bytes::Bytes> {
+    let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(16);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Some(data) = rx.recv().await {
+            if input.write_all(&data).await.is_err() || (flush && input.flush().await.is_err()) {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+/// Copies a command's output into exec events until it closes.
+async fn pump(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    tx: mpsc::Sender<ExecEvent>,
+    wrap: fn(bytes::Bytes) -> ExecEvent,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if tx
+                    .send(wrap(bytes::Bytes::copy_from_slice(&buf[..n])))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
     }
 }
 
