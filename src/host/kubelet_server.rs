@@ -21,21 +21,30 @@ struct Shared {
     pods: PodIndex,
 }
 
+/// The uid of a pod this node runs.
+fn pod_uid(shared: &Shared, namespace: &str, pod: &str) -> Option<String> {
+    shared
+        .pods
+        .lock()
+        .ok()
+        .and_then(|p| p.get(&(namespace.to_string(), pod.to_string())).cloned())
+}
+
+/// The answer to a request about a pod this node does not run.
+fn not_on_this_node(namespace: &str, pod: &str) -> HttpResponse {
+    HttpResponse::NotFound().body(format!(
+        "pod {namespace}/{pod} has no containers on this node"
+    ))
+}
+
 async fn container_logs(
     path: web::Path<(String, String, String)>,
     query: web::Query<BTreeMap<String, String>>,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let (namespace, pod, container) = path.into_inner();
-    let uid = shared
-        .pods
-        .lock()
-        .ok()
-        .and_then(|p| p.get(&(namespace.clone(), pod.clone())).cloned());
-    let Some(uid) = uid else {
-        return HttpResponse::NotFound().body(format!(
-            "pod {namespace}/{pod} has no containers on this node"
-        ));
+    let Some(uid) = pod_uid(&shared, &namespace, &pod) else {
+        return not_on_this_node(&namespace, &pod);
     };
     let opts = match log_options(&query) {
         Ok(o) => o,
@@ -158,15 +167,8 @@ async fn exec(
             websocket::PROTOCOL_V4
         ));
     };
-    let uid = shared
-        .pods
-        .lock()
-        .ok()
-        .and_then(|p| p.get(&(namespace.clone(), pod.clone())).cloned());
-    let Some(uid) = uid else {
-        return HttpResponse::NotFound().body(format!(
-            "pod {namespace}/{pod} has no containers on this node"
-        ));
+    let Some(uid) = pod_uid(&shared, &namespace, &pod) else {
+        return not_on_this_node(&namespace, &pod);
     };
     let request = ExecRequest {
         pod_uid: uid,
