@@ -14,6 +14,7 @@ use rand::RngCore;
 use crate::api::registry::{self, ResourceInfo};
 use crate::component::{Component, Effect, Input, WatchSpec};
 use crate::controllers::cache::Cache;
+use crate::controllers::endpointutil::slice_service;
 use crate::time::Time;
 
 /// The cluster domain (k8s: kubelet --cluster-domain, `cluster.local` by convention).
@@ -34,22 +35,8 @@ pub const RCODE_NXDOMAIN: u8 = 3;
 pub const RCODE_NOTIMP: u8 = 4;
 pub const RCODE_REFUSED: u8 = 5;
 
-/// k8s: the label naming an EndpointSlice's Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
 fn res(group: &str, plural: &str) -> &'static ResourceInfo {
     registry::by_plural(group, plural).expect("registered")
-}
-
-fn slice_service(s: &EndpointSlice) -> String {
-    let ns = s.metadata.namespace.as_deref().unwrap_or("");
-    let svc = s
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        .map_or("", String::as_str);
-    format!("{ns}/{svc}")
 }
 
 // ---- codec ----
@@ -583,7 +570,7 @@ mod tests {
         };
         let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "db-x", "namespace": "team",
-                         "labels": {SERVICE_NAME_LABEL: "db"}},
+                         "labels": {crate::controllers::endpointutil::LABEL_SERVICE_NAME: "db"}},
             "addressType": "IPv4",
             "endpoints": [
                 {"addresses": ["10.244.0.7"], "conditions": {"ready": true}},

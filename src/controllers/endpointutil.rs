@@ -22,6 +22,19 @@ pub const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";
 /// k8s: v1.LabelTopologyZone
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 
+/// `namespace/service` of an EndpointSlice: its namespace and its Service-name label (the key
+/// kube-proxy and cluster DNS index slices by).
+pub fn slice_service(s: &k8s_openapi::api::discovery::v1::EndpointSlice) -> String {
+    let ns = s.metadata.namespace.as_deref().unwrap_or("");
+    let svc = s
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_SERVICE_NAME))
+        .map_or("", String::as_str);
+    format!("{ns}/{svc}")
+}
+
 /// k8s: ShouldPodBeInEndpoints (§6.1) — not terminal, has an IP, and not being deleted unless
 /// terminating pods are included.
 pub fn should_pod_be_in_endpoints(pod: &Pod, include_terminating: bool) -> bool {

@@ -40,7 +40,7 @@ pub fn choose_protocol<'a>(offered: impl IntoIterator<Item = &'a str>) -> Option
 /// Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 §4.2.2).
 pub fn accept_key(key: &str) -> String {
     const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    base64(&sha1(format!("{}{GUID}", key.trim()).as_bytes()))
+    crate::apiserver::protobuf::base64(&sha1(format!("{}{GUID}", key.trim()).as_bytes()))
 }
 
 /// One message as the server sends it: unmasked, in one frame.
@@ -245,24 +245,6 @@ fn sha1(data: &[u8]) -> [u8; 20] {
     out
 }
 
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +290,7 @@ mod tests {
             assert_eq!(hex(&sha1(input)), *want, "{}", input.len());
         }
         for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v")] {
-            assert_eq!(base64(input.as_bytes()), want);
+            assert_eq!(crate::apiserver::protobuf::base64(input.as_bytes()), want);
         }
     }
 

@@ -14,26 +14,11 @@ use super::rules::{self, Backend, Frontend, Rule, ServicePortKey};
 use crate::api::registry::{self, ResourceInfo};
 use crate::component::{Component, Effect, Input, WatchSpec};
 use crate::controllers::cache::{Cache, Change};
+use crate::controllers::endpointutil::slice_service;
 use crate::time::Time;
-
-/// k8s: the label naming an EndpointSlice's Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 fn res(group: &str, plural: &str) -> &'static ResourceInfo {
     registry::by_plural(group, plural).expect("registered")
-}
-
-/// `namespace/service` of a slice (its Service-name label), the slices' index.
-fn slice_service(s: &EndpointSlice) -> String {
-    let ns = s.metadata.namespace.as_deref().unwrap_or("");
-    let svc = s
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        .map(String::as_str)
-        .unwrap_or("");
-    format!("{ns}/{svc}")
 }
 
 #[derive(Clone, Debug, Default)]
