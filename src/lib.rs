@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod apiserver;
+pub mod auth;
 pub mod component;
 pub mod controllers;
 pub mod dns;

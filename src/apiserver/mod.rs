@@ -59,6 +59,9 @@ pub struct RequestContext {
     pub random: u64,
     /// `dryRun=All`: every check runs, nothing is stored.
     pub dry_run: bool,
+    /// Who asks: the authenticated user of an HTTP request, or the identity upstream gives the
+    /// component that sends it. Defaults to the apiserver's own (`system:apiserver`).
+    pub user: Arc<crate::auth::UserInfo>,
 }
 
 /// A UID as given, or as random bits formatted only when a create needs it (most requests
@@ -77,6 +80,7 @@ impl RequestContext {
             uid: Uid::Given(uid.into()),
             random,
             dry_run: false,
+            user: apiserver_user(),
         }
     }
 
@@ -120,8 +124,22 @@ impl RequestContext {
             uid: Uid::Random(a, b),
             random: rng.next_u64(),
             dry_run: false,
+            user: apiserver_user(),
         }
     }
+
+    /// The same context acting as `user`.
+    pub fn as_user(mut self, user: Arc<crate::auth::UserInfo>) -> RequestContext {
+        self.user = user;
+        self
+    }
+}
+
+/// The apiserver's own identity, made once.
+fn apiserver_user() -> Arc<crate::auth::UserInfo> {
+    static USER: std::sync::OnceLock<Arc<crate::auth::UserInfo>> = std::sync::OnceLock::new();
+    USER.get_or_init(|| Arc::new(crate::auth::UserInfo::apiserver()))
+        .clone()
 }
 
 /// Which part of an object an update writes.

@@ -1275,6 +1275,7 @@ fn random_uids_are_version_4_uuids_of_the_drawn_bits() {
             uid: Uid::Random(a, b),
             random: 0,
             dry_run: false,
+            user: apiserver_user(),
         };
         let want = format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
