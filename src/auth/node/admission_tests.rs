@@ -341,3 +341,99 @@ fn other_users_pass_untouched_and_nameless_nodes_are_refused() {
         "pods \"x\" is forbidden: could not determine node from user \"system:node:\""
     );
 }
+
+/// (operation, resource, subresource, name, new, the pod wanted, whether the node is wanted)
+type PrefetchCase<'a> = (
+    Operation,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a Value>,
+    Option<&'a str>,
+    bool,
+);
+
+#[test]
+fn prefetching_what_lookups_asks_gives_the_same_answers() {
+    use super::admission::{lookups, NoLookup, Prefetched};
+    let store = objects();
+    let token = json!({"kind": "TokenRequest", "spec": {"boundObjectRef":
+        {"apiVersion": "v1", "kind": "Pod", "name": "p2", "uid": "uid-p2"}}});
+    let eviction = json!({"metadata": {"name": "p1"}});
+    let mirror = mirror_pod("m", "n1");
+    let cases: &[PrefetchCase] = &[
+        (Delete, "pods", "", "p2", None, Some("p2"), false),
+        (
+            Create,
+            "pods",
+            "eviction",
+            "",
+            Some(&eviction),
+            Some("p1"),
+            false,
+        ),
+        (
+            Create,
+            "serviceaccounts",
+            "token",
+            "default",
+            Some(&token),
+            Some("p2"),
+            false,
+        ),
+        (Create, "pods", "", "", Some(&mirror), None, true),
+        (Update, "pods", "status", "p1", Some(&mirror), None, false),
+    ];
+    let user = UserInfo::node("n1");
+    for (op, resource, sub, name, new, pod, node) in cases {
+        let mut req = NodeAdmission {
+            operation: *op,
+            group: "",
+            resource,
+            subresource: sub,
+            namespace: "ns",
+            name,
+            old: None,
+            new: *new,
+            lookup: &NoLookup,
+        };
+        let want = lookups(&user, &req);
+        assert_eq!(
+            want.pod,
+            pod.map(|p| ("ns".to_string(), p.to_string())),
+            "{resource}/{sub}"
+        );
+        assert_eq!(want.node.is_some(), *node, "{resource}/{sub}");
+        let prefetched = Prefetched {
+            pod: want
+                .pod
+                .clone()
+                .and_then(|(ns, n)| store.pod(&ns, &n).map(|p| ((ns, n), p))),
+            node: want
+                .node
+                .clone()
+                .and_then(|n| store.node(&n).map(|v| (n, v))),
+        };
+        req.lookup = &prefetched;
+        let with_prefetch = admit(&user, &req);
+        req.lookup = &store;
+        assert_eq!(with_prefetch, admit(&user, &req), "{resource}/{sub}");
+    }
+    assert_eq!(
+        lookups(
+            &UserInfo::apiserver(),
+            &NodeAdmission {
+                operation: Delete,
+                group: "",
+                resource: "pods",
+                subresource: "",
+                namespace: "ns",
+                name: "p1",
+                old: None,
+                new: None,
+                lookup: &NoLookup,
+            }
+        ),
+        super::admission::Lookups::default()
+    );
+}

@@ -18,7 +18,9 @@ pub mod identity;
 pub mod refs;
 pub mod rules;
 
-pub use admission::{admit, NodeAdmission, NodeLookup, Operation};
+pub use admission::{
+    admit, lookups, Lookups, NoLookup, NodeAdmission, NodeLookup, Operation, Prefetched,
+};
 pub use authorizer::{NodeAuthorizer, NodeDecision, NodeRequest};
 pub use graph::{Graph, VertexType};
 pub use identity::node_identity;
