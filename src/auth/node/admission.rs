@@ -17,7 +17,8 @@ use super::refs;
 use crate::api::status::{ApiError, ErrorDetails};
 use crate::auth::UserInfo;
 
-/// k8s: admission.Operation, the ones the plugin handles (CONNECT passes it untouched).
+/// k8s: admission.Operation, the ones the plugin handles (CONNECT passes it untouched; a
+/// patch is an Update, a subresource create such as eviction or token a Create).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     Create,
@@ -134,7 +135,11 @@ pub struct NodeAdmission<'a> {
     pub name: &'a str,
     /// The object as stored (update; delete when the caller has it — else it is looked up).
     pub old: Option<&'a Value>,
-    /// The object sent (create, update; the Eviction or TokenRequest of a subresource create).
+    /// The object sent (create; the Eviction or TokenRequest of a subresource create), or for
+    /// an update or patch the object as it will be stored. Upstream's kubelet patches, so
+    /// upstream's plugin sees the whole pod or node; gantry's kubelet sends only the status in
+    /// a status update, so the caller passes the stored object with that status, else the
+    /// missing labels and taints read as changed.
     pub new: Option<&'a Value>,
     pub lookup: &'a dyn NodeLookup,
 }
