@@ -39,6 +39,10 @@ struct Vertex {
     out: BTreeSet<VertexKey>,
     /// Edges from the objects that lead here.
     inc: BTreeSet<VertexKey>,
+    /// For an object pods use: how many of its edges go to a pod on each node (k8s: the
+    /// destination edge index), so that a node's read of a Secret shared by thousands of pods
+    /// is one lookup, not a walk over them.
+    dests: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -122,9 +126,7 @@ impl Graph {
             let Some(vertex) = self.vertices.get(v) else {
                 continue;
             };
-            // A pod's one edge is to its node: checking it first answers most queries
-            // after one hop from a secret or configmap.
-            if vertex.out.contains(&target) {
+            if vertex.out.contains(&target) || vertex.dests.contains_key(node) {
                 return true;
             }
             for next in &vertex.out {
@@ -168,17 +170,33 @@ impl Graph {
             return;
         }
         let sa = refs::pod_service_account(pod);
+        let mut used = Vec::new();
         if !sa.is_empty() {
-            self.add_edge(&key(VertexType::ServiceAccount, namespace, sa), &pod_key);
+            used.push(key(VertexType::ServiceAccount, namespace, sa));
         }
-        for s in refs::pod_secret_names(pod) {
-            self.add_edge(&key(VertexType::Secret, namespace, &s), &pod_key);
-        }
-        for c in refs::pod_configmap_names(pod) {
-            self.add_edge(&key(VertexType::ConfigMap, namespace, &c), &pod_key);
-        }
-        for c in refs::pod_claim_names(pod) {
-            self.add_edge(&key(VertexType::Pvc, namespace, &c), &pod_key);
+        used.extend(
+            refs::pod_secret_names(pod)
+                .iter()
+                .map(|s| key(VertexType::Secret, namespace, s)),
+        );
+        used.extend(
+            refs::pod_configmap_names(pod)
+                .iter()
+                .map(|c| key(VertexType::ConfigMap, namespace, c)),
+        );
+        used.extend(
+            refs::pod_claim_names(pod)
+                .iter()
+                .map(|c| key(VertexType::Pvc, namespace, c)),
+        );
+        for from in used {
+            if self.add_edge(&from, &pod_key) {
+                *self
+                    .vertex(&from)
+                    .dests
+                    .entry(node.to_string())
+                    .or_default() += 1;
+            }
         }
     }
 
@@ -210,9 +228,10 @@ impl Graph {
         self.vertices.entry(k.clone()).or_default()
     }
 
-    fn add_edge(&mut self, from: &VertexKey, to: &VertexKey) {
-        self.vertex(from).out.insert(to.clone());
+    /// Whether the edge is new.
+    fn add_edge(&mut self, from: &VertexKey, to: &VertexKey) -> bool {
         self.vertex(to).inc.insert(from.clone());
+        self.vertex(from).out.insert(to.clone())
     }
 
     /// k8s: deleteVertexLocked — the vertex goes with its edges, and so does each neighbour
@@ -221,8 +240,22 @@ impl Graph {
         let Some(vertex) = self.vertices.remove(k) else {
             return;
         };
+        // The node this vertex leads to (a pod's): its users lose an edge to that node.
+        let node = vertex
+            .out
+            .iter()
+            .find(|(t, _, _)| *t == VertexType::Node)
+            .map(|(_, _, name)| name.as_str());
         for n in vertex.out.iter().chain(vertex.inc.iter()) {
             if let Some(neighbour) = self.vertices.get_mut(n) {
+                if let (Some(node), true) = (node, neighbour.out.contains(k)) {
+                    if let Some(count) = neighbour.dests.get_mut(node) {
+                        *count -= 1;
+                        if *count == 0 {
+                            neighbour.dests.remove(node);
+                        }
+                    }
+                }
                 neighbour.inc.remove(k);
                 neighbour.out.remove(k);
                 if neighbour.inc.is_empty() && neighbour.out.is_empty() {
@@ -282,6 +315,44 @@ mod tests {
         assert!(g.has_vertex(VertexType::Secret, "ns", "shared"));
         g.remove("", "pods", "ns", "p1");
         assert_eq!(g.vertex_count(), 0);
+    }
+
+    #[test]
+    fn the_destination_index_follows_pods_on_and_off_nodes() {
+        let mut g = Graph::new();
+        // kube-root-ca.crt-like: one ConfigMap used by every pod of the namespace.
+        let shared = |name: &str, node: &str| {
+            json!({"metadata": {"namespace": "ns", "name": name, "uid": name},
+                   "spec": {"nodeName": node, "volumes": [
+                       {"name": "ca", "configMap": {"name": "kube-root-ca.crt"}}]}})
+        };
+        for i in 0..300 {
+            g.apply(
+                "",
+                "pods",
+                &shared(&format!("p{i}"), &format!("n{}", i % 3)),
+            );
+        }
+        let cm = key(VertexType::ConfigMap, "ns", "kube-root-ca.crt");
+        let dests = &g.vertices[&cm].dests;
+        assert_eq!(dests.len(), 3);
+        assert!(dests.values().all(|c| *c == 100));
+        for i in (0..300).filter(|i| i % 3 == 1) {
+            g.remove("", "pods", "ns", &format!("p{i}"));
+        }
+        assert!(!g.vertices[&cm].dests.contains_key("n1"));
+        assert!(!g.has_path("n1", VertexType::ConfigMap, "ns", "kube-root-ca.crt"));
+        assert!(g.has_path("n2", VertexType::ConfigMap, "ns", "kube-root-ca.crt"));
+        // The index never disagrees with a walk of the edges.
+        for (k, v) in &g.vertices {
+            let mut walked: BTreeMap<String, u32> = BTreeMap::new();
+            for pod in v.out.iter().filter(|(t, _, _)| *t == VertexType::Pod) {
+                for (_, _, n) in g.vertices[pod].out.iter() {
+                    *walked.entry(n.clone()).or_default() += 1;
+                }
+            }
+            assert_eq!(v.dests, walked, "{k:?}");
+        }
     }
 
     #[test]
