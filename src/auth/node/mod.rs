@@ -15,6 +15,8 @@ pub mod authorizer;
 mod authorizer_tests;
 pub mod graph;
 pub mod identity;
+#[cfg(test)]
+mod kubelet_tests;
 pub mod refs;
 pub mod rules;
 
