@@ -136,6 +136,13 @@ impl NodeAuthorizer {
         &mut self.graph
     }
 
+    /// k8s: NodeAuthorizer.RulesFor: a node's permissions cannot be listed (its rules depend
+    /// on the graph), so a SelfSubjectRulesReview of a node is incomplete with this error;
+    /// `None` for other users (the authorizer adds no rules for them).
+    pub fn rules_for(&self, user: &UserInfo) -> Option<&'static str> {
+        node_identity(user).map(|_| "node authorizer does not support user rule resolution")
+    }
+
     /// k8s: NodeAuthorizer.Authorize.
     pub fn authorize(&self, user: &UserInfo, req: &NodeRequest) -> NodeDecision {
         let Some(node) = node_identity(user) else {

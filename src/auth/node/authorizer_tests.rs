@@ -379,6 +379,11 @@ fn non_nodes_get_no_opinion_and_nameless_nodes_a_reason() {
             "{user:?}"
         );
     }
+    assert_eq!(a.rules_for(&UserInfo::service_account("ns", "sa1")), None);
+    assert_eq!(
+        a.rules_for(&UserInfo::node("node1")),
+        Some("node authorizer does not support user rule resolution")
+    );
     let nameless = UserInfo::new("system:node:", &["system:nodes"]);
     assert_eq!(
         a.authorize(&nameless, &r),
