@@ -8,7 +8,7 @@
 //! so a later authorizer (RBAC) may still allow, and the final 403 carries the reason.
 
 use serde_json::Value;
-use tracing::debug;
+use tracing::info;
 
 use super::graph::{Graph, VertexType};
 use super::identity::node_identity;
@@ -149,23 +149,25 @@ impl NodeAuthorizer {
             return no("");
         };
         if node.is_empty() {
-            debug!(user = %user.name, "NODE DENY: unknown node");
+            info!(user = %user.name, "NODE DENY: unknown node");
             return no(format!("unknown node for user {:?}", user.name));
         }
-        let decision = if req.resource.is_empty() {
+        let subdivided = if req.resource.is_empty() {
             None
         } else {
             self.subdivided(node, req)
         };
-        let decision = decision.unwrap_or_else(|| {
-            if node_rules_allow(req.verb, req.api_group, req.resource, req.subresource) {
+        let Some(decision) = subdivided else {
+            // k8s: the static rules decide the rest, without a log line.
+            return if node_rules_allow(req.verb, req.api_group, req.resource, req.subresource) {
                 NodeDecision::Allow
             } else {
                 no("")
-            }
-        });
+            };
+        };
         if !decision.is_allowed() {
-            debug!(
+            // k8s: klog.V(2) "NODE DENY".
+            info!(
                 node,
                 verb = req.verb,
                 group = req.api_group,
