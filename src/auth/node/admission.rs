@@ -233,6 +233,7 @@ pub fn admit(user: &UserInfo, req: &NodeAdmission) -> Result<(), ApiError> {
         ("", "serviceaccounts") => admit_service_account(node, req),
         ("coordination.k8s.io", "leases") => admit_lease(node, req),
         ("storage.k8s.io", "csinodes") => admit_csinode(node, req),
+        ("certificates.k8s.io", "certificatesigningrequests") => admit_csr(node, req),
         _ => Ok(()),
     }
 }
@@ -727,6 +728,45 @@ fn admit_csinode(node: &str, req: &NodeAdmission) -> Result<(), ApiError> {
         return Err(
             req.forbidden("can only access CSINode with the same name as the requesting node")
         );
+    }
+    Ok(())
+}
+
+/// k8s: the signers whose certificates name a node (certapi.KubeletServingSignerName and
+/// KubeAPIServerClientKubeletSignerName).
+const NODE_SIGNERS: &[&str] = &[
+    "kubernetes.io/kubelet-serving",
+    "kubernetes.io/kube-apiserver-client-kubelet",
+];
+
+/// k8s: admitCSR (v1.31+, AllowInsecureKubeletCertificateSigningRequests off): a node asks
+/// for a kubelet client or serving certificate only in its own name.
+fn admit_csr(node: &str, req: &NodeAdmission) -> Result<(), ApiError> {
+    if req.operation != Operation::Create {
+        return Ok(());
+    }
+    let Some(csr) = req.new.filter(|c| c.is_object()) else {
+        return Err(req.forbidden("unexpected type <nil>"));
+    };
+    let signer = csr
+        .pointer("/spec/signerName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !NODE_SIGNERS.contains(&signer) {
+        return Ok(());
+    }
+    // `spec.request` is the PEM, base64-encoded in JSON as every []byte field.
+    let pem = csr
+        .pointer("/spec/request")
+        .and_then(Value::as_str)
+        .map(|b| super::csr::base64_decode(b).unwrap_or_default())
+        .unwrap_or_default();
+    let cn = super::csr::csr_common_name(&pem)
+        .map_err(|e| req.forbidden(format!("unable to parse csr: {e}")))?;
+    if cn != format!("system:node:{node}") {
+        return Err(req.forbidden(format!(
+            "can only create a node CSR with CN=system:node:{node}"
+        )));
     }
     Ok(())
 }

@@ -437,3 +437,34 @@ fn prefetching_what_lookups_asks_gives_the_same_answers() {
         super::admission::Lookups::default()
     );
 }
+
+#[test]
+fn a_node_requests_certificates_only_in_its_own_name() {
+    use super::csr::tests::{CSR_N1, CSR_N2};
+    let csr = |signer: &str, pem: &str| {
+        Some(
+            json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"generateName": "csr-"},
+            "spec": {"signerName": signer, "request": crate::apiserver::protobuf::base64(pem.as_bytes()),
+                     "usages": ["digital signature", "client auth"]}}),
+        )
+    };
+    let client = "kubernetes.io/kube-apiserver-client-kubelet";
+    let serving = "kubernetes.io/kubelet-serving";
+    const G: &str = "certificates.k8s.io";
+    const R: &str = "certificatesigningrequests";
+    let cases: Vec<Case> = vec![
+        (Create, G, R, "", "", "", None, csr(client, CSR_N1), Ok(())),
+        (Create, G, R, "", "", "", None, csr(serving, CSR_N1), Ok(())),
+        (Create, G, R, "", "", "", None, csr(client, CSR_N2),
+            Err("certificatesigningrequests.certificates.k8s.io \"csr-\" is forbidden: can only create a node CSR with CN=system:node:n1")),
+        (Create, G, R, "", "", "", None, csr(serving, CSR_N2),
+            Err("certificatesigningrequests.certificates.k8s.io \"csr-\" is forbidden: can only create a node CSR with CN=system:node:n1")),
+        (Create, G, R, "", "", "", None, csr(client, "not a pem"),
+            Err("certificatesigningrequests.certificates.k8s.io \"csr-\" is forbidden: unable to parse csr: PEM block type must be CERTIFICATE REQUEST")),
+        // Other signers are the signer's to check.
+        (Create, G, R, "", "", "", None, csr("example.com/custom", CSR_N2), Ok(())),
+        (Update, G, R, "approval", "", "csr-1", None, csr(client, CSR_N2), Ok(())),
+    ];
+    run(&UserInfo::node("n1"), &cases);
+}

@@ -13,6 +13,7 @@ mod admission_tests;
 pub mod authorizer;
 #[cfg(test)]
 mod authorizer_tests;
+pub mod csr;
 pub mod graph;
 pub mod identity;
 #[cfg(test)]
