@@ -9,6 +9,7 @@
 pub mod cacher;
 #[cfg(feature = "server")]
 pub mod http;
+pub mod node_graph;
 mod object;
 pub mod patch;
 mod pb_schema;
