@@ -244,9 +244,15 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
             time::OffsetDateTime::now_utc(),
         )?)
     };
+    // The admin reaches a server on every address at loopback (0.0.0.0 names no host the
+    // certificate could be for).
+    let reach = match listener.local_addr() {
+        Ok(a) if a.ip().is_unspecified() => format!("{}:{}", listener_ip(&address), a.port()),
+        _ => address.clone(),
+    };
     let url = match pki {
-        Some(_) => format!("https://{address}"),
-        None => format!("http://{address}"),
+        Some(_) => format!("https://{reach}"),
+        None => format!("http://{reach}"),
     };
     let kubeconfig_path = data_dir.join("kubeconfig");
     let credentials = pki.as_ref().map(|p| kubeconfig::Credentials {

@@ -47,9 +47,10 @@ pub struct Options {
 }
 
 /// The SANs the serving certificate needs (k8s: kube-apiserver's
-/// `MaybeDefaultWithSelfSignedCerts` names and k3s' defaults): the listen address, this
-/// host's name, loopback, the in-cluster names of the `default/kubernetes` Service and its
-/// ClusterIP, and whatever `--tls-san` adds.
+/// `MaybeDefaultWithSelfSignedCerts` names and k3s' defaults): the listen address (every
+/// address of this machine when it is unspecified), this host's name, loopback, the
+/// in-cluster names of the `default/kubernetes` Service and its ClusterIP, and whatever
+/// `--tls-san` adds.
 pub fn serving_names(
     listen_ip: Option<std::net::IpAddr>,
     hostname: Option<&str>,
@@ -68,15 +69,55 @@ pub fn serving_names(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    all.extend(
-        listen_ip
-            .filter(|ip| !ip.is_unspecified())
-            .map(|ip| ip.to_string()),
-    );
+    match listen_ip {
+        Some(ip) if ip.is_unspecified() => {
+            all.extend(interface_addresses().iter().map(|ip| ip.to_string()))
+        }
+        Some(ip) => all.push(ip.to_string()),
+        None => {}
+    }
     all.extend(hostname.filter(|h| !h.is_empty()).map(str::to_string));
     all.extend(service_ip.map(|ip| ip.to_string()));
     all.extend(extra.iter().cloned());
     Names::from_strings(all.iter().map(String::as_str))
+}
+
+/// The IP addresses of this machine's interfaces (getifaddrs), link-local IPv6 left out.
+pub fn interface_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that freeifaddrs releases; each
+    // entry's address is read according to its family before the list is freed.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let a = &*(addr as *const libc::sockaddr_in);
+                        out.push(std::net::IpAddr::from(a.sin_addr.s_addr.to_ne_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let a = &*(addr as *const libc::sockaddr_in6);
+                        let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+                        if ip.segments()[0] & 0xffc0 != 0xfe80 {
+                            out.push(ip.into());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// This machine's host name, if it has one.
@@ -339,6 +380,28 @@ mod tests {
         );
         let facts = issue::read(&renamed.serving.cert_pem, &renamed.server_ca.cert_pem).unwrap();
         assert!(facts.names.dns.contains("api.example") && facts.names.dns.contains("box"));
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_names_every_interface() {
+        // Other tests add and remove addresses on `lo` meanwhile: only those there before
+        // and after are sure to be named.
+        let before = interface_addresses();
+        let all = serving_names(
+            Some([0, 0, 0, 0].into()),
+            None,
+            None,
+            &["api.example".into()],
+        );
+        let after = interface_addresses();
+        assert!(after.contains(&"127.0.0.1".parse().unwrap()), "{after:?}");
+        for ip in before.iter().filter(|ip| after.contains(ip)) {
+            assert!(all.ips.contains(ip), "{ip}");
+        }
+        assert!(!all.ips.contains(&"0.0.0.0".parse().unwrap()));
+        assert!(all.dns.contains("api.example"));
+        let one = serving_names(Some([192, 0, 2, 7].into()), None, None, &[]);
+        assert!(one.ips.contains(&"192.0.2.7".parse().unwrap()));
     }
 
     #[test]
