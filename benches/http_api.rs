@@ -5,6 +5,9 @@
 //!   3. 1,000 open watches on pods receiving every change while one client creates pods at a
 //!      paced rate: delay from each create's acknowledgement to its delivery at every watcher.
 //!
+//! Each is measured twice in one run: over TLS with the admin's client certificate (the
+//! default), and on an `--insecure-http` server, side by side.
+//!
 //! cargo bench --bench http_api        (GANTRY_BENCH_SECONDS=N per measurement, default 5)
 
 mod support;
@@ -76,7 +79,7 @@ fn report(name: &str, run: Duration, count: usize, mut latencies: Vec<Duration>)
     );
 }
 
-async fn watch_fanout(address: &str, run: Duration, rate: u64) {
+async fn watch_fanout(label: &str, address: &str, run: Duration, rate: u64) {
     let ns = format!(
         r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"watched-{rate}"}}}}"#
     );
@@ -162,7 +165,7 @@ async fn watch_fanout(address: &str, run: Duration, rate: u64) {
     let p50 = quantile(&mut delays, 0.5);
     let p99 = quantile(&mut delays, 0.99);
     println!(
-        "| watch | {WATCHERS} watchers | {n} creates at {rate}/s | {got} of {expected} deliveries | ack -> delivery p50 {} ms | p99 {} ms |",
+        "| watch, {label} | {WATCHERS} watchers | {n} creates at {rate}/s | {got} of {expected} deliveries | ack -> delivery p50 {} ms | p99 {} ms |",
         ms(p50),
         ms(p99)
     );
@@ -170,8 +173,6 @@ async fn watch_fanout(address: &str, run: Duration, rate: u64) {
 
 fn main() {
     let run = seconds(5);
-    // The API alone: no node agent (its pods would be real processes).
-    let server = start_server(&["--no-node"]);
     println!(
         "http_api: gantry server (embedded store), {} s per measurement",
         run.as_secs()
@@ -179,6 +180,17 @@ fn main() {
     println!("machine: {}", machine());
     println!("| measurement | clients | requests | per second | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|---:|---:|");
+    // The API alone: no node agent (its pods would be real processes).
+    for (label, flags) in [
+        ("TLS + client cert", &["--no-node"][..]),
+        ("--insecure-http", &["--no-node", "--insecure-http"][..]),
+    ] {
+        measure(label, flags, run);
+    }
+}
+
+fn measure(label: &str, flags: &[&str], run: Duration) {
+    let server = start_server(flags);
     let rt = runtime();
     let address = server.address.clone();
     rt.block_on(async {
@@ -187,13 +199,13 @@ fn main() {
         // them (that is measured too: the create and get rows run with it busy).
         // The watched objects live in their own namespace (a watch lists its namespace first).
         for rate in WATCH_RATES {
-            watch_fanout(&address, run, rate).await;
+            watch_fanout(label, &address, run, rate).await;
         }
         let (count, latencies) = load(&address, run, |client, i| {
             ("POST".into(), PODS.into(), pod(&format!("p-{client}-{i}")))
         })
         .await;
-        report("create pod", run, count, latencies);
+        report(&format!("create pod, {label}"), run, count, latencies);
         let (count, latencies) = load(&address, run, |client, i| {
             (
                 "GET".into(),
@@ -202,6 +214,6 @@ fn main() {
             )
         })
         .await;
-        report("get pod", run, count, latencies);
+        report(&format!("get pod, {label}"), run, count, latencies);
     });
 }

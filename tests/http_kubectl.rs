@@ -834,7 +834,7 @@ fn watch_events(address: &str, path: &str) -> Vec<Value> {
 /// if the watch ends first. Reads the chunked stream as it comes.
 fn first_watch_events(address: &str, path: &str, n: usize) -> Vec<Value> {
     use std::io::{BufRead, Read, Write};
-    let mut conn = std::net::TcpStream::connect(address).unwrap();
+    let mut conn = common::tls::connect(address).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
@@ -997,7 +997,7 @@ fn a_watcher_that_stops_reading_is_closed_and_holds_up_no_one() {
         .unwrap()
         .to_string();
     // A watcher that sends its request and then reads nothing for a while.
-    let mut slow = std::net::TcpStream::connect(&s.address).unwrap();
+    let mut slow = common::tls::connect(&s.address).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let request = format!(

@@ -1,12 +1,79 @@
 //! A `gantry server` (the release binary, data in a temporary directory) for the bench
-//! binaries, and one keep-alive HTTP/1.1 connection to it.
+//! binaries, and one keep-alive HTTP/1.1 connection to it: over TLS as the admin (the
+//! kubeconfig's CA and client certificate), or plain for an `--insecure-http` server.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+/// The admin's TLS client for each server address started here.
+fn clients() -> &'static Mutex<HashMap<String, Arc<rustls::ClientConfig>>> {
+    static CLIENTS: OnceLock<Mutex<HashMap<String, Arc<rustls::ClientConfig>>>> = OnceLock::new();
+    CLIENTS.get_or_init(Default::default)
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The admin's TLS client from a kubeconfig's embedded data; `None` without a CA.
+fn tls_client(kubeconfig: &str) -> Option<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let field = |key: &str| {
+        kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(':'))
+            .map(|v| base64_decode(v.trim()))
+    };
+    let (ca, cert, key) = (
+        field("certificate-authority-data")?,
+        field("client-certificate-data")?,
+        field("client-key-data")?,
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.ok()?).ok()?;
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, PrivateKeyDer::from_pem_slice(&key).ok()?)
+        .ok()?;
+    Some(Arc::new(config))
+}
+
+/// A connection's byte stream, TLS or plain.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 pub struct Server {
     pub child: Child,
@@ -36,7 +103,14 @@ pub fn start_server(extra: &[&str]) -> Server {
     let address = loop {
         let text = std::fs::read_to_string(dir.path().join("kubeconfig")).unwrap_or_default();
         if let Some(url) = text.lines().find_map(|l| l.trim().strip_prefix("server: ")) {
-            break url.trim_start_matches("http://").to_string();
+            let address = url
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .to_string();
+            if let Some(tls) = tls_client(&text) {
+                clients().lock().unwrap().insert(address.clone(), tls);
+            }
+            break address;
         }
         assert!(Instant::now() < deadline, "gantry server did not start");
         std::thread::sleep(Duration::from_millis(50));
@@ -50,7 +124,7 @@ pub fn start_server(extra: &[&str]) -> Server {
 
 /// One keep-alive HTTP/1.1 connection.
 pub struct Conn {
-    pub stream: BufReader<TcpStream>,
+    pub stream: BufReader<Box<dyn Io>>,
     address: String,
 }
 
@@ -58,6 +132,20 @@ impl Conn {
     pub async fn open(address: &str) -> Conn {
         let stream = TcpStream::connect(address).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
+        let tls = clients().lock().unwrap().get(address).cloned();
+        let stream: Box<dyn Io> = match tls {
+            Some(config) => {
+                let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(address);
+                let name =
+                    rustls::pki_types::ServerName::try_from(host.to_string()).expect("server name");
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .expect("TLS handshake");
+                Box::new(tls)
+            }
+            None => Box::new(stream),
+        };
         Conn {
             stream: BufReader::new(stream),
             address: address.to_string(),
@@ -85,8 +173,11 @@ impl Conn {
             body.len()
         );
         let s = self.stream.get_mut();
-        s.write_all(head.as_bytes()).await.expect("write");
-        s.write_all(body).await.expect("write");
+        // One write (a TLS record) for the head and body.
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        s.write_all(&request).await.expect("write");
+        s.flush().await.expect("flush");
     }
 
     pub async fn head(&mut self) -> (u16, HashMap<String, String>) {

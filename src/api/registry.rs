@@ -265,7 +265,25 @@ pub static RESOURCES: &[ResourceInfo] = &[
             false,
         )
     },
+    // k8s: authentication.k8s.io/v1 SelfSubjectReview (`kubectl auth whoami`): create only,
+    // answered from the request's user, never stored (apiserver/http/selfsubjectreview.rs).
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            "selfsubjectreview",
+            false,
+        )
+    },
 ];
+
+/// Whether objects of `res` are kept (and so listed, watched and cached): false for the
+/// create-only reviews (k8s: their REST storage is a `rest.Creater` alone).
+pub fn is_stored(res: &ResourceInfo) -> bool {
+    res.supports(Get)
+}
 
 /// Look a resource up by group and plural (the form URLs use).
 pub fn by_plural(group: &str, plural: &str) -> Option<&'static ResourceInfo> {
@@ -310,7 +328,7 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::{apps, coordination, core, discovery, scheduling};
+    use k8s_openapi::api::{apps, authentication, coordination, core, discovery, scheduling};
     use k8s_openapi::{ClusterResourceScope, Resource};
 
     /// The registry entry must agree with k8s-openapi's own metadata for the type, so the table
@@ -346,7 +364,8 @@ mod tests {
         check::<discovery::v1::EndpointSlice>();
         check::<coordination::v1::Lease>();
         check::<scheduling::v1::PriorityClass>();
-        assert_eq!(RESOURCES.len(), 15, "every registry entry is checked above");
+        check::<authentication::v1::SelfSubjectReview>();
+        assert_eq!(RESOURCES.len(), 16, "every registry entry is checked above");
     }
 
     #[test]
@@ -446,6 +465,9 @@ mod tests {
         assert!(by_plural("apps", "deployments")
             .unwrap()
             .has_subresource("scale"));
+        let review = by_plural("authentication.k8s.io", "selfsubjectreviews").unwrap();
+        assert!(review.supports(Verb::Create) && !is_stored(review));
+        assert!(is_stored(pods));
         assert_eq!(
             group_versions(),
             vec![
@@ -453,7 +475,8 @@ mod tests {
                 ("apps", "v1"),
                 ("discovery.k8s.io", "v1"),
                 ("coordination.k8s.io", "v1"),
-                ("scheduling.k8s.io", "v1")
+                ("scheduling.k8s.io", "v1"),
+                ("authentication.k8s.io", "v1")
             ]
         );
     }

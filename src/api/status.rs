@@ -118,6 +118,12 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// k8s: a credential offered but not accepted (apiserver/pkg/endpoints/handlers/
+    /// responsewriters.UnauthorizedNegotiated): 401 with the bare message "Unauthorized".
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
     pub fn not_found(res: &ResourceInfo, name: &str) -> Self {
         Self::new(
             404,

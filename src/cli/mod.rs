@@ -56,7 +56,8 @@ pub fn init_logging(verbosity: u8) {
         // glog levels onto tracing: up to -v=2 is info, 3-4 debug, 5 and above trace.
         let level = match verbosity {
             0..=2 => "info",
-            3..=4 => "debug",
+            // rustls logs every handshake at debug: only from -v=5.
+            3..=4 => "debug,rustls=info",
             _ => "trace",
         };
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));

@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use actix_web::dev::Service;
 use actix_web::{web, App, HttpServer};
 use clap::Args;
+use gantry::apiserver::http::authn::token_file::TokenFile;
+use gantry::apiserver::http::authn::{self, Authenticator, TokenAuthenticator};
 use gantry::apiserver::http::{self, kubeconfig, Config, State};
 use gantry::apiserver::ApiServer;
+use gantry::host::pki;
 use gantry::host::ApiClient;
 use gantry::store::backend::{Backend, BackendConfig};
 use gantry::store::Store;
@@ -68,6 +70,21 @@ pub struct ServerArgs {
     /// 53, added to `lo`; without the privilege for that, a loopback port (logged).
     #[arg(long)]
     cluster_dns: Option<String>,
+    /// Another name or IP for the serving certificate's SANs (repeatable; k8s: k3s --tls-san).
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// A static token file: CSV lines `token,user,uid[,"group1,group2"]` (k8s: kube-apiserver
+    /// --token-auth-file).
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Serve plain HTTP without TLS, every request as `system:unsecured` in `system:masters`
+    /// (k8s: the old insecure port). Only for experiments on a trusted machine.
+    #[arg(long)]
+    insecure_http: bool,
+    /// Days the leaf certificates issued at this start are valid (tests shorten it to see
+    /// them renewed).
+    #[arg(long, default_value_t = gantry::host::pki::issue::LEAF_DAYS, hide = true)]
+    tls_leaf_days: i64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -94,12 +111,8 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
 
 async fn serve(args: ServerArgs) -> Result<(), String> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir).map_err(|e| {
-        format!(
-            "cannot create the data directory {}: {e}",
-            data_dir.display()
-        )
-    })?;
+    // k8s: k3s keeps its data dir 0700: it holds the CA keys.
+    gantry::host::pki::private_dir(&data_dir).map_err(|e| format!("the data directory: {e}"))?;
     let backend = match &args.etcd {
         Some(endpoint) => BackendConfig::Etcd {
             endpoint: endpoint.clone(),
@@ -197,10 +210,61 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         .await?;
         Some(agent)
     };
-    let url = format!("http://{address}");
+    let authn = Authenticator {
+        insecure: args.insecure_http,
+        tokens: match &args.token_auth_file {
+            Some(path) => {
+                let file = TokenFile::read(path)?;
+                tracing::info!("{} tokens from {}", file.len(), path.display());
+                vec![Box::new(file) as Box<dyn TokenAuthenticator>]
+            }
+            None => Vec::new(),
+        },
+    };
+    let pki = if args.insecure_http {
+        tracing::warn!(
+            "--insecure-http: serving plain HTTP without authentication; every request is \
+             system:unsecured in system:masters"
+        );
+        None
+    } else {
+        let names = pki::serving_names(
+            listener.local_addr().ok().map(|a| a.ip()),
+            pki::hostname().as_deref(),
+            Some(ranges.cluster_ips.first()),
+            &args.tls_san,
+        );
+        let opts = pki::Options {
+            names,
+            leaf_days: args.tls_leaf_days.max(1),
+        };
+        Some(pki::ensure(
+            &data_dir,
+            &opts,
+            time::OffsetDateTime::now_utc(),
+        )?)
+    };
+    // The admin reaches a server on every address at loopback (0.0.0.0 names no host the
+    // certificate could be for).
+    let reach = match listener.local_addr() {
+        Ok(a) if a.ip().is_unspecified() => format!("{}:{}", listener_ip(&address), a.port()),
+        _ => address.clone(),
+    };
+    let url = match pki {
+        Some(_) => format!("https://{reach}"),
+        None => format!("http://{reach}"),
+    };
     let kubeconfig_path = data_dir.join("kubeconfig");
-    std::fs::write(&kubeconfig_path, kubeconfig::render(&url))
-        .map_err(|e| format!("cannot write {}: {e}", kubeconfig_path.display()))?;
+    let credentials = pki.as_ref().map(|p| kubeconfig::Credentials {
+        ca_pem: &p.server_ca.cert_pem,
+        cert_pem: &p.admin.cert_pem,
+        key_pem: &p.admin.key_pem,
+    });
+    pki::write_file(
+        &kubeconfig_path,
+        &kubeconfig::render(&url, credentials.as_ref()),
+        0o600,
+    )?;
     tracing::info!(
         "gantry server (Kubernetes v1.{}) serving {url} on {described}",
         http::KUBERNETES_MINOR
@@ -211,26 +275,24 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         kubeconfig_path.display()
     );
     let data = web::Data::from(state);
+    let authn = web::Data::new(authn);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            // -v=4: every request with its answer's code.
-            .wrap_fn(|req, srv| {
-                let (method, path) = (req.method().clone(), req.path().to_string());
-                let answer = srv.call(req);
-                async move {
-                    let res = answer.await?;
-                    tracing::debug!("{method} {path} {}", res.status().as_u16());
-                    Ok(res)
-                }
-            })
+            .app_data(authn.clone())
+            .wrap(actix_web::middleware::from_fn(authn::middleware))
             .configure(http::routes)
     })
     .workers(2)
     .disable_signals()
     // k8s: watches end at shutdown (clients resume elsewhere); requests get a moment to finish.
-    .shutdown_timeout(3)
-    .listen(listener)
+    .shutdown_timeout(3);
+    let server = match &pki {
+        Some(pki) => server
+            .on_connect(authn::x509::on_connect)
+            .listen_rustls_0_23(listener, http::tls::server_config(pki)?),
+        None => server.listen(listener),
+    }
     .map_err(|e| format!("cannot serve on {address}: {e}"))?
     .run();
     let handle = server.handle();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod docker_image;
+pub mod tls;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -203,7 +204,14 @@ impl GantryServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        let address = url.trim_start_matches("http://").to_string();
+        let address = url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string();
+        // The server speaks TLS unless it was started with --insecure-http.
+        if let Some(config) = tls::from_kubeconfig(&std::fs::read_to_string(&kubeconfig).unwrap()) {
+            tls::register(&address, config);
+        }
         let server = GantryServer {
             child,
             url,
@@ -303,8 +311,27 @@ pub fn request_to(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    request_with(
+        address,
+        tls::registered(address),
+        method,
+        path,
+        headers,
+        body,
+    )
+}
+
+/// One raw HTTP/1.1 request over `tls` (a client of one's own, or none for plain HTTP).
+pub fn request_with(
+    address: &str,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(address) else {
+    let Ok(mut s) = tls::connect_with(address, tls) else {
         return (0, Vec::new());
     };
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

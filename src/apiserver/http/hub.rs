@@ -112,6 +112,9 @@ impl Hub {
     /// handed out from then on can be watched from.
     pub async fn start(&self, api: &Arc<ApiServer<Backend>>) -> Result<(), ApiError> {
         for res in crate::api::registry::RESOURCES {
+            if !crate::api::registry::is_stored(res) {
+                continue;
+            }
             self.cache(api, res).await?;
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! discovery, OpenAPI, watch streams and Status errors over the apiserver core, served by
 //! actix-web. The wire contract is ../shared/reference/kubectl-compat.md.
 
+pub mod authn;
 mod discovery;
 mod duplicates;
 mod exec;
@@ -14,7 +15,9 @@ mod paging;
 mod respond;
 mod rest;
 mod scale;
+mod selfsubjectreview;
 mod table;
+pub mod tls;
 mod version;
 mod watch;
 

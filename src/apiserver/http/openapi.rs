@@ -41,7 +41,7 @@ pub fn document(path: &str) -> Option<Value> {
     let mut paths = Map::new();
     for res in RESOURCES
         .iter()
-        .filter(|r| r.group == group && r.version == version)
+        .filter(|r| r.group == group && r.version == version && registry::is_stored(r))
     {
         let item = if res.namespaced {
             format!(

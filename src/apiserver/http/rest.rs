@@ -117,6 +117,9 @@ async fn serve(
                 return super::exec::serve(&req, body, &state.api, ns, name).await;
             }
         }
+        if !registry::is_stored(t.res) {
+            return create_only(&req, body, &state, &t).await;
+        }
         let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
@@ -131,6 +134,33 @@ async fn serve(
         with_warnings(response, &[ENDPOINTS_DEPRECATED.to_string()])
     } else {
         response
+    }
+}
+
+/// A review: POST to the collection only, answered from the request (k8s: a `rest.Creater`
+/// without storage).
+async fn create_only(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &State,
+    t: &Target,
+) -> Result<HttpResponse, ApiError> {
+    if req.method() != actix_web::http::Method::POST || t.name.is_some() || t.namespace.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} only supports create",
+            t.res.plural
+        )));
+    }
+    let body = read_body(body, state.config.max_body_bytes).await?;
+    let user = super::authn::user_of(req);
+    // MERGE: the satoken helper's tokenreviews (and rbac's access reviews) are answered here
+    // too, by resource.
+    match (t.res.group, t.res.plural) {
+        ("authentication.k8s.io", "selfsubjectreviews") => Ok(respond::json(
+            201,
+            &super::selfsubjectreview::review(&user, &body)?,
+        )),
+        _ => Err(ApiError::no_such_path()),
     }
 }
 
