@@ -265,6 +265,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
             false,
         )
     },
+    // k8s: create-only and never stored (the apiserver core answers it).
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            "authentication.k8s.io",
+            "TokenReview",
+            "tokenreviews",
+            "tokenreview",
+            false,
+        )
+    },
 ];
 
 /// Look a resource up by group and plural (the form URLs use).
@@ -310,7 +321,7 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::{apps, coordination, core, discovery, scheduling};
+    use k8s_openapi::api::{apps, authentication, coordination, core, discovery, scheduling};
     use k8s_openapi::{ClusterResourceScope, Resource};
 
     /// The registry entry must agree with k8s-openapi's own metadata for the type, so the table
@@ -346,7 +357,8 @@ mod tests {
         check::<discovery::v1::EndpointSlice>();
         check::<coordination::v1::Lease>();
         check::<scheduling::v1::PriorityClass>();
-        assert_eq!(RESOURCES.len(), 15, "every registry entry is checked above");
+        check::<authentication::v1::TokenReview>();
+        assert_eq!(RESOURCES.len(), 16, "every registry entry is checked above");
     }
 
     #[test]
@@ -453,7 +465,8 @@ mod tests {
                 ("apps", "v1"),
                 ("discovery.k8s.io", "v1"),
                 ("coordination.k8s.io", "v1"),
-                ("scheduling.k8s.io", "v1")
+                ("scheduling.k8s.io", "v1"),
+                ("authentication.k8s.io", "v1")
             ]
         );
     }

@@ -15,6 +15,8 @@ mod pb_schema;
 pub mod protobuf;
 pub mod service_alloc;
 mod strategy;
+mod token_request;
+mod token_review;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -387,6 +389,9 @@ pub struct ApiServer<S> {
     written: Mutex<HashMap<String, (Revision, Arc<Value>)>>,
     /// The ClusterIP and NodePort allocators (`service_alloc`).
     services: Mutex<service_alloc::ServiceAllocState>,
+    /// ServiceAccount tokens (TokenRequest, TokenReview, ServiceAccount admission); `None`
+    /// in the simulator, which has no signing key.
+    tokens: Option<crate::auth::serviceaccount::TokenConfig>,
 }
 
 fn namespaces() -> &'static ResourceInfo {
@@ -650,7 +655,19 @@ impl<S: Store> ApiServer<S> {
                 ranges: Default::default(),
                 allocs: None,
             }),
+            tokens: None,
         }
+    }
+
+    /// The same apiserver issuing and checking ServiceAccount tokens with `tokens` (before it
+    /// serves). With them come TokenRequest, TokenReview and ServiceAccount admission.
+    pub fn with_tokens(mut self, tokens: crate::auth::serviceaccount::TokenConfig) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    pub fn tokens(&self) -> Option<&crate::auth::serviceaccount::TokenConfig> {
+        self.tokens.as_ref()
     }
 
     /// The same apiserver with another service CIDR and NodePort range (before it serves).
@@ -1121,6 +1138,9 @@ impl<S: Store> ApiServer<S> {
         ctx: &RequestContext,
     ) -> Result<Arc<Value>, ApiError> {
         check_type(res, &obj)?;
+        if res.group == "authentication.k8s.io" && res.plural == "tokenreviews" {
+            return self.review_token(obj, ctx).await.map(Arc::new);
+        }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
         let namespace = if res.namespaced {
@@ -1733,3 +1753,5 @@ impl<S: Store> ApiServer<S> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "server"))]
+mod token_tests;

@@ -68,6 +68,14 @@ pub struct ServerArgs {
     /// 53, added to `lo`; without the privilege for that, a loopback port (logged).
     #[arg(long)]
     cluster_dns: Option<String>,
+    /// The `iss` of the ServiceAccount tokens the server issues, and the API audience they
+    /// are for (k8s: kube-apiserver --service-account-issuer).
+    #[arg(long, default_value = gantry::auth::serviceaccount::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Longest lifetime of a requested token, in seconds (0: no cap; k8s:
+    /// --service-account-max-token-expiration).
+    #[arg(long, default_value_t = 0)]
+    service_account_max_token_expiration: i64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -123,8 +131,18 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?
         .to_string();
+    // k8s: --service-account-signing-key-file; made at first start (as k3s does).
+    let key_path = data_dir.join("tls").join("service-account.key");
+    let keys = gantry::auth::serviceaccount::es256::Es256Keys::load_or_create(&key_path)?;
+    let mut tokens = gantry::auth::serviceaccount::TokenConfig::with_issuer(
+        &args.service_account_issuer,
+        std::sync::Arc::new(keys),
+    );
+    tokens.max_expiration_seconds = args.service_account_max_token_expiration.max(0);
     let state = State::new(
-        ApiServer::new(store).with_service_ranges(ranges),
+        ApiServer::new(store)
+            .with_service_ranges(ranges)
+            .with_tokens(tokens),
         Config {
             max_body_bytes: args.max_body_bytes,
             address: address.clone(),

@@ -1,0 +1,166 @@
+//! End-to-end: ServiceAccount tokens from a `gantry server` with the real `kubectl` —
+//! `kubectl create token`, TokenReview, OIDC discovery and its key set.
+
+mod common;
+
+use common::GantryServer;
+use serde_json::{json, Value};
+
+fn b64url_decode(s: &str) -> Vec<u8> {
+    gantry::auth::serviceaccount::jwt::b64url_decode(s).expect("base64url")
+}
+
+/// `kubectl create -f` of a TokenReview of `token`: its status.
+fn review(s: &GantryServer, token: &str, audiences: &[&str]) -> Value {
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                      "spec": {"token": token, "audiences": audiences}});
+    let path = s.dir.path().join("review.json");
+    std::fs::write(&path, body.to_string()).unwrap();
+    let out = s.kubectl_ok(&["create", "-f", path.to_str().unwrap(), "-o", "json"]);
+    serde_json::from_str::<Value>(&out).unwrap()["status"].clone()
+}
+
+#[test]
+fn kubectl_create_token_gives_a_token_that_reviews_as_its_service_account() {
+    let s = GantryServer::start();
+    // The signing key is made at first start, private to its owner.
+    use std::os::unix::fs::PermissionsExt;
+    let key = s.dir.path().join("tls/service-account.key");
+    let mode = std::fs::metadata(&key)
+        .expect("the signing key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    s.kubectl_ok(&["create", "serviceaccount", "robot"]);
+    let token = s
+        .kubectl_ok(&["create", "token", "robot"])
+        .trim()
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let claims: Value =
+        serde_json::from_slice(&b64url_decode(token.split('.').nth(1).unwrap())).unwrap();
+    assert_eq!(claims["sub"], "system:serviceaccount:default:robot");
+    assert_eq!(
+        claims["iss"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+
+    let status = review(&s, &token, &[]);
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(
+        status["user"]["username"],
+        "system:serviceaccount:default:robot"
+    );
+    assert!(status["user"]["groups"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("system:serviceaccounts:default")));
+
+    // --audience and --duration reach the token; it is not for the API.
+    let vault = s
+        .kubectl_ok(&[
+            "create",
+            "token",
+            "robot",
+            "--audience",
+            "vault",
+            "--duration",
+            "20m",
+        ])
+        .trim()
+        .to_string();
+    let claims: Value =
+        serde_json::from_slice(&b64url_decode(vault.split('.').nth(1).unwrap())).unwrap();
+    assert_eq!(claims["aud"], json!(["vault"]));
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        1200
+    );
+    let status = review(&s, &vault, &[]);
+    assert_ne!(status["authenticated"], true, "{status}");
+    assert!(
+        status["error"].as_str().unwrap().contains("audiences"),
+        "{status}"
+    );
+    assert_eq!(
+        review(&s, &vault, &["vault"])["audiences"],
+        json!(["vault"])
+    );
+
+    // Too short a duration is upstream's 422.
+    let (code, _, err) = s.kubectl(&["create", "token", "robot", "--duration", "1m"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("may not specify a duration less than 10 minutes"),
+        "{err}"
+    );
+    let (code, _, err) = s.kubectl(&["create", "token", "nobody"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("serviceaccounts \"nobody\" not found"),
+        "{err}"
+    );
+
+    // A deleted ServiceAccount's token no longer authenticates.
+    s.kubectl_ok(&["delete", "serviceaccount", "robot"]);
+    let status = review(&s, &token, &[]);
+    assert_ne!(status["authenticated"], true, "{status}");
+    assert_eq!(
+        status["error"],
+        "service account token has been invalidated"
+    );
+}
+
+#[test]
+fn oidc_discovery_publishes_the_key_that_signs_tokens() {
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+    let s = GantryServer::start();
+    let (code, config) = s.json("GET", "/.well-known/openid-configuration", "", b"");
+    assert_eq!(code, 200, "{config}");
+    assert_eq!(
+        config["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        config["jwks_uri"],
+        "https://kubernetes.default.svc.cluster.local/openid/v1/jwks"
+    );
+    assert_eq!(
+        config["id_token_signing_alg_values_supported"],
+        json!(["ES256"])
+    );
+    let (code, jwks) = s.json("GET", "/openid/v1/jwks", "", b"");
+    assert_eq!(code, 200, "{jwks}");
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["use"].as_str(), key["alg"].as_str()),
+        (Some("sig"), Some("ES256"))
+    );
+
+    let token = s
+        .kubectl_ok(&["create", "token", "default"])
+        .trim()
+        .to_string();
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: Value = serde_json::from_slice(&b64url_decode(parts[0])).unwrap();
+    assert_eq!(header["kid"], key["kid"]);
+    let mut point = vec![4u8];
+    point.extend(b64url_decode(key["x"].as_str().unwrap()));
+    point.extend(b64url_decode(key["y"].as_str().unwrap()));
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+        .verify(signed.as_bytes(), &b64url_decode(parts[2]))
+        .expect("the published key verifies the token");
+
+    // The same key after a restart: tokens survive it.
+    let dir = s.stop_keeping_data();
+    let s = GantryServer::start_in(dir);
+    let (_, again) = s.json("GET", "/openid/v1/jwks", "", b"");
+    assert_eq!(again, jwks);
+    assert_eq!(review(&s, &token, &[])["authenticated"], true);
+}
