@@ -164,3 +164,52 @@ fn oidc_discovery_publishes_the_key_that_signs_tokens() {
     assert_eq!(again, jwks);
     assert_eq!(review(&s, &token, &[])["authenticated"], true);
 }
+
+#[test]
+fn legacy_token_secrets_are_filled_and_root_ca_config_maps_published() {
+    use std::time::Duration;
+    let s = GantryServer::start();
+    s.kubectl_ok(&["create", "serviceaccount", "legacy"]);
+    let manifest = s.dir.path().join("secret.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: legacy-token\n  annotations: {kubernetes.io/service-account.name: legacy}\ntype: kubernetes.io/service-account-token\n",
+    )
+    .unwrap();
+    s.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let token = common::wait_for(Duration::from_secs(20), "the token in the Secret", || {
+        let (code, out, _) = s.kubectl(&[
+            "get",
+            "secret",
+            "legacy-token",
+            "-o",
+            "jsonpath={.data.token}",
+        ]);
+        (code == 0 && !out.is_empty()).then_some(out)
+    });
+    let token = String::from_utf8(
+        gantry::auth::serviceaccount::jwt::b64std_decode(&token).expect("base64"),
+    )
+    .unwrap();
+    let status = review(&s, &token, &[]);
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(
+        status["user"]["username"],
+        "system:serviceaccount:default:legacy"
+    );
+    // Every namespace has the CA bundle for its pods, new ones too.
+    s.kubectl_ok(&["create", "namespace", "team"]);
+    for ns in ["default", "kube-system", "team"] {
+        common::wait_for(Duration::from_secs(20), "kube-root-ca.crt", || {
+            let (code, _, _) = s.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", ns]);
+            (code == 0).then_some(())
+        });
+    }
+    // The Secret goes with its ServiceAccount, and the token stops working.
+    s.kubectl_ok(&["delete", "serviceaccount", "legacy"]);
+    common::wait_for(Duration::from_secs(20), "the Secret deleted", || {
+        let (code, _, _) = s.kubectl(&["get", "secret", "legacy-token"]);
+        (code != 0).then_some(())
+    });
+    assert_ne!(review(&s, &token, &[])["authenticated"], true);
+}

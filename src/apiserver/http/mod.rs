@@ -190,6 +190,11 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
         for core in crate::controllers::control_plane(node_monitor_grace) {
             inprocess::spawn(state.clone(), core);
         }
+        if let Some(tokens) = state.api.tokens() {
+            for core in crate::controllers::service_account_cores(tokens) {
+                inprocess::spawn(state.clone(), core);
+            }
+        }
     });
     arbiter
 }

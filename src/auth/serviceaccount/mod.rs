@@ -51,6 +51,9 @@ pub struct TokenConfig {
     /// k8s: --service-account-extend-token-expiration (default true).
     pub extend_expiration: bool,
     pub keys: Arc<dyn TokenKeys>,
+    /// The cluster CA bundle (PEM) pods get as `ca.crt` (the `kube-root-ca.crt` ConfigMaps,
+    /// legacy token Secrets); empty until the server has a CA.
+    pub root_ca_pem: String,
 }
 
 impl TokenConfig {
@@ -67,6 +70,7 @@ impl TokenConfig {
             max_expiration_seconds: 0,
             extend_expiration: true,
             keys,
+            root_ca_pem: String::new(),
         }
     }
 }
