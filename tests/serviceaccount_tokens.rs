@@ -213,3 +213,62 @@ fn legacy_token_secrets_are_filled_and_root_ca_config_maps_published() {
     });
     assert_ne!(review(&s, &token, &[])["authenticated"], true);
 }
+
+#[test]
+fn a_process_pod_reads_its_service_account_token_and_namespace() {
+    use std::time::Duration;
+    let s = GantryServer::start_with_node("n1", &[]);
+    s.kubectl_ok(&["create", "namespace", "team"]);
+    s.kubectl_ok(&["create", "serviceaccount", "reader", "-n", "team"]);
+    let manifest = s.dir.path().join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: reader, namespace: team}
+spec:
+  serviceAccountName: reader
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: ["sh", "-c", "d=/var/run/secrets/kubernetes.io/serviceaccount; cat $d/namespace; echo; cat $d/token; echo; test -f $d/ca.crt && echo has-ca; echo host=$KUBERNETES_SERVICE_HOST port=$KUBERNETES_SERVICE_PORT"]
+"#,
+    )
+    .unwrap();
+    s.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    common::wait_for(Duration::from_secs(60), "the pod to finish", || {
+        let phase = s.kubectl_ok(&[
+            "get",
+            "pod",
+            "reader",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.status.phase}",
+        ]);
+        (phase == "Succeeded" || phase == "Failed").then_some(())
+    });
+    let out = s.kubectl_ok(&["logs", "reader", "-n", "team"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"team"), "{out}");
+    let token = lines.get(1).copied().unwrap_or("");
+    assert!(lines.contains(&"has-ca"), "{out}");
+    assert!(lines.contains(&"host=10.96.0.1 port=443"), "{out}");
+    // The token is the pod's: bound to it, and it authenticates as its ServiceAccount.
+    let status = review(&s, token, &[]);
+    assert_eq!(status["authenticated"], true, "{status} {out}");
+    assert_eq!(
+        status["user"]["username"],
+        "system:serviceaccount:team:reader"
+    );
+    assert_eq!(
+        status["user"]["extra"]["authentication.kubernetes.io/pod-name"],
+        json!(["reader"])
+    );
+    // Deleting the pod invalidates the token.
+    s.kubectl_ok(&["delete", "pod", "reader", "-n", "team", "--wait=true"]);
+    common::wait_for(Duration::from_secs(30), "the token invalid", || {
+        (review(&s, token, &[])["authenticated"] != true).then_some(())
+    });
+}

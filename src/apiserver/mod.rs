@@ -14,6 +14,7 @@ pub mod patch;
 mod pb_schema;
 pub mod protobuf;
 pub mod service_alloc;
+pub mod serviceaccount_admission;
 mod strategy;
 mod token_request;
 mod token_review;
@@ -817,6 +818,14 @@ impl<S: Store> ApiServer<S> {
                 name,
                 node,
             } => self.bind(&namespace, &name, &node, ctx).await,
+            ApiOp::CreateToken {
+                namespace,
+                name,
+                body,
+            } => self
+                .create_token(&namespace, &name, body, ctx)
+                .await
+                .map(|issued| Arc::new(issued.request)),
             ApiOp::DeleteCollection {
                 resource,
                 namespace,
@@ -1221,7 +1230,12 @@ impl<S: Store> ApiServer<S> {
         }
         errs.extend(object_meta_errors(res, &obj)?);
         match (res.group, res.plural) {
-            ("", "pods") => self.admit_pod_priority(res, &name, &mut obj).await?,
+            ("", "pods") => {
+                self.admit_pod_priority(res, &name, &mut obj).await?;
+                let ns = ns.unwrap_or("default");
+                self.admit_service_account(res, ns, &name, &mut obj, ctx)
+                    .await?;
+            }
             ("scheduling.k8s.io", "priorityclasses") => {
                 self.admit_priority_class(res, &name, &obj).await?
             }

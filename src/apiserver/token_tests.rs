@@ -134,6 +134,8 @@ fn token_request_defaults_as_upstream() {
 #[test]
 fn token_requests_are_checked_as_upstream() {
     let mut h = H::new();
+    let someone = json!({"metadata": {"name": "someone"}});
+    h.create("serviceaccounts", Some("default"), someone);
     h.create(
         "pods",
         Some("default"),
@@ -524,4 +526,149 @@ fn the_published_key_verifies_requested_tokens() {
         .verify(p.signing_input.as_bytes(), &p.signature)
         .is_ok());
     assert!(public.verify(b"something else", &p.signature).is_err());
+}
+
+fn pod_spec(spec: Value) -> Value {
+    json!({"metadata": {"name": "web"}, "spec": spec})
+}
+
+fn try_pod(h: &mut H, body: Value) -> Result<Value, ApiError> {
+    let ctx = h.ctx(T0);
+    ready(h.api.create(res("pods"), Some("default"), body, &ctx)).map(Arc::unwrap_or_clone)
+}
+
+#[test]
+fn pods_get_the_default_service_account_and_its_token_volume() {
+    let mut h = H::new();
+    h.create(
+        "serviceaccounts",
+        Some("default"),
+        json!({"metadata": {"name": "default"}}),
+    );
+    let pod = try_pod(
+        &mut h,
+        pod_spec(json!({
+        "initContainers": [{"name": "init", "image": "x"}],
+        "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x",
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "emptyDir": {}}]})),
+    )
+    .unwrap();
+    let spec = &pod["spec"];
+    assert_eq!(spec["serviceAccountName"], "default");
+    let volumes = spec["volumes"].as_array().unwrap();
+    assert_eq!(volumes.len(), 2);
+    let name = volumes[1]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5,
+        "{name}"
+    );
+    // k8s: TokenVolumeSource.
+    let sources = &volumes[1]["projected"]["sources"];
+    assert_eq!(
+        sources[0]["serviceAccountToken"],
+        json!({"expirationSeconds": 3607, "path": "token"})
+    );
+    assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+    assert_eq!(
+        sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    let want = json!({"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
+    for c in spec["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(spec["containers"].as_array().unwrap())
+    {
+        let mounts = c["volumeMounts"].as_array().unwrap();
+        assert_eq!(mounts.last().unwrap(), &want, "{}", c["name"]);
+    }
+    assert_eq!(spec["containers"][1]["volumeMounts"][0]["name"], "data");
+}
+
+#[test]
+fn service_account_admission_follows_upstreams_rules() {
+    let mut h = H::new();
+    h.create(
+        "serviceaccounts",
+        Some("default"),
+        json!({"metadata": {"name": "quiet"}, "automountServiceAccountToken": false}),
+    );
+    let c = json!([{"name": "a", "image": "x"}]);
+    let has_volume = |p: &Value| {
+        p["spec"]["volumes"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+    };
+    // (what, spec, mounted?) — k8s: shouldAutomount, the pod's choice first.
+    let cases = [
+        (
+            "named account",
+            json!({"serviceAccountName": "builder", "containers": c}),
+            true,
+        ),
+        (
+            "account opts out",
+            json!({"serviceAccountName": "quiet", "containers": c}),
+            false,
+        ),
+        (
+            "pod opts back in",
+            json!({"serviceAccountName": "quiet", "automountServiceAccountToken": true, "containers": c}),
+            true,
+        ),
+        (
+            "pod opts out",
+            json!({"serviceAccountName": "builder", "automountServiceAccountToken": false, "containers": c}),
+            false,
+        ),
+        (
+            "own mount at the path",
+            json!({"serviceAccountName": "builder", "containers": [{"name": "a", "image": "x",
+            "volumeMounts": [{"name": "mine", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}],
+            "volumes": [{"name": "mine", "emptyDir": {}}]}),
+            false,
+        ),
+    ];
+    for (i, (what, spec, mounted)) in cases.into_iter().enumerate() {
+        let mut body = pod_spec(spec);
+        body["metadata"]["name"] = json!(format!("p{i}"));
+        let pod = try_pod(&mut h, body).unwrap_or_else(|e| panic!("{what}: {}", e.message));
+        let projected = pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v.get("projected").is_some());
+        assert_eq!(projected, mounted, "{what}: {}", pod["spec"]);
+        if !mounted && what != "own mount at the path" {
+            assert!(!has_volume(&pod), "{what}");
+        }
+    }
+    // No such account: refused as upstream (no default account here either).
+    for (sa, want) in [("ghost", "ghost"), ("", "default")] {
+        let e = try_pod(
+            &mut h,
+            pod_spec(json!({"serviceAccountName": sa, "containers": c})),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 403, "{}", e.message);
+        assert!(e.message.contains(&format!("error looking up service account default/{want}: serviceaccount \"{want}\" not found")), "{}", e.message);
+    }
+    // Without a signing key (the simulator) pods are left as they are.
+    let plain = ApiServer::new(MemStore::default());
+    let mut n = 0;
+    ready(plain.bootstrap(|| {
+        n += 1;
+        ctx_at(n, T0)
+    }))
+    .unwrap();
+    let pod = ready(plain.create(
+        res("pods"),
+        Some("default"),
+        pod_spec(json!({"containers": c})),
+        &ctx_at(500, T0),
+    ))
+    .unwrap();
+    assert!(!has_volume(&pod), "{}", pod["spec"]);
 }

@@ -12,6 +12,7 @@ pub mod http_get;
 pub mod kubelet_server;
 pub mod machine;
 pub mod node;
+pub mod projected;
 pub mod proxy;
 pub mod remote;
 pub mod sources;

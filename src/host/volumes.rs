@@ -137,6 +137,13 @@ async fn materialize(
     } else {
         None
     };
+    if let Some(projected) = &volume.projected {
+        let (files, renewals) = super::projected::files(api, pod, projected).await?;
+        let what = format!("projected volume {:?}", volume.name);
+        write_files(&dir, &files, None, projected.default_mode, &what, false)?;
+        super::projected::refresh(api.clone(), pod.clone(), &dir, renewals);
+        return Ok(dir);
+    }
     if let Some((what, data, items, mode, optional)) = source {
         let optional = optional == Some(true);
         let data = match data {
@@ -148,7 +155,7 @@ async fn materialize(
         return Ok(dir);
     }
     Err(mount_error(format!(
-        "volume {:?}: only emptyDir, hostPath, configMap and secret volumes are supported",
+        "volume {:?}: only emptyDir, hostPath, configMap, secret and projected volumes are supported",
         volume.name
     )))
 }
