@@ -217,11 +217,20 @@ pub fn refresh(api: Rc<dyn ApiClient>, pod: Pod, dir: &Path, renewals: Vec<Renew
                 // The clock's nanoseconds stand in for a random jitter.
                 let jitter = (super::wall_clock().as_nanos() % 11) as i64;
                 let at = token::refresh_at(r.expires, r.asked, jitter);
-                let now = (super::wall_clock().as_nanos() / 1_000_000_000) as i64;
-                // A failed request is tried again in 10 s.
-                let wait = (at - now).clamp(1, i64::from(u32::MAX)) as u64;
-                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-                if !file.parent().is_some_and(Path::exists) {
+                let now_secs = || (super::wall_clock().as_nanos() / 1_000_000_000) as i64;
+                // Checked every minute at least: the pod's volumes may be gone.
+                let mut now = now_secs();
+                let mut gone = false;
+                while now < at {
+                    let wait = (at - now).clamp(1, 60) as u64;
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                    gone = !file.parent().is_some_and(Path::exists);
+                    if gone {
+                        break;
+                    }
+                    now = now_secs();
+                }
+                if gone || !file.parent().is_some_and(Path::exists) {
                     break;
                 }
                 match request_token(&api, &pod, r.audience.as_deref(), r.expiration_seconds).await {
@@ -236,9 +245,10 @@ pub fn refresh(api: Rc<dyn ApiClient>, pod: Pod, dir: &Path, renewals: Vec<Renew
                         tracing::debug!("renewed the token {}", file.display());
                         (r.expires, r.asked) = (expires, asked);
                     }
+                    // Tried again in about 10 s.
                     Err(e) => {
                         tracing::info!("cannot renew the token {}: {e}", file.display());
-                        r.expires = now + 10 + token::MAX_JITTER_SECONDS;
+                        r.expires = now_secs() + 10 + token::MAX_JITTER_SECONDS;
                         r.asked = 0;
                     }
                 }
