@@ -106,6 +106,21 @@ fn kubectl_create_token_gives_a_token_that_reviews_as_its_service_account() {
         "{err}"
     );
 
+    // A pod must run as a ServiceAccount that exists (k8s: ServiceAccount admission).
+    let ghost = s.dir.path().join("ghost.yaml");
+    std::fs::write(
+        &ghost,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: ghost}\nspec:\n  serviceAccountName: ghost\n  containers: [{name: c, image: busybox}]\n",
+    )
+    .unwrap();
+    let (code, _, err) = s.kubectl(&["apply", "-f", ghost.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(
+            "error looking up service account default/ghost: serviceaccount \"ghost\" not found"
+        ),
+        "{err}"
+    );
     // A deleted ServiceAccount's token no longer authenticates.
     s.kubectl_ok(&["delete", "serviceaccount", "robot"]);
     let status = review(&s, &token, &[]);
@@ -216,8 +231,25 @@ fn legacy_token_secrets_are_filled_and_root_ca_config_maps_published() {
 
 #[test]
 fn a_process_pod_reads_its_service_account_token_and_namespace() {
+    pod_reads_its_token(GantryServer::start_with_node("n1", &[]), "busybox");
+}
+
+#[test]
+fn a_docker_pod_reads_its_service_account_token_and_namespace() {
+    // No registry here: the test imports its own busybox image (tests/common/docker_image.rs).
+    let image = common::docker_image::busybox_image();
+    let node = format!("satoken-{}", std::process::id());
+    let _cleanup = common::docker_image::DockerNode(node.clone());
+    pod_reads_its_token(
+        GantryServer::start_with_node(&node, &["--runtime", "docker"]),
+        image,
+    );
+}
+
+/// A pod of ServiceAccount `reader` prints its namespace file, token, whether it has ca.crt
+/// and the API's address from its environment; the token reviews as the pod's.
+fn pod_reads_its_token(s: GantryServer, image: &str) {
     use std::time::Duration;
-    let s = GantryServer::start_with_node("n1", &[]);
     s.kubectl_ok(&["create", "namespace", "team"]);
     s.kubectl_ok(&["create", "serviceaccount", "reader", "-n", "team"]);
     let manifest = s.dir.path().join("pod.yaml");
@@ -231,9 +263,10 @@ spec:
   restartPolicy: Never
   containers:
   - name: c
-    image: busybox
+    image: IMAGE
     command: ["sh", "-c", "d=/var/run/secrets/kubernetes.io/serviceaccount; cat $d/namespace; echo; cat $d/token; echo; test -f $d/ca.crt && echo has-ca; echo host=$KUBERNETES_SERVICE_HOST port=$KUBERNETES_SERVICE_PORT"]
-"#,
+"#
+        .replace("IMAGE", image),
     )
     .unwrap();
     s.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
