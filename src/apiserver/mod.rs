@@ -34,6 +34,7 @@ use crate::api::{admission, names};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
 pub(crate) use object::rfc3339_seconds;
+pub use token_request::Issued;
 pub use watch::{ApiEvent, ApiWatch, EventType};
 
 /// A core's `Time` (nanoseconds since the Unix epoch in production, since the simulation's

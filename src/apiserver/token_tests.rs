@@ -672,3 +672,58 @@ fn service_account_admission_follows_upstreams_rules() {
     .unwrap();
     assert!(!has_volume(&pod), "{}", pod["spec"]);
 }
+
+#[test]
+fn tokens_bound_to_a_secret_or_node_live_as_long_as_it_and_lifetimes_are_capped() {
+    let mut h = H::new();
+    let secret = h.create(
+        "secrets",
+        Some("default"),
+        json!({"metadata": {"name": "s1"}}),
+    );
+    let node = h.create("nodes", None, json!({"metadata": {"name": "n1"}}));
+    let bound = |kind: &str, name: &str, uid: &Value| json!({"boundObjectRef": {"kind": kind, "apiVersion": "v1", "name": name, "uid": uid}});
+    let by_secret = h.token(bound("Secret", "s1", &secret["metadata"]["uid"]));
+    let by_node = h.token(bound("Node", "n1", &node["metadata"]["uid"]));
+    let (_, c) = claims(&by_secret);
+    assert_eq!(c["kubernetes.io"]["secret"]["name"], "s1");
+    for t in [&by_secret, &by_node] {
+        assert_eq!(h.review(t, None, T0 + 1)["authenticated"], true);
+    }
+    let status = h.review(&by_node, None, T0 + 1);
+    assert_eq!(
+        status["user"]["extra"]["authentication.kubernetes.io/node-uid"],
+        json!([node["metadata"]["uid"]])
+    );
+    let ctx = h.ctx(T0);
+    let gone = DeleteOptions::default();
+    ready(
+        h.api
+            .delete(res("secrets"), Some("default"), "s1", &gone, &ctx),
+    )
+    .unwrap();
+    ready(h.api.delete(res("nodes"), None, "n1", &gone, &ctx)).unwrap();
+    for t in [&by_secret, &by_node] {
+        let status = h.review(t, None, T0 + 1);
+        assert_eq!(
+            status["error"],
+            "service account token has been invalidated"
+        );
+    }
+    // k8s: --service-account-max-token-expiration shortens, with a warning.
+    let keys = h.api.tokens().unwrap().keys.clone();
+    let mut cfg = TokenConfig::new(keys);
+    cfg.max_expiration_seconds = 1200;
+    let api = std::mem::replace(&mut h.api, ApiServer::new(MemStore::default()));
+    h.api = api.with_tokens(cfg);
+    let ctx = h.ctx(T0);
+    let body = json!({"spec": {"expirationSeconds": 7200}});
+    let issued = ready(h.api.create_token("default", "builder", body, &ctx)).unwrap();
+    assert_eq!(issued.request["spec"]["expirationSeconds"], 1200);
+    assert_eq!(
+        issued.warnings,
+        ["requested expiration of 7200 seconds shortened to 1200 seconds"]
+    );
+    let (_, c) = claims(issued.request["status"]["token"].as_str().unwrap());
+    assert_eq!(c["exp"].as_i64(), Some(T0 + 1200));
+}
