@@ -139,10 +139,11 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         std::sync::Arc::new(keys),
     );
     tokens.max_expiration_seconds = args.service_account_max_token_expiration.max(0);
-    // MERGE: the cluster CA the tls helper's PKI writes into <data-dir>/tls/; until it exists
-    // pods get an empty ca.crt.
+    // MERGE: the CA that signs the serving certificate, as the tls work's PKI writes it
+    // (<data-dir>/tls/server-ca.crt); read after the PKI is made. Until it exists pods get
+    // an empty ca.crt.
     tokens.root_ca_pem =
-        std::fs::read_to_string(data_dir.join("tls").join("ca.crt")).unwrap_or_default();
+        std::fs::read_to_string(data_dir.join("tls").join("server-ca.crt")).unwrap_or_default();
     let state = State::new(
         ApiServer::new(store)
             .with_service_ranges(ranges)

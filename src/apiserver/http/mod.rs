@@ -14,6 +14,7 @@ mod paging;
 mod respond;
 mod rest;
 mod scale;
+pub mod serviceaccount_authn;
 mod table;
 mod version;
 mod watch;
