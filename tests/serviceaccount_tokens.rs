@@ -220,6 +220,36 @@ fn legacy_token_secrets_are_filled_and_root_ca_config_maps_published() {
             (code == 0).then_some(())
         });
     }
+    // A deleted `default` ServiceAccount is made again (pods need it).
+    let uid = |s: &GantryServer| {
+        s.kubectl_ok(&[
+            "get",
+            "sa",
+            "default",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+    };
+    let before = uid(&s);
+    s.kubectl_ok(&["delete", "serviceaccount", "default", "-n", "team"]);
+    common::wait_for(
+        Duration::from_secs(20),
+        "a new default ServiceAccount",
+        || {
+            let (code, out, _) = s.kubectl(&[
+                "get",
+                "sa",
+                "default",
+                "-n",
+                "team",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ]);
+            (code == 0 && !out.is_empty() && out != before).then_some(())
+        },
+    );
     // The Secret goes with its ServiceAccount, and the token stops working.
     s.kubectl_ok(&["delete", "serviceaccount", "legacy"]);
     common::wait_for(Duration::from_secs(20), "the Secret deleted", || {

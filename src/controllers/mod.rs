@@ -17,6 +17,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccount_tokens;
+pub mod serviceaccounts;
 pub mod tainteviction;
 
 /// The control plane's cores other than the kubelets, in the order the simulator starts them:
@@ -44,8 +45,9 @@ pub fn control_plane(
 }
 
 /// The cores that need the apiserver's ServiceAccount key and CA, run by `gantry server` only
-/// (the simulator has no key; its traces stay as they were): the tokens controller and the
-/// root CA publisher.
+/// (the simulator has no key; its traces stay as they were): the tokens controller, the
+/// root CA publisher and the ServiceAccounts controller (which ServiceAccount admission, on
+/// with the key, relies on).
 pub fn service_account_cores(
     tokens: &crate::auth::serviceaccount::TokenConfig,
 ) -> Vec<Box<dyn crate::component::Component>> {
@@ -57,5 +59,6 @@ pub fn service_account_cores(
         Box::new(rootcacertpublisher::RootCaPublisher::new(
             tokens.root_ca_pem.clone(),
         )),
+        Box::new(serviceaccounts::ServiceAccountsController::new()),
     ]
 }
