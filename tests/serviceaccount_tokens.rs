@@ -294,7 +294,11 @@ spec:
   containers:
   - name: c
     image: IMAGE
-    command: ["sh", "-c", "d=/var/run/secrets/kubernetes.io/serviceaccount; cat $d/namespace; echo; cat $d/token; echo; test -f $d/ca.crt && echo has-ca; echo host=$KUBERNETES_SERVICE_HOST port=$KUBERNETES_SERVICE_PORT"]
+    command: ["sh", "-c", "sleep 1; d=/var/run/secrets/kubernetes.io/serviceaccount; cat $d/namespace; echo; cat $d/token; echo; test -f $d/ca.crt && echo has-ca; echo host=$KUBERNETES_SERVICE_HOST port=$KUBERNETES_SERVICE_PORT"]
+  # A second container shares the volume; the first still reads it after this one starts.
+  - name: second
+    image: IMAGE
+    command: ["sh", "-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/namespace"]
 "#
         .replace("IMAGE", image),
     )
@@ -312,9 +316,11 @@ spec:
         ]);
         (phase == "Succeeded" || phase == "Failed").then_some(())
     });
-    let out = s.kubectl_ok(&["logs", "reader", "-n", "team"]);
+    let second = s.kubectl_ok(&["logs", "reader", "-n", "team", "-c", "second"]);
+    let out = s.kubectl_ok(&["logs", "reader", "-n", "team", "-c", "c"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"team"), "{out}");
+    assert_eq!(second.trim(), "team");
     let token = lines.get(1).copied().unwrap_or("");
     assert!(lines.contains(&"has-ca"), "{out}");
     assert!(lines.contains(&"host=10.96.0.1 port=443"), "{out}");

@@ -188,6 +188,56 @@ pub async fn files(
     Ok((out, renewals))
 }
 
+/// Makes the volume in `dir`, or keeps it as it is when an earlier container of the pod made
+/// it and its tokens are being renewed: containers of one pod share the directory (it is
+/// bind-mounted into each), so it is written in place, file by file, never removed and made
+/// again under a running container.
+pub async fn materialize(
+    api: &Rc<dyn ApiClient>,
+    pod: &Pod,
+    source: &ProjectedVolumeSource,
+    dir: &Path,
+) -> Result<(), StartError> {
+    let token_paths: Vec<PathBuf> = source
+        .sources
+        .iter()
+        .flatten()
+        .filter_map(|p| p.service_account_token.as_ref())
+        .map(|t| dir.join(&t.path))
+        .collect();
+    let renewed = RENEWING.with(|s| token_paths.iter().all(|p| s.borrow().contains(p)));
+    if dir.is_dir() && renewed {
+        return Ok(());
+    }
+    let (files, renewals) = files(api, pod, source).await?;
+    let io = |e: std::io::Error| mount_error(format!("projected volume {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mode = source.default_mode.unwrap_or(0o644) as u32;
+    for (path, bytes) in &files {
+        if !super::volumes::safe_relative(path) {
+            return Err(mount_error(format!(
+                "projected volume: invalid path {path:?}"
+            )));
+        }
+        let file = dir.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        write_atomically(&file, bytes, mode).map_err(io)?;
+    }
+    refresh(api.clone(), pod.clone(), dir, renewals);
+    Ok(())
+}
+
+/// `bytes` into `file` by rename, so that a reader sees the old content or the new.
+fn write_atomically(file: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = file.with_extension("gantry-tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&tmp, file)
+}
+
 /// A token file to renew.
 #[derive(Clone, Debug)]
 pub struct Renewal {
@@ -235,9 +285,10 @@ pub fn refresh(api: Rc<dyn ApiClient>, pod: Pod, dir: &Path, renewals: Vec<Renew
                 }
                 match request_token(&api, &pod, r.audience.as_deref(), r.expiration_seconds).await {
                     Ok((tok, expires, asked)) => {
-                        let tmp = file.with_extension("renewing");
-                        let written = std::fs::write(&tmp, tok.as_bytes())
-                            .and_then(|_| std::fs::rename(&tmp, &file));
+                        let mode = std::fs::metadata(&file)
+                            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
+                            .unwrap_or(0o644);
+                        let written = write_atomically(&file, tok.as_bytes(), mode & 0o777);
                         if let Err(e) = written {
                             tracing::info!("cannot renew the token {}: {e}", file.display());
                             break;

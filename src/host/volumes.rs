@@ -25,7 +25,7 @@ fn mount_error(message: String) -> StartError {
 
 /// A relative path that stays inside its directory (k8s: validation of items' paths and
 /// subPath: no `..`, not absolute).
-fn safe_relative(p: &str) -> bool {
+pub(super) fn safe_relative(p: &str) -> bool {
     !p.is_empty()
         && Path::new(p)
             .components()
@@ -138,10 +138,7 @@ async fn materialize(
         None
     };
     if let Some(projected) = &volume.projected {
-        let (files, renewals) = super::projected::files(api, pod, projected).await?;
-        let what = format!("projected volume {:?}", volume.name);
-        write_files(&dir, &files, None, projected.default_mode, &what, false)?;
-        super::projected::refresh(api.clone(), pod.clone(), &dir, renewals);
+        super::projected::materialize(api, pod, projected, &dir).await?;
         return Ok(dir);
     }
     if let Some((what, data, items, mode, optional)) = source {
