@@ -76,6 +76,12 @@ pub enum ApiOp {
         resource: &'static ResourceInfo,
         namespace: String,
     },
+    /// `serviceaccounts/<name>/token`: a TokenRequest (the kubelet's projected tokens).
+    CreateToken {
+        namespace: String,
+        name: String,
+        body: Value,
+    },
 }
 
 impl RuntimeOp {
@@ -176,6 +182,12 @@ impl ApiOp {
                 verb(&mut s, "deletecollection", resource.plural);
                 s.push_str(" in ");
                 s.push_str(namespace);
+            }
+            ApiOp::CreateToken {
+                namespace, name, ..
+            } => {
+                verb(&mut s, "create", "serviceaccounts/token");
+                at(&mut s, &Some(namespace.clone()), name);
             }
         }
         s
@@ -385,6 +397,14 @@ mod tests {
                     namespace: "ns".into(),
                 },
                 "deletecollection pods in ns",
+            ),
+            (
+                ApiOp::CreateToken {
+                    namespace: "ns".into(),
+                    name: "default".into(),
+                    body: json!({}),
+                },
+                "create serviceaccounts/token ns/default",
             ),
         ];
         for (op, want) in cases {

@@ -208,6 +208,10 @@ fn kubectl_watches_changes_as_they_happen() {
     let stdout = watch.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // The root CA publisher's ConfigMap, there from the start.
+            if line == "configmap/kube-root-ca.crt" {
+                continue;
+            }
             if tx.send(line).is_err() {
                 break;
             }
@@ -406,7 +410,12 @@ fn raw_rest_follows_the_api_conventions() {
     );
     assert_eq!((code, status["reason"].as_str()), (409, Some("Conflict")));
     // Lists carry kind, a resourceVersion and items (never null), and honour selectors.
-    let (code, list) = s.json("GET", "/api/v1/namespaces/kube-system/configmaps", "", b"");
+    let (code, list) = s.json(
+        "GET",
+        "/api/v1/namespaces/kube-system/configmaps?fieldSelector=metadata.name%21%3Dkube-root-ca.crt",
+        "",
+        b"",
+    );
     assert_eq!(
         (code, list["kind"].as_str(), list["items"].clone()),
         (200, Some("ConfigMapList"), json!([]))
@@ -421,7 +430,10 @@ fn raw_rest_follows_the_api_conventions() {
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let (_, list) = s.json(
         "GET",
-        &format!("{cms}?fieldSelector=metadata.name%21%3D{name}"),
+        // (Leaving out the root CA publisher's ConfigMap.)
+        &format!(
+            "{cms}?fieldSelector=metadata.name%21%3D{name},metadata.name%21%3Dkube-root-ca.crt"
+        ),
         "",
         b"",
     );
@@ -691,7 +703,13 @@ fn a_restarted_server_keeps_every_object_and_resource_version() {
         b"",
     );
     assert_eq!(slice["ports"][0]["port"], port, "{slice}");
-    let items = |text: &str| serde_json::from_str::<Value>(text).unwrap()["items"].clone();
+    // The root CA publisher's kube-root-ca.crt (made in the background) is left out.
+    let items = |text: &str| {
+        let mut items = serde_json::from_str::<Value>(text).unwrap()["items"].clone();
+        let items_mut = items.as_array_mut().unwrap();
+        items_mut.retain(|i| i["metadata"]["name"] != "kube-root-ca.crt");
+        items
+    };
     assert_eq!(items(&after), items(&before));
     assert_eq!(items(&after).as_array().unwrap().len(), 2);
 }
@@ -1165,6 +1183,11 @@ fn kubectl_lists_priority_classes_and_pods_get_their_priority() {
 fn lists_come_in_pages_of_one_consistent_snapshot() {
     let s = GantryServer::start();
     s.kubectl_ok(&["create", "namespace", "paged"]);
+    // The namespace's kube-root-ca.crt (the root CA publisher's) comes last by name.
+    common::wait_for(Duration::from_secs(20), "kube-root-ca.crt", || {
+        let (code, _, _) = s.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", "paged"]);
+        (code == 0).then_some(())
+    });
     for i in 0..5 {
         s.kubectl_ok(&["create", "configmap", &format!("cm-{i}"), "-n", "paged"]);
     }
@@ -1180,7 +1203,7 @@ fn lists_come_in_pages_of_one_consistent_snapshot() {
     let (code, first) = s.json("GET", &format!("{cms}?limit=2"), "", b"");
     assert_eq!(code, 200, "{first}");
     assert_eq!(names(&first), ["cm-0", "cm-1"]);
-    assert_eq!(first["metadata"]["remainingItemCount"], 3, "{first}");
+    assert_eq!(first["metadata"]["remainingItemCount"], 4, "{first}");
     let rv = first["metadata"]["resourceVersion"].clone();
     let token = first["metadata"]["continue"].as_str().unwrap().to_string();
     // Changes after the first page do not show in the later ones.
@@ -1192,7 +1215,7 @@ fn lists_come_in_pages_of_one_consistent_snapshot() {
     assert_eq!(second["metadata"]["resourceVersion"], rv);
     let token = second["metadata"]["continue"].as_str().unwrap().to_string();
     let (_, last) = s.json("GET", &format!("{cms}?limit=2&continue={token}"), "", b"");
-    assert_eq!(names(&last), ["cm-4"]);
+    assert_eq!(names(&last), ["cm-4", "kube-root-ca.crt"]);
     assert!(last["metadata"].get("continue").is_none(), "{last}");
     // Bad input: 400s.
     for query in [

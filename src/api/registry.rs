@@ -277,6 +277,18 @@ pub static RESOURCES: &[ResourceInfo] = &[
             false,
         )
     },
+    // k8s: authentication.k8s.io/v1 TokenReview: create-only and never stored (the apiserver
+    // core answers it).
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            "authentication.k8s.io",
+            "TokenReview",
+            "tokenreviews",
+            "tokenreview",
+            false,
+        )
+    },
 ];
 
 /// Whether objects of `res` are kept (and so listed, watched and cached): false for the
@@ -365,6 +377,7 @@ mod tests {
         check::<coordination::v1::Lease>();
         check::<scheduling::v1::PriorityClass>();
         check::<authentication::v1::SelfSubjectReview>();
+        check::<authentication::v1::TokenReview>();
         assert_eq!(RESOURCES.len(), 16, "every registry entry is checked above");
     }
 

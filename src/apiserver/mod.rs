@@ -15,7 +15,10 @@ pub mod patch;
 mod pb_schema;
 pub mod protobuf;
 pub mod service_alloc;
+pub mod serviceaccount_admission;
 mod strategy;
+mod token_request;
+mod token_review;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +35,7 @@ use crate::api::{admission, names};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
 pub(crate) use object::rfc3339_seconds;
+pub use token_request::Issued;
 pub use watch::{ApiEvent, ApiWatch, EventType};
 
 /// A core's `Time` (nanoseconds since the Unix epoch in production, since the simulation's
@@ -388,6 +392,9 @@ pub struct ApiServer<S> {
     written: Mutex<HashMap<String, (Revision, Arc<Value>)>>,
     /// The ClusterIP and NodePort allocators (`service_alloc`).
     services: Mutex<service_alloc::ServiceAllocState>,
+    /// ServiceAccount tokens (TokenRequest, TokenReview, ServiceAccount admission); `None`
+    /// in the simulator, which has no signing key.
+    tokens: Option<crate::auth::serviceaccount::TokenConfig>,
 }
 
 fn namespaces() -> &'static ResourceInfo {
@@ -651,7 +658,19 @@ impl<S: Store> ApiServer<S> {
                 ranges: Default::default(),
                 allocs: None,
             }),
+            tokens: None,
         }
+    }
+
+    /// The same apiserver issuing and checking ServiceAccount tokens with `tokens` (before it
+    /// serves). With them come TokenRequest, TokenReview and ServiceAccount admission.
+    pub fn with_tokens(mut self, tokens: crate::auth::serviceaccount::TokenConfig) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    pub fn tokens(&self) -> Option<&crate::auth::serviceaccount::TokenConfig> {
+        self.tokens.as_ref()
     }
 
     /// The same apiserver with another service CIDR and NodePort range (before it serves).
@@ -801,6 +820,14 @@ impl<S: Store> ApiServer<S> {
                 name,
                 node,
             } => self.bind(&namespace, &name, &node, ctx).await,
+            ApiOp::CreateToken {
+                namespace,
+                name,
+                body,
+            } => self
+                .create_token(&namespace, &name, body, ctx)
+                .await
+                .map(|issued| Arc::new(issued.request)),
             ApiOp::DeleteCollection {
                 resource,
                 namespace,
@@ -1122,6 +1149,9 @@ impl<S: Store> ApiServer<S> {
         ctx: &RequestContext,
     ) -> Result<Arc<Value>, ApiError> {
         check_type(res, &obj)?;
+        if res.group == "authentication.k8s.io" && res.plural == "tokenreviews" {
+            return self.review_token(obj, ctx).await.map(Arc::new);
+        }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
         let namespace = if res.namespaced {
@@ -1202,7 +1232,12 @@ impl<S: Store> ApiServer<S> {
         }
         errs.extend(object_meta_errors(res, &obj)?);
         match (res.group, res.plural) {
-            ("", "pods") => self.admit_pod_priority(res, &name, &mut obj).await?,
+            ("", "pods") => {
+                self.admit_pod_priority(res, &name, &mut obj).await?;
+                let ns = ns.unwrap_or("default");
+                self.admit_service_account(res, ns, &name, &mut obj, ctx)
+                    .await?;
+            }
             ("scheduling.k8s.io", "priorityclasses") => {
                 self.admit_priority_class(res, &name, &obj).await?
             }
@@ -1734,3 +1769,5 @@ impl<S: Store> ApiServer<S> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "server"))]
+mod token_tests;

@@ -76,6 +76,7 @@ pub fn top_level(api_version: &str, kind: &str) -> Option<&'static str> {
         ("v1", "Pod") => "Pod",
         ("apps/v1", "Deployment") => "Deployment",
         ("apps/v1", "ReplicaSet") => "ReplicaSet",
+        ("authentication.k8s.io/v1", "TokenRequest") => "TokenRequest",
         _ => return None,
     })
 }
@@ -122,6 +123,10 @@ pub fn message(name: &str) -> Option<&'static [Field]> {
         "ReplicaSet" => REPLICA_SET,
         "ReplicaSetSpec" => REPLICA_SET_SPEC,
         "ReplicaSetStatus" => REPLICA_SET_STATUS,
+        "TokenRequest" => TOKEN_REQUEST,
+        "TokenRequestSpec" => TOKEN_REQUEST_SPEC,
+        "BoundObjectReference" => BOUND_OBJECT_REFERENCE,
+        "TokenRequestStatus" => TOKEN_REQUEST_STATUS,
         _ => return None,
     })
 }
@@ -440,6 +445,29 @@ const REPLICA_SET_STATUS: &[Field] = &[
     f(5, "availableReplicas", I32),
 ];
 
+// --- authentication/v1 (`kubectl create token`) ---
+
+const TOKEN_REQUEST: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    f(2, "spec", Msg("TokenRequestSpec")),
+    f(3, "status", Msg("TokenRequestStatus")),
+];
+
+const TOKEN_REQUEST_SPEC: &[Field] = &[
+    rep(1, "audiences", Str),
+    f(3, "boundObjectRef", Msg("BoundObjectReference")),
+    keep(4, "expirationSeconds", I64),
+];
+
+const BOUND_OBJECT_REFERENCE: &[Field] = &[
+    f(1, "kind", Str),
+    f(2, "apiVersion", Str),
+    f(3, "name", Str),
+    f(4, "uid", Str),
+];
+
+const TOKEN_REQUEST_STATUS: &[Field] = &[f(1, "token", Str), f(2, "expirationTimestamp", Time)];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +515,10 @@ mod tests {
             "ReplicaSet",
             "ReplicaSetSpec",
             "ReplicaSetStatus",
+            "TokenRequest",
+            "TokenRequestSpec",
+            "BoundObjectReference",
+            "TokenRequestStatus",
         ];
         for name in names {
             let fields = message(name).unwrap_or_else(|| panic!("{name} has a table"));

@@ -7,6 +7,7 @@
 //! sans-IO: it builds without the `server` feature.
 
 pub mod node;
+pub mod serviceaccount;
 pub mod user;
 
 pub use user::UserInfo;

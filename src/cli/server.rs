@@ -85,6 +85,14 @@ pub struct ServerArgs {
     /// them renewed).
     #[arg(long, default_value_t = gantry::host::pki::issue::LEAF_DAYS, hide = true)]
     tls_leaf_days: i64,
+    /// The `iss` of the ServiceAccount tokens the server issues, and the API audience they
+    /// are for (k8s: kube-apiserver --service-account-issuer).
+    #[arg(long, default_value = gantry::auth::serviceaccount::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Longest lifetime of a requested token, in seconds (0: no cap; k8s:
+    /// --service-account-max-token-expiration).
+    #[arg(long, default_value_t = 0)]
+    service_account_max_token_expiration: i64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -136,8 +144,46 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?
         .to_string();
+    let pki = if args.insecure_http {
+        tracing::warn!(
+            "--insecure-http: serving plain HTTP without authentication; every request is \
+             system:unsecured in system:masters"
+        );
+        None
+    } else {
+        let names = pki::serving_names(
+            listener.local_addr().ok().map(|a| a.ip()),
+            pki::hostname().as_deref(),
+            Some(ranges.cluster_ips.first()),
+            &args.tls_san,
+        );
+        let opts = pki::Options {
+            names,
+            leaf_days: args.tls_leaf_days.max(1),
+        };
+        Some(pki::ensure(
+            &data_dir,
+            &opts,
+            time::OffsetDateTime::now_utc(),
+        )?)
+    };
+    // k8s: --service-account-signing-key-file; made at first start (as k3s does).
+    let key_path = data_dir.join("tls").join("service-account.key");
+    let keys = gantry::auth::serviceaccount::es256::Es256Keys::load_or_create(&key_path)?;
+    let mut tokens = gantry::auth::serviceaccount::TokenConfig::with_issuer(
+        &args.service_account_issuer,
+        std::sync::Arc::new(keys),
+    );
+    tokens.max_expiration_seconds = args.service_account_max_token_expiration.max(0);
+    // The CA that signs the serving certificate: pods trust it (ca.crt, kube-root-ca.crt).
+    tokens.root_ca_pem = pki
+        .as_ref()
+        .map(|p| p.server_ca.cert_pem.clone())
+        .unwrap_or_default();
     let state = State::new(
-        ApiServer::new(store).with_service_ranges(ranges),
+        ApiServer::new(store)
+            .with_service_ranges(ranges)
+            .with_tokens(tokens),
         Config {
             max_body_bytes: args.max_body_bytes,
             address: address.clone(),
@@ -210,39 +256,20 @@ async fn serve(args: ServerArgs) -> Result<(), String> {
         .await?;
         Some(agent)
     };
+    // k8s: kube-apiserver's token authenticators in order: the token file, then
+    // ServiceAccount tokens.
+    let mut tokens: Vec<Box<dyn TokenAuthenticator>> = Vec::new();
+    if let Some(path) = &args.token_auth_file {
+        let file = TokenFile::read(path)?;
+        tracing::info!("{} tokens from {}", file.len(), path.display());
+        tokens.push(Box::new(file));
+    }
+    tokens.push(Box::new(http::serviceaccount_authn::ServiceAccountTokens(
+        state.api.clone(),
+    )));
     let authn = Authenticator {
         insecure: args.insecure_http,
-        tokens: match &args.token_auth_file {
-            Some(path) => {
-                let file = TokenFile::read(path)?;
-                tracing::info!("{} tokens from {}", file.len(), path.display());
-                vec![Box::new(file) as Box<dyn TokenAuthenticator>]
-            }
-            None => Vec::new(),
-        },
-    };
-    let pki = if args.insecure_http {
-        tracing::warn!(
-            "--insecure-http: serving plain HTTP without authentication; every request is \
-             system:unsecured in system:masters"
-        );
-        None
-    } else {
-        let names = pki::serving_names(
-            listener.local_addr().ok().map(|a| a.ip()),
-            pki::hostname().as_deref(),
-            Some(ranges.cluster_ips.first()),
-            &args.tls_san,
-        );
-        let opts = pki::Options {
-            names,
-            leaf_days: args.tls_leaf_days.max(1),
-        };
-        Some(pki::ensure(
-            &data_dir,
-            &opts,
-            time::OffsetDateTime::now_utc(),
-        )?)
+        tokens,
     };
     // The admin reaches a server on every address at loopback (0.0.0.0 names no host the
     // certificate could be for).

@@ -15,6 +15,9 @@ pub mod ownership;
 pub mod podgc;
 pub mod queue;
 pub mod replicaset;
+pub mod rootcacertpublisher;
+pub mod serviceaccount_tokens;
+pub mod serviceaccounts;
 pub mod tainteviction;
 
 /// The control plane's cores other than the kubelets, in the order the simulator starts them:
@@ -38,5 +41,24 @@ pub fn control_plane(
         Box::new(garbagecollector::GarbageCollector::new()),
         Box::new(endpoints::EndpointsController::new()),
         Box::new(endpointslice::EndpointSliceController::new()),
+    ]
+}
+
+/// The cores that need the apiserver's ServiceAccount key and CA, run by `gantry server` only
+/// (the simulator has no key; its traces stay as they were): the tokens controller, the
+/// root CA publisher and the ServiceAccounts controller (which ServiceAccount admission, on
+/// with the key, relies on).
+pub fn service_account_cores(
+    tokens: &crate::auth::serviceaccount::TokenConfig,
+) -> Vec<Box<dyn crate::component::Component>> {
+    vec![
+        Box::new(serviceaccount_tokens::TokensController::new(
+            tokens.keys.clone(),
+            tokens.root_ca_pem.clone(),
+        )),
+        Box::new(rootcacertpublisher::RootCaPublisher::new(
+            tokens.root_ca_pem.clone(),
+        )),
+        Box::new(serviceaccounts::ServiceAccountsController::new()),
     ]
 }

@@ -266,6 +266,9 @@ fn object_key(id: u64, op: &ApiOp) -> String {
             resource,
             namespace,
         } => format!("{}/Some({namespace:?})/*", resource.plural),
+        ApiOp::CreateToken {
+            namespace, name, ..
+        } => format!("serviceaccounts/Some({namespace:?})/{name}/token"),
     }
 }
 

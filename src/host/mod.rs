@@ -13,6 +13,7 @@ pub mod kubelet_server;
 pub mod machine;
 pub mod node;
 pub mod pki;
+pub mod projected;
 pub mod proxy;
 pub mod remote;
 pub mod sources;

@@ -328,6 +328,19 @@ impl ApiClient for RemoteApi {
                     resource,
                     namespace,
                 } => return delete_collection(&client, resource, namespace).await,
+                ApiOp::CreateToken {
+                    namespace,
+                    name,
+                    body,
+                } => {
+                    let sas =
+                        crate::api::registry::by_plural("", "serviceaccounts").expect("registered");
+                    request(
+                        "POST",
+                        &path(sas, Some(namespace), Some(name), Some("token")),
+                        Some(body),
+                    )?
+                }
             };
             let text = client.request_text(req).await.map_err(api_error)?;
             let v: Value = serde_json::from_str(&text)

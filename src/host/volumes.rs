@@ -25,7 +25,7 @@ fn mount_error(message: String) -> StartError {
 
 /// A relative path that stays inside its directory (k8s: validation of items' paths and
 /// subPath: no `..`, not absolute).
-fn safe_relative(p: &str) -> bool {
+pub(super) fn safe_relative(p: &str) -> bool {
     !p.is_empty()
         && Path::new(p)
             .components()
@@ -137,6 +137,10 @@ async fn materialize(
     } else {
         None
     };
+    if let Some(projected) = &volume.projected {
+        super::projected::materialize(api, pod, projected, &dir).await?;
+        return Ok(dir);
+    }
     if let Some((what, data, items, mode, optional)) = source {
         let optional = optional == Some(true);
         let data = match data {
@@ -148,7 +152,7 @@ async fn materialize(
         return Ok(dir);
     }
     Err(mount_error(format!(
-        "volume {:?}: only emptyDir, hostPath, configMap and secret volumes are supported",
+        "volume {:?}: only emptyDir, hostPath, configMap, secret and projected volumes are supported",
         volume.name
     )))
 }

@@ -10,6 +10,7 @@ pub mod probe;
 pub mod runtime;
 pub mod scripted;
 pub mod status;
+pub mod token;
 
 use crate::event_recorder::{event, reference, NORMAL, WARNING};
 use std::collections::{BTreeMap, BTreeSet};

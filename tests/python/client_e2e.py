@@ -45,7 +45,8 @@ assert cm.metadata.labels == {"app": "py", "tier": "x"} and cm.data == {"a": "3"
 
 # Selectors.
 assert len(core.list_namespaced_config_map("default", label_selector="app=py").items) == 1
-assert len(core.list_namespaced_config_map("default", label_selector="app!=py").items) == 0
+# (kube-root-ca.crt, the root CA publisher's, is in every namespace.)
+assert [c.metadata.name for c in core.list_namespaced_config_map("default", label_selector="app!=py").items] == ["kube-root-ca.crt"]
 assert len(core.list_namespaced_config_map("default", field_selector="metadata.name=py").items) == 1
 
 # Deployments and their scale subresource (Scale.status.replicas is required).

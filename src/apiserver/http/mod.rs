@@ -16,6 +16,7 @@ mod respond;
 mod rest;
 mod scale;
 mod selfsubjectreview;
+pub mod serviceaccount_authn;
 mod table;
 pub mod tls;
 mod version;
@@ -193,6 +194,11 @@ pub fn start_controllers(state: &Arc<State>, node_monitor_grace: Duration) -> ac
         for core in crate::controllers::control_plane(node_monitor_grace) {
             inprocess::spawn(state.clone(), core);
         }
+        if let Some(tokens) = state.api.tokens() {
+            for core in crate::controllers::service_account_cores(tokens) {
+                inprocess::spawn(state.clone(), core);
+            }
+        }
     });
     arbiter
 }
@@ -239,6 +245,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/", web::get().to(api_root))
         .route("/apis", web::get().to(apis_root))
         .route("/apis/", web::get().to(apis_root))
+        .route(
+            crate::auth::serviceaccount::oidc::CONFIGURATION_PATH,
+            web::get().to(oidc_configuration),
+        )
+        .route(
+            crate::auth::serviceaccount::oidc::JWKS_PATH,
+            web::get().to(oidc_jwks),
+        )
         .route("/openapi/v3", web::get().to(openapi_index))
         .route("/openapi/v3/{path:.*}", web::get().to(openapi_document))
         .route("/api/{version}", web::get().to(group_version))
@@ -255,6 +269,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn get_version() -> HttpResponse {
     respond::json(200, &version::version_info())
+}
+
+/// `/.well-known/openid-configuration` (k8s: served when the issuer has keys; 404 otherwise).
+async fn oidc_configuration(state: web::Data<State>) -> HttpResponse {
+    match state.api.tokens() {
+        Some(cfg) => respond::json(200, &crate::auth::serviceaccount::oidc::configuration(cfg)),
+        None => respond::error(&ApiError::no_such_path()),
+    }
+}
+
+/// `/openid/v1/jwks`: the public keys, as `application/jwk-set+json`.
+async fn oidc_jwks(state: web::Data<State>) -> HttpResponse {
+    match state.api.tokens() {
+        Some(cfg) => HttpResponse::Ok()
+            .content_type("application/jwk-set+json")
+            .body(crate::auth::serviceaccount::oidc::jwks(cfg).to_string()),
+        None => respond::error(&ApiError::no_such_path()),
+    }
 }
 
 async fn ok() -> HttpResponse {

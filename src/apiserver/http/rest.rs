@@ -494,6 +494,16 @@ async fn handle(
             api.bind(ns.unwrap_or(""), name, node, &ctx()).await?;
             Ok(respond::json(201, &respond::success()))
         }
+        ("POST", Some(name), Some("token")) => {
+            let request = decode_body(&content_type(req), body)?;
+            let issued = api
+                .create_token(ns.unwrap_or(""), name, request, &ctx())
+                .await?;
+            Ok(with_warnings(
+                respond::json(201, &issued.request),
+                &issued.warnings,
+            ))
+        }
         ("POST", Some(name), Some("eviction")) => {
             let eviction = decode_body(&content_type(req), body)?;
             let opts = delete_options(&eviction["deleteOptions"], query)?;
