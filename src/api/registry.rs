@@ -378,7 +378,7 @@ mod tests {
         check::<scheduling::v1::PriorityClass>();
         check::<authentication::v1::SelfSubjectReview>();
         check::<authentication::v1::TokenReview>();
-        assert_eq!(RESOURCES.len(), 16, "every registry entry is checked above");
+        assert_eq!(RESOURCES.len(), 17, "every registry entry is checked above");
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn document(path: &str) -> Option<Value> {
     let mut paths = Map::new();
     for res in RESOURCES
         .iter()
-        .filter(|r| r.group == group && r.version == version && registry::is_stored(r))
+        .filter(|r| r.group == group && r.version == version)
     {
         let item = if res.namespaced {
             format!(
@@ -61,10 +61,21 @@ pub fn document(path: &str) -> Option<Value> {
                 "responses": {},
             })
         };
-        paths.insert(
-            item,
-            json!({"get": operation("get"), "put": operation("put"), "patch": operation("patch"), "delete": operation("delete")}),
-        );
+        if registry::is_stored(res) {
+            paths.insert(
+                item,
+                json!({"get": operation("get"), "put": operation("put"), "patch": operation("patch"), "delete": operation("delete")}),
+            );
+        } else {
+            // k8s: a create-only kind (the reviews) has one path, its collection, with POST.
+            // Its PATCH entry is only for kubectl's fieldValidation probe, which reads PATCH
+            // operations alone (cli-runtime query_param_verifier_v3.go); a real PATCH is 405.
+            let collection = item.trim_end_matches("/{name}").to_string();
+            paths.insert(
+                collection,
+                json!({"post": operation("post"), "patch": operation("patch")}),
+            );
+        }
     }
     Some(json!({
         "openapi": "3.0.0",

@@ -117,7 +117,9 @@ async fn serve(
                 return super::exec::serve(&req, body, &state.api, ns, name).await;
             }
         }
-        if !registry::is_stored(t.res) {
+        // SelfSubjectReview is answered from the request's user alone; the other reviews
+        // (TokenReview, the access reviews) are creates the apiserver core answers.
+        if t.res.group == "authentication.k8s.io" && t.res.plural == "selfsubjectreviews" {
             return create_only(&req, body, &state, &t).await;
         }
         let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
@@ -153,15 +155,10 @@ async fn create_only(
     }
     let body = read_body(body, state.config.max_body_bytes).await?;
     let user = super::authn::user_of(req);
-    // MERGE: the satoken helper's tokenreviews (and rbac's access reviews) are answered here
-    // too, by resource.
-    match (t.res.group, t.res.plural) {
-        ("authentication.k8s.io", "selfsubjectreviews") => Ok(respond::json(
-            201,
-            &super::selfsubjectreview::review(&user, &body)?,
-        )),
-        _ => Err(ApiError::no_such_path()),
-    }
+    Ok(respond::json(
+        201,
+        &super::selfsubjectreview::review(&user, &body)?,
+    ))
 }
 
 /// The warning upstream gives every v1 Endpoints request (k8s: the resource's deprecation
