@@ -53,21 +53,20 @@ pub enum Credential<'a> {
     Unsupported,
 }
 
-/// k8s: request/bearertoken: `Authorization: Bearer <token>` (the scheme in any case, the
-/// token after blanks).
+/// k8s: request/bearertoken: the trimmed header split at single spaces, `Bearer` in any case,
+/// the token the second part (a third part is ignored, an empty token is none).
 pub fn credential(authorization: Option<&str>) -> Credential<'_> {
     let Some(value) = authorization else {
         return Credential::None;
     };
-    let value = value.trim();
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Credential::Unsupported;
-    };
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Credential::Unsupported;
+    let mut parts = value.trim().splitn(3, ' ');
+    let (scheme, token) = (parts.next().unwrap_or(""), parts.next());
+    match token {
+        Some(token) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() => {
+            Credential::Bearer(token)
+        }
+        _ => Credential::Unsupported,
     }
-    Credential::Bearer(token)
 }
 
 /// Every authenticated user is in `system:authenticated` (k8s: group.AuthenticatedGroupAdder).
@@ -206,8 +205,14 @@ mod tests {
             ),
             (
                 None,
-                Some("bearer   good "),
+                Some(" bearer good extra "),
                 Ok(("alice", "dev,ops,system:authenticated")),
+            ),
+            // k8s: split at single spaces: a second blank makes the token empty.
+            (
+                None,
+                Some("Bearer  good"),
+                Ok(("system:anonymous", "system:unauthenticated")),
             ),
             (None, Some("Bearer nonsense"), Err(401)),
             (
