@@ -10,7 +10,7 @@
 pub mod token_file;
 pub mod x509;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -53,25 +53,24 @@ pub enum Credential<'a> {
     Unsupported,
 }
 
-/// k8s: request/bearertoken: `Authorization: Bearer <token>` (the scheme in any case, the
-/// token after blanks).
+/// k8s: request/bearertoken: the trimmed header split at single spaces, `Bearer` in any case,
+/// the token the second part (a third part is ignored, an empty token is none).
 pub fn credential(authorization: Option<&str>) -> Credential<'_> {
     let Some(value) = authorization else {
         return Credential::None;
     };
-    let value = value.trim();
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Credential::Unsupported;
-    };
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Credential::Unsupported;
+    let mut parts = value.trim().splitn(3, ' ');
+    let (scheme, token) = (parts.next().unwrap_or(""), parts.next());
+    match token {
+        Some(token) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() => {
+            Credential::Bearer(token)
+        }
+        _ => Credential::Unsupported,
     }
-    Credential::Bearer(token)
 }
 
 /// Every authenticated user is in `system:authenticated` (k8s: group.AuthenticatedGroupAdder).
-fn authenticated(mut user: UserInfo) -> UserInfo {
+pub fn authenticated(mut user: UserInfo) -> UserInfo {
     if !user.in_group(ALL_AUTHENTICATED) {
         user.groups.push(ALL_AUTHENTICATED.to_string());
     }
@@ -80,30 +79,45 @@ fn authenticated(mut user: UserInfo) -> UserInfo {
 
 impl Authenticator {
     /// The user of one request: the client certificate's, else the bearer token's, else
-    /// anonymous; `Err` (401) for a token nobody accepts.
+    /// anonymous; `Err` (401) for a token nobody accepts. The certificate's user is the
+    /// connection's (made once per connection), shared by its requests.
     pub async fn authenticate(
         &self,
-        certificate_user: Option<&UserInfo>,
+        certificate_user: Option<&Arc<UserInfo>>,
         authorization: Option<&str>,
-    ) -> Result<UserInfo, ApiError> {
+    ) -> Result<Arc<UserInfo>, ApiError> {
+        static UNSECURED: OnceLock<Arc<UserInfo>> = OnceLock::new();
+        static ANONYMOUS: OnceLock<Arc<UserInfo>> = OnceLock::new();
+        let anonymous = || {
+            ANONYMOUS
+                .get_or_init(|| Arc::new(UserInfo::anonymous()))
+                .clone()
+        };
         if self.insecure {
-            return Ok(UserInfo::new(
-                UNSECURED_USER,
-                &[SYSTEM_MASTERS, ALL_AUTHENTICATED],
-            ));
+            return Ok(UNSECURED
+                .get_or_init(|| {
+                    Arc::new(UserInfo::new(
+                        UNSECURED_USER,
+                        &[SYSTEM_MASTERS, ALL_AUTHENTICATED],
+                    ))
+                })
+                .clone());
         }
         if let Some(user) = certificate_user {
-            return Ok(authenticated(user.clone()));
+            if user.in_group(ALL_AUTHENTICATED) {
+                return Ok(user.clone());
+            }
+            return Ok(Arc::new(authenticated(UserInfo::clone(user))));
         }
         match credential(authorization) {
-            Credential::None => Ok(UserInfo::anonymous()),
+            Credential::None => Ok(anonymous()),
             // k8s: the Basic scheme is not served since v1.19; an unknown scheme is not a
             // bearer token and authenticates nobody (anonymous).
-            Credential::Unsupported => Ok(UserInfo::anonymous()),
+            Credential::Unsupported => Ok(anonymous()),
             Credential::Bearer(token) => {
                 for a in &self.tokens {
                     if let Some(user) = a.authenticate(token).await {
-                        return Ok(authenticated(user));
+                        return Ok(Arc::new(authenticated(user)));
                     }
                 }
                 // k8s: bearertoken.go: "invalid bearer token".
@@ -123,7 +137,7 @@ pub async fn authenticate_request(
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user = Arc::new(authn.authenticate(cert_user, authorization).await?);
+    let user = authn.authenticate(cert_user, authorization).await?;
     req.extensions_mut().insert(user.clone());
     Ok(user)
 }
@@ -135,7 +149,9 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let (method, path) = (req.method().clone(), req.path().to_string());
+    // The request line only when it is logged (-v=4).
+    let line = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), req.path().to_string()));
     let authn = req.app_data::<web::Data<Authenticator>>().cloned();
     let outcome = match &authn {
         Some(authn) => authenticate_request(authn, &req).await,
@@ -144,16 +160,20 @@ pub async fn middleware(
     match outcome {
         Ok(user) => {
             let res = next.call(req).await?;
-            tracing::debug!(
-                "{method} {path} {} user={:?} groups={:?}",
-                res.status().as_u16(),
-                user.name,
-                user.groups
-            );
+            if let Some((method, path)) = &line {
+                tracing::debug!(
+                    "{method} {path} {} user={:?} groups={:?}",
+                    res.status().as_u16(),
+                    user.name,
+                    user.groups
+                );
+            }
             Ok(res.map_into_left_body())
         }
         Err(e) => {
-            tracing::debug!("{method} {path} {} ({})", e.code, e.message);
+            if let Some((method, path)) = &line {
+                tracing::debug!("{method} {path} {} ({})", e.code, e.message);
+            }
             Ok(refused(req, &e).map_into_right_body())
         }
     }
@@ -183,6 +203,8 @@ mod tests {
 
     /// A user's name and groups, or the refusal's code.
     type Want = Result<(&'static str, &'static str), u16>;
+    /// A client certificate's user, an Authorization header, and the outcome.
+    type Case<'a> = (Option<&'a Arc<UserInfo>>, Option<&'a str>, Want);
 
     #[test]
     fn the_chain_decides_as_upstream() {
@@ -190,10 +212,10 @@ mod tests {
             insecure: false,
             tokens: vec![file()],
         };
-        let cert = UserInfo::new("system:admin", &["system:masters"]);
+        let cert = Arc::new(UserInfo::new("system:admin", &["system:masters"]));
         let names = |u: &UserInfo| (u.name.clone(), u.groups.join(","));
         // (client certificate user, Authorization header, user name and groups or 401)
-        let cases: Vec<(Option<&UserInfo>, Option<&str>, Want)> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 None,
                 None,
@@ -206,8 +228,14 @@ mod tests {
             ),
             (
                 None,
-                Some("bearer   good "),
+                Some(" bearer good extra "),
                 Ok(("alice", "dev,ops,system:authenticated")),
+            ),
+            // k8s: split at single spaces: a second blank makes the token empty.
+            (
+                None,
+                Some("Bearer  good"),
+                Ok(("system:anonymous", "system:unauthenticated")),
             ),
             (None, Some("Bearer nonsense"), Err(401)),
             (

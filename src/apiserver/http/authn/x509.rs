@@ -18,10 +18,11 @@ pub fn user_of(leaf_der: &[u8]) -> Option<UserInfo> {
     })
 }
 
-/// The user of the connection's client certificate, kept in the connection's extensions by
-/// the TLS acceptor's `on_connect` (one parse per connection, not per request).
+/// The user of the connection's client certificate (in `system:authenticated`), kept in the
+/// connection's extensions by the TLS acceptor's `on_connect` (one parse per connection, not
+/// per request).
 #[derive(Clone, Debug)]
-pub struct PeerUser(pub Option<UserInfo>);
+pub struct PeerUser(pub Option<std::sync::Arc<UserInfo>>);
 
 /// `on_connect` for the HTTPS listener: reads the verified client certificate, if any.
 pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
@@ -31,7 +32,8 @@ pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions
         let user = session
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .and_then(|leaf| user_of(leaf));
+            .and_then(|leaf| user_of(leaf))
+            .map(|user| std::sync::Arc::new(super::authenticated(user)));
         ext.insert(PeerUser(user));
     }
 }
