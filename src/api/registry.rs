@@ -265,7 +265,33 @@ pub static RESOURCES: &[ResourceInfo] = &[
             false,
         )
     },
+    // k8s: rbac.authorization.k8s.io/v1, in upstream's discovery order.
+    resource(
+        RBAC_GROUP,
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+    ),
+    resource(
+        RBAC_GROUP,
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+    ),
+    resource(
+        RBAC_GROUP,
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+    ),
+    resource(RBAC_GROUP, "Role", "roles", "role", true),
 ];
+
+/// k8s: rbac.GroupName.
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// Look a resource up by group and plural (the form URLs use).
 pub fn by_plural(group: &str, plural: &str) -> Option<&'static ResourceInfo> {
@@ -310,7 +336,7 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::{apps, coordination, core, discovery, scheduling};
+    use k8s_openapi::api::{apps, coordination, core, discovery, rbac, scheduling};
     use k8s_openapi::{ClusterResourceScope, Resource};
 
     /// The registry entry must agree with k8s-openapi's own metadata for the type, so the table
@@ -346,7 +372,11 @@ mod tests {
         check::<discovery::v1::EndpointSlice>();
         check::<coordination::v1::Lease>();
         check::<scheduling::v1::PriorityClass>();
-        assert_eq!(RESOURCES.len(), 15, "every registry entry is checked above");
+        check::<rbac::v1::ClusterRoleBinding>();
+        check::<rbac::v1::ClusterRole>();
+        check::<rbac::v1::RoleBinding>();
+        check::<rbac::v1::Role>();
+        assert_eq!(RESOURCES.len(), 19, "every registry entry is checked above");
     }
 
     #[test]
@@ -453,7 +483,8 @@ mod tests {
                 ("apps", "v1"),
                 ("discovery.k8s.io", "v1"),
                 ("coordination.k8s.io", "v1"),
-                ("scheduling.k8s.io", "v1")
+                ("scheduling.k8s.io", "v1"),
+                ("rbac.authorization.k8s.io", "v1")
             ]
         );
     }

@@ -562,6 +562,8 @@ fn name_errors(res: &ResourceInfo, name: &str) -> Vec<String> {
     let mut errs = match res.plural {
         "namespaces" => names::dns1123_label(name),
         "services" => names::dns1035_label(name),
+        // k8s: ValidateRBACName is path.IsValidPathSegmentName (`system:node` is a name).
+        _ if res.group == registry::RBAC_GROUP => Vec::new(),
         _ => names::dns1123_subdomain(name),
     };
     if name == "." || name == ".." || name.contains('/') || name.contains('%') {

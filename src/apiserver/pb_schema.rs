@@ -76,6 +76,10 @@ pub fn top_level(api_version: &str, kind: &str) -> Option<&'static str> {
         ("v1", "Pod") => "Pod",
         ("apps/v1", "Deployment") => "Deployment",
         ("apps/v1", "ReplicaSet") => "ReplicaSet",
+        ("rbac.authorization.k8s.io/v1", "Role") => "Role",
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => "ClusterRole",
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => "RoleBinding",
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => "ClusterRoleBinding",
         _ => return None,
     })
 }
@@ -122,6 +126,14 @@ pub fn message(name: &str) -> Option<&'static [Field]> {
         "ReplicaSet" => REPLICA_SET,
         "ReplicaSetSpec" => REPLICA_SET_SPEC,
         "ReplicaSetStatus" => REPLICA_SET_STATUS,
+        "Role" => ROLE,
+        "ClusterRole" => CLUSTER_ROLE,
+        "PolicyRule" => POLICY_RULE,
+        "AggregationRule" => AGGREGATION_RULE,
+        "RoleBinding" => ROLE_BINDING,
+        "ClusterRoleBinding" => ROLE_BINDING,
+        "Subject" => SUBJECT,
+        "RoleRef" => ROLE_REF,
         _ => return None,
     })
 }
@@ -440,6 +452,45 @@ const REPLICA_SET_STATUS: &[Field] = &[
     f(5, "availableReplicas", I32),
 ];
 
+// --- rbac.authorization.k8s.io/v1 ---
+
+const ROLE: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    rep(2, "rules", Msg("PolicyRule")),
+];
+
+const CLUSTER_ROLE: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    rep(2, "rules", Msg("PolicyRule")),
+    f(3, "aggregationRule", Msg("AggregationRule")),
+];
+
+const POLICY_RULE: &[Field] = &[
+    rep(1, "verbs", Str),
+    rep(2, "apiGroups", Str),
+    rep(3, "resources", Str),
+    rep(4, "resourceNames", Str),
+    rep(5, "nonResourceURLs", Str),
+];
+
+const AGGREGATION_RULE: &[Field] = &[rep(1, "clusterRoleSelectors", Msg("LabelSelector"))];
+
+/// RoleBinding and ClusterRoleBinding have the same fields.
+const ROLE_BINDING: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    rep(2, "subjects", Msg("Subject")),
+    f(3, "roleRef", Msg("RoleRef")),
+];
+
+const SUBJECT: &[Field] = &[
+    f(1, "kind", Str),
+    f(2, "apiGroup", Str),
+    f(3, "name", Str),
+    f(4, "namespace", Str),
+];
+
+const ROLE_REF: &[Field] = &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +538,14 @@ mod tests {
             "ReplicaSet",
             "ReplicaSetSpec",
             "ReplicaSetStatus",
+            "Role",
+            "ClusterRole",
+            "PolicyRule",
+            "AggregationRule",
+            "RoleBinding",
+            "ClusterRoleBinding",
+            "Subject",
+            "RoleRef",
         ];
         for name in names {
             let fields = message(name).unwrap_or_else(|| panic!("{name} has a table"));
