@@ -123,3 +123,77 @@ fn rbac_kinds_are_served_and_validated() {
         .collect();
     assert_eq!(fields, ["roleRef.kind", "subjects[0].namespace"]);
 }
+
+/// Every RBAC write the core commits reaches the authorizer's index at once.
+#[test]
+fn committed_rbac_writes_reach_the_authorizer() {
+    use gantry::auth::rbac::Attributes;
+    let mut a = Api::new();
+    let dev = UserInfo::new("dev", &["system:authenticated"]);
+    let list = Attributes::resource("list", "", "configmaps", "team", "");
+    assert!(!a.api.authorize(&dev, &list).allowed());
+    a.create(
+        by_plural("", "namespaces").unwrap(),
+        None,
+        json!({"metadata": {"name": "team"}}),
+    )
+    .unwrap();
+    a.create(
+        rbac("roles"),
+        Some("team"),
+        json!({"metadata": {"name": "cm"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}),
+    )
+    .unwrap();
+    a.create(
+        rbac("rolebindings"),
+        Some("team"),
+        json!({"metadata": {"name": "dev-cm"}, "roleRef": {"kind": "Role", "name": "cm"},
+               "subjects": [{"kind": "User", "name": "dev"}]}),
+    )
+    .unwrap();
+    assert!(a.api.authorize(&dev, &list).allowed());
+    let e = a
+        .api
+        .check(
+            &dev,
+            &Attributes::resource("list", "", "configmaps", "other", ""),
+        )
+        .unwrap_err();
+    assert_eq!(e.message, "configmaps is forbidden: User \"dev\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"other\"");
+    let c = a.ctx();
+    ready(a.api.delete(
+        rbac("rolebindings"),
+        Some("team"),
+        "dev-cm",
+        &Default::default(),
+        &c,
+    ))
+    .unwrap();
+    assert!(!a.api.authorize(&dev, &list).allowed());
+    // A second apiserver over the same store loads what is stored.
+    let store = Arc::new(MemStore::default());
+    for (plural, body) in [
+        (
+            "roles",
+            json!({"metadata": {"name": "cm", "namespace": "team"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}),
+        ),
+        (
+            "rolebindings",
+            json!({"metadata": {"name": "b", "namespace": "team"}, "roleRef": {"kind": "Role", "name": "cm"}, "subjects": [{"kind": "User", "name": "dev"}]}),
+        ),
+    ] {
+        // Straight to the store's keys as the first apiserver writes them (no namespace check).
+        let res = rbac(plural);
+        let key = res.storage_key(Some("team"), body["metadata"]["name"].as_str().unwrap());
+        ready(gantry::store::Store::create(
+            &*store,
+            &key,
+            serde_json::to_vec(&body).unwrap().into(),
+        ))
+        .unwrap();
+    }
+    let second = ApiServer::new(store.clone());
+    assert!(!second.authorize(&dev, &list).allowed());
+    ready(second.load_rbac()).unwrap();
+    assert!(second.authorize(&dev, &list).allowed());
+}

@@ -6,6 +6,7 @@
 //! runs it on MemStore (whose futures are always ready), the real server on the embedded store or
 //! etcd. It reads no clock and no RNG: each request brings its [`RequestContext`].
 
+mod authz;
 pub mod cacher;
 #[cfg(feature = "server")]
 pub mod http;
@@ -30,6 +31,7 @@ use crate::api::status::{ApiError, FieldError};
 use crate::api::{admission, names};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
+pub use authz::op_attributes;
 pub(crate) use object::rfc3339_seconds;
 pub use watch::{ApiEvent, ApiWatch, EventType};
 
@@ -387,6 +389,8 @@ pub struct ApiServer<S> {
     written: Mutex<HashMap<String, (Revision, Arc<Value>)>>,
     /// The ClusterIP and NodePort allocators (`service_alloc`).
     services: Mutex<service_alloc::ServiceAllocState>,
+    /// The RBAC objects, indexed for the authorizer (`authz`).
+    rbac: authz::RbacState,
 }
 
 fn namespaces() -> &'static ResourceInfo {
@@ -652,6 +656,7 @@ impl<S: Store> ApiServer<S> {
                 ranges: Default::default(),
                 allocs: None,
             }),
+            rbac: Default::default(),
         }
     }
 
@@ -731,6 +736,7 @@ impl<S: Store> ApiServer<S> {
 
     /// Records what a write stored (`obj` carries its new resourceVersion) and returns it.
     fn wrote(&self, key: &str, revision: Revision, obj: Value) -> Arc<Value> {
+        self.rbac_committed(key, Some(&obj));
         let shared = Arc::new(obj);
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.insert(key.to_string(), (revision, shared.clone()));
@@ -738,6 +744,7 @@ impl<S: Store> ApiServer<S> {
     }
 
     fn forget(&self, key: &str) {
+        self.rbac_committed(key, None);
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.remove(key);
     }
@@ -852,6 +859,7 @@ impl<S: Store> ApiServer<S> {
         &self,
         mut next: impl FnMut() -> RequestContext,
     ) -> Result<(), ApiError> {
+        self.load_rbac().await?;
         for ns in BOOT_NAMESPACES {
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             match self.create(namespaces(), None, body, &next()).await {

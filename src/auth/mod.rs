@@ -6,6 +6,7 @@
 //! judged by the same code under the identity upstream gives its sender. This module is
 //! sans-IO: it builds without the `server` feature.
 
+pub mod authorizer;
 pub mod rbac;
 pub mod user;
 

@@ -3,3 +3,13 @@
 //! bootstrap policy and escalation prevention. Sans-IO.
 
 pub mod validation;
+
+pub mod attributes;
+pub mod authorizer;
+pub mod forbidden;
+pub mod index;
+pub mod rule;
+
+pub use attributes::{Attributes, Decision};
+pub use index::RbacIndex;
+pub use rule::Rule;
