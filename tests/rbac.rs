@@ -197,3 +197,85 @@ fn committed_rbac_writes_reach_the_authorizer() {
     ready(second.load_rbac()).unwrap();
     assert!(second.authorize(&dev, &list).allowed());
 }
+
+fn get(a: &Api, plural: &str, name: &str) -> Value {
+    ready(a.api.get(rbac(plural), None, name)).unwrap()
+}
+
+/// k8s: bootstrappolicy — the roles and bindings exist after the start, view/edit/admin hold
+/// their aggregated rules, and a restart reconciles without undoing what an owner kept.
+#[test]
+fn the_bootstrap_policy_is_created_and_reconciled() {
+    let mut a = Api::new();
+    let admin = get(&a, "clusterroles", "cluster-admin");
+    assert_eq!(
+        admin["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"],
+        "true"
+    );
+    assert_eq!(
+        admin["metadata"]["labels"]["kubernetes.io/bootstrapping"],
+        "rbac-defaults"
+    );
+    let b = get(&a, "clusterrolebindings", "cluster-admin");
+    assert_eq!(
+        b["subjects"],
+        json!([{"kind": "Group", "apiGroup": RBAC_GROUP, "name": "system:masters"}])
+    );
+    let b = get(
+        &a,
+        "clusterrolebindings",
+        "system:controller:replicaset-controller",
+    );
+    assert_eq!(
+        b["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "replicaset-controller", "namespace": "kube-system"}])
+    );
+    // view, edit and admin hold the rules of what aggregates to them: pods/log read in view,
+    // view's rules in edit, roles in admin.
+    let has = |role: &Value, verb: &str, resource: &str| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            r["verbs"].as_array().unwrap().iter().any(|v| v == verb)
+                && r["resources"]
+                    .as_array()
+                    .is_some_and(|rs| rs.iter().any(|x| x == resource))
+        })
+    };
+    let view = get(&a, "clusterroles", "view");
+    assert!(has(&view, "get", "pods/log") && !has(&view, "create", "pods"));
+    let edit = get(&a, "clusterroles", "edit");
+    assert!(
+        has(&edit, "create", "pods")
+            && has(&edit, "get", "pods/log")
+            && !has(&edit, "create", "roles")
+    );
+    let adm = get(&a, "clusterroles", "admin");
+    assert!(has(&adm, "create", "roles") && has(&adm, "create", "deployments"));
+    // An owner's changes: a rule removed from system:discovery comes back; a protected role
+    // keeps its edit.
+    let mut discovery = get(&a, "clusterroles", "system:discovery");
+    discovery["rules"] = json!([]);
+    a.update(rbac("clusterroles"), None, discovery).unwrap();
+    let mut basic = get(&a, "clusterroles", "system:basic-user");
+    basic["rules"] = json!([]);
+    basic["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+        json!("false");
+    a.update(rbac("clusterroles"), None, basic).unwrap();
+    let mut n = 5000;
+    ready(a.api.bootstrap(|| {
+        n += 1;
+        ctx(n)
+    }))
+    .unwrap();
+    // Upstream adds the missing rules broken down: one per URL and verb.
+    assert_eq!(
+        get(&a, "clusterroles", "system:discovery")["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        11
+    );
+    assert_eq!(
+        get(&a, "clusterroles", "system:basic-user")["rules"],
+        json!([])
+    );
+}

@@ -14,6 +14,7 @@ mod object;
 pub mod patch;
 mod pb_schema;
 pub mod protobuf;
+mod rbac_bootstrap;
 pub mod service_alloc;
 mod strategy;
 mod watch;
@@ -127,6 +128,27 @@ impl RequestContext {
             random: rng.next_u64(),
             dry_run: false,
             user: apiserver_user(),
+        }
+    }
+
+    /// Another context at the same time for the `n`th of a series of requests (the
+    /// bootstrap policy's objects), its UID and randomness mixed from this one's: no draws
+    /// from the RNG the context came from, so a simulation's stream stays as it was.
+    pub fn derived(&self, n: u64) -> RequestContext {
+        // splitmix64's finalizer.
+        fn mix(mut z: u64) -> u64 {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        let seed = self.random ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        RequestContext {
+            uid: match &self.uid {
+                Uid::Given(_) => Uid::Random(mix(seed), mix(seed ^ 1)),
+                Uid::Random(a, b) => Uid::Random(mix(a ^ seed), mix(b ^ seed)),
+            },
+            random: mix(seed ^ 2),
+            ..self.clone()
         }
     }
 
@@ -871,14 +893,19 @@ impl<S: Store> ApiServer<S> {
         // k8s: the scheduling post-start hook creates the system PriorityClasses.
         let classes =
             registry::by_plural("scheduling.k8s.io", "priorityclasses").expect("registered");
+        let mut last = None;
         for body in admission::system_priority_classes() {
-            match self.create(classes, None, body, &next()).await {
+            let ctx = next();
+            match self.create(classes, None, body, &ctx).await {
                 Ok(_) => {}
                 Err(e) if e.reason == "AlreadyExists" => {}
                 Err(e) => return Err(e),
             }
+            last = Some(ctx);
         }
-        Ok(())
+        // k8s: the RBAC post-start hook reconciles the bootstrap policy.
+        let ctx = last.expect("system PriorityClasses");
+        self.reconcile_bootstrap_policy(&ctx).await
     }
 
     /// Creates the `default/kubernetes` Service, Endpoints and EndpointSlice for an apiserver

@@ -4,10 +4,14 @@
 
 pub mod validation;
 
+pub mod aggregation;
 pub mod attributes;
 pub mod authorizer;
+pub mod controller_policy;
+pub mod covers;
 pub mod forbidden;
 pub mod index;
+pub mod policy;
 pub mod rule;
 
 pub use attributes::{Attributes, Decision};
