@@ -8,6 +8,7 @@
 
 pub mod authorizer;
 pub mod rbac;
+pub mod request_info;
 pub mod user;
 
 pub use user::UserInfo;
