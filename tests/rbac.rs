@@ -71,7 +71,6 @@ fn ctx(n: u64) -> RequestContext {
     )
 }
 
-#[allow(dead_code)]
 fn user(name: &str, groups: &[&str]) -> Arc<UserInfo> {
     Arc::new(UserInfo::new(name, groups))
 }
@@ -278,4 +277,156 @@ fn the_bootstrap_policy_is_created_and_reconciled() {
         get(&a, "clusterroles", "system:basic-user")["rules"],
         json!([])
     );
+}
+
+fn ns(a: &mut Api, name: &str) {
+    a.create(
+        by_plural("", "namespaces").unwrap(),
+        None,
+        json!({"metadata": {"name": name}}),
+    )
+    .unwrap();
+}
+
+fn bind(a: &mut Api, namespace: &str, role: &str, user: &str) {
+    a.create(
+        rbac("rolebindings"),
+        Some(namespace),
+        json!({"metadata": {"name": format!("{user}-{role}")},
+               "roleRef": {"kind": "ClusterRole", "name": role},
+               "subjects": [{"kind": "User", "name": user}]}),
+    )
+    .unwrap();
+}
+
+/// A component-style request (`ApiServer::execute`) as `who`.
+fn exec_as(
+    a: &mut Api,
+    who: &Arc<UserInfo>,
+    op: gantry::component::ApiOp,
+) -> Result<Value, ApiError> {
+    let c = a.ctx().as_user(who.clone());
+    ready(a.api.execute(op, &c)).map(Arc::unwrap_or_clone)
+}
+
+fn create_op(plural: &str, namespace: &str, body: Value) -> gantry::component::ApiOp {
+    let resource = by_plural("", plural)
+        .or_else(|| by_plural(RBAC_GROUP, plural))
+        .unwrap();
+    gantry::component::ApiOp::Create {
+        resource,
+        namespace: Some(namespace.into()),
+        body,
+    }
+}
+
+fn get_op(plural: &str, namespace: &str, name: &str) -> gantry::component::ApiOp {
+    gantry::component::ApiOp::Get {
+        resource: by_plural("", plural).unwrap(),
+        namespace: Some(namespace.into()),
+        name: name.into(),
+    }
+}
+
+/// The users: `viewer` bound to view and `editor` to edit in `team` can read there,
+/// only the editor can write, and neither can do anything in another namespace.
+#[test]
+fn view_and_edit_apply_in_their_namespace_only() {
+    let mut a = Api::new();
+    ns(&mut a, "team");
+    ns(&mut a, "other");
+    bind(&mut a, "team", "view", "viewer");
+    bind(&mut a, "team", "edit", "editor");
+    let cm = |name: &str| json!({"metadata": {"name": name}, "data": {"k": "v"}});
+    a.create(
+        by_plural("", "configmaps").unwrap(),
+        Some("team"),
+        cm("seed"),
+    )
+    .unwrap();
+    let viewer = user("viewer", &["system:authenticated"]);
+    let editor = user("editor", &["system:authenticated"]);
+    assert!(exec_as(&mut a, &viewer, get_op("configmaps", "team", "seed")).is_ok());
+    let e = exec_as(&mut a, &viewer, create_op("configmaps", "team", cm("x"))).unwrap_err();
+    assert_eq!((e.code, e.reason), (403, "Forbidden"));
+    assert_eq!(e.message, "configmaps is forbidden: User \"viewer\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team\"");
+    assert!(exec_as(&mut a, &editor, create_op("configmaps", "team", cm("x"))).is_ok());
+    for who in [&viewer, &editor] {
+        let e = exec_as(&mut a, who, get_op("configmaps", "other", "seed")).unwrap_err();
+        assert_eq!(e.code, 403, "{}", who.name);
+        let e = exec_as(&mut a, who, create_op("configmaps", "other", cm("y"))).unwrap_err();
+        assert_eq!(e.code, 403, "{}", who.name);
+    }
+    // view reads no Secrets; edit does.
+    a.create(
+        by_plural("", "secrets").unwrap(),
+        Some("team"),
+        json!({"metadata": {"name": "s"}}),
+    )
+    .unwrap();
+    assert_eq!(
+        exec_as(&mut a, &viewer, get_op("secrets", "team", "s"))
+            .unwrap_err()
+            .code,
+        403
+    );
+    assert!(exec_as(&mut a, &editor, get_op("secrets", "team", "s")).is_ok());
+}
+
+/// k8s: escalation_check.go, policybased storage — the case: a user with `edit`
+/// cannot bind cluster-admin (it may not even create bindings), nor can an `admin` of the
+/// namespace, who may bind what it holds; `bind` and `escalate` lift the check.
+#[test]
+fn escalation_is_prevented() {
+    let mut a = Api::new();
+    ns(&mut a, "team");
+    bind(&mut a, "team", "edit", "editor");
+    bind(&mut a, "team", "admin", "boss");
+    let editor = user("editor", &["system:authenticated"]);
+    let boss = user("boss", &["system:authenticated"]);
+    let to = |role: &str, name: &str| {
+        create_op(
+            "rolebindings",
+            "team",
+            json!({"metadata": {"name": name},
+            "roleRef": {"kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "User", "name": "mallory"}]}),
+        )
+    };
+    let e = exec_as(&mut a, &editor, to("cluster-admin", "x")).unwrap_err();
+    assert_eq!(e.message, "rolebindings.rbac.authorization.k8s.io is forbidden: User \"editor\" cannot create resource \"rolebindings\" in API group \"rbac.authorization.k8s.io\" in the namespace \"team\"");
+    let e = exec_as(&mut a, &boss, to("cluster-admin", "x")).unwrap_err();
+    assert_eq!((e.code, e.reason), (403, "Forbidden"));
+    assert!(e.message.starts_with("rolebindings.rbac.authorization.k8s.io \"x\" is forbidden: user \"boss\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}"),
+        "{}",
+        e.message
+    );
+    // What the admin holds, it may grant.
+    assert!(exec_as(&mut a, &boss, to("edit", "ok")).is_ok());
+    // A Role with more than the admin holds.
+    let role = |name: &str| {
+        create_op(
+            "roles",
+            "team",
+            json!({"metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["delete"]}]}),
+        )
+    };
+    let e = exec_as(&mut a, &boss, role("nodes")).unwrap_err();
+    assert!(
+        e.message
+            .contains("{APIGroups:[\"\"], Resources:[\"nodes\"], Verbs:[\"delete\"]}"),
+        "{}",
+        e.message
+    );
+    // `escalate` on roles and `bind` on cluster-admin lift the checks.
+    a.create(rbac("clusterroles"), None, json!({"metadata": {"name": "delegate"},
+        "rules": [{"apiGroups": [RBAC_GROUP], "resources": ["roles"], "verbs": ["escalate"]},
+                  {"apiGroups": [RBAC_GROUP], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["cluster-admin"]}]})).unwrap();
+    bind(&mut a, "team", "delegate", "boss");
+    assert!(exec_as(&mut a, &boss, role("nodes")).is_ok());
+    assert!(exec_as(&mut a, &boss, to("cluster-admin", "y")).is_ok());
 }

@@ -8,6 +8,7 @@
 
 mod authz;
 pub mod cacher;
+mod escalation;
 #[cfg(feature = "server")]
 pub mod http;
 mod object;
@@ -1256,6 +1257,7 @@ impl<S: Store> ApiServer<S> {
         if let Some(n) = ns {
             self.admit_namespace(res, n, &name).await?;
         }
+        self.confirm_rbac_write(res, ns.unwrap_or(""), &name, &obj, &ctx.user)?;
         let key = key(res, ns, &name)?;
         let reserved = if is_services(res) {
             // A Service that exists already is a 409, not a clash of its addresses.
@@ -1348,6 +1350,7 @@ impl<S: Store> ApiServer<S> {
                 }
             }
             let mut new = self.merge_update(res, &old, body, part, ctx)?;
+            self.confirm_rbac_write(res, namespace.unwrap_or(""), name, &new, &ctx.user)?;
             if (res.group, res.plural) == ("scheduling.k8s.io", "priorityclasses")
                 && old["globalDefault"] != json!(true)
             {

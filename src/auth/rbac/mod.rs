@@ -9,6 +9,7 @@ pub mod attributes;
 pub mod authorizer;
 pub mod controller_policy;
 pub mod covers;
+pub mod escalation;
 pub mod forbidden;
 pub mod index;
 pub mod policy;
