@@ -430,3 +430,130 @@ fn escalation_is_prevented() {
     assert!(exec_as(&mut a, &boss, role("nodes")).is_ok());
     assert!(exec_as(&mut a, &boss, to("cluster-admin", "y")).is_ok());
 }
+
+fn authz(plural: &str) -> &'static ResourceInfo {
+    by_plural("authorization.k8s.io", plural).unwrap()
+}
+
+/// k8s: pkg/registry/authorization — the reviews answer as the authorizer does, are not
+/// stored, and are validated as upstream.
+#[test]
+fn access_reviews_answer_as_the_authorizer() {
+    let mut a = Api::new();
+    ns(&mut a, "team");
+    bind(&mut a, "team", "view", "viewer");
+    let sar = |user: &str, groups: &[&str], verb: &str, ns: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+               "spec": {"user": user, "groups": groups,
+                        "resourceAttributes": {"verb": verb, "resource": "pods", "namespace": ns}}})
+    };
+    let allowed = |r: Result<Value, ApiError>| r.unwrap()["status"]["allowed"].as_bool().unwrap();
+    let cases = [
+        ("viewer", &[][..], "list", "team", true),
+        ("viewer", &[], "create", "team", false),
+        ("viewer", &[], "list", "other", false),
+        ("x", &["system:masters"][..], "delete", "other", true),
+    ];
+    for (user, groups, verb, ns, want) in cases {
+        assert_eq!(
+            allowed(a.create(
+                authz("subjectaccessreviews"),
+                None,
+                sar(user, groups, verb, ns)
+            )),
+            want,
+            "{user} {verb} {ns}"
+        );
+    }
+    // Not stored: nothing to list.
+    let (items, _) = ready(
+        a.api
+            .list(authz("subjectaccessreviews"), None, &Default::default()),
+    )
+    .unwrap();
+    assert!(items.is_empty());
+    let e = a
+        .create(
+            authz("subjectaccessreviews"),
+            None,
+            json!({"spec": {"resourceAttributes": {"verb": "get"}}}),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message
+            .contains("at least one of user or group must be specified"),
+        "{}",
+        e.message
+    );
+    let e = a
+        .create(
+            authz("subjectaccessreviews"),
+            None,
+            json!({"spec": {"user": "u"}}),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, 422);
+    // The local form: its namespace is the URL's.
+    let local = json!({"metadata": {"namespace": "team"}, "spec": {"user": "viewer",
+        "resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "team"}}});
+    assert!(allowed(a.create(
+        authz("localsubjectaccessreviews"),
+        Some("team"),
+        local.clone()
+    )));
+    let e = a
+        .create(authz("localsubjectaccessreviews"), Some("other"), local)
+        .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(e.message.contains("spec.resourceAttributes.namespace: Invalid value: \"team\": must match metadata.namespace"), "{}", e.message);
+    // The self forms: as the requester.
+    let viewer = user("viewer", &["system:authenticated"]);
+    let ssar = json!({"spec": {"resourceAttributes": {"verb": "get", "resource": "pods", "subresource": "log", "namespace": "team"}}});
+    let c = a.ctx().as_user(viewer.clone());
+    let r = ready(
+        a.api
+            .create(authz("selfsubjectaccessreviews"), None, ssar, &c),
+    )
+    .unwrap();
+    assert_eq!(r["status"]["allowed"], true);
+    let ssrr = json!({"spec": {"namespace": "team"}});
+    let c = a.ctx().as_user(viewer);
+    let r = ready(
+        a.api
+            .create(authz("selfsubjectrulesreviews"), None, ssrr, &c),
+    )
+    .unwrap();
+    let status = &r["status"];
+    assert_eq!(status["incomplete"], false);
+    let resource_rules = status["resourceRules"].as_array().unwrap();
+    assert!(resource_rules.iter().any(|r| r["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == "pods/log")));
+    assert!(resource_rules
+        .iter()
+        .any(|r| r["resources"] == json!(["selfsubjectaccessreviews", "selfsubjectrulesreviews"])));
+    assert!(status["nonResourceRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["nonResourceURLs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "/healthz")));
+    let c = a.ctx();
+    let r = ready(a.api.create(
+        authz("selfsubjectrulesreviews"),
+        None,
+        json!({"spec": {"namespace": "team"}}),
+        &c,
+    ))
+    .unwrap();
+    assert_eq!(
+        r["status"]["resourceRules"][0],
+        json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})
+    );
+}

@@ -288,7 +288,51 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
     ),
     resource(RBAC_GROUP, "Role", "roles", "role", true),
+    // k8s: authorization.k8s.io/v1 — create-only reviews, answered and not stored.
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            AUTHORIZATION_GROUP,
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            "localsubjectaccessreview",
+            true,
+        )
+    },
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            AUTHORIZATION_GROUP,
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            false,
+        )
+    },
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            AUTHORIZATION_GROUP,
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            "selfsubjectrulesreview",
+            false,
+        )
+    },
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            AUTHORIZATION_GROUP,
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            "subjectaccessreview",
+            false,
+        )
+    },
 ];
+
+/// k8s: authorization.GroupName.
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
 
 /// k8s: rbac.GroupName.
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -336,7 +380,7 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::{apps, coordination, core, discovery, rbac, scheduling};
+    use k8s_openapi::api::{apps, authorization, coordination, core, discovery, rbac, scheduling};
     use k8s_openapi::{ClusterResourceScope, Resource};
 
     /// The registry entry must agree with k8s-openapi's own metadata for the type, so the table
@@ -376,7 +420,11 @@ mod tests {
         check::<rbac::v1::ClusterRole>();
         check::<rbac::v1::RoleBinding>();
         check::<rbac::v1::Role>();
-        assert_eq!(RESOURCES.len(), 19, "every registry entry is checked above");
+        check::<authorization::v1::LocalSubjectAccessReview>();
+        check::<authorization::v1::SelfSubjectAccessReview>();
+        check::<authorization::v1::SelfSubjectRulesReview>();
+        check::<authorization::v1::SubjectAccessReview>();
+        assert_eq!(RESOURCES.len(), 23, "every registry entry is checked above");
     }
 
     #[test]
@@ -484,7 +532,8 @@ mod tests {
                 ("discovery.k8s.io", "v1"),
                 ("coordination.k8s.io", "v1"),
                 ("scheduling.k8s.io", "v1"),
-                ("rbac.authorization.k8s.io", "v1")
+                ("rbac.authorization.k8s.io", "v1"),
+                ("authorization.k8s.io", "v1")
             ]
         );
     }

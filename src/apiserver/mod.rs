@@ -16,6 +16,7 @@ pub mod patch;
 mod pb_schema;
 pub mod protobuf;
 mod rbac_bootstrap;
+mod review;
 pub mod service_alloc;
 mod strategy;
 mod watch;
@@ -1163,6 +1164,9 @@ impl<S: Store> ApiServer<S> {
         ctx: &RequestContext,
     ) -> Result<Arc<Value>, ApiError> {
         check_type(res, &obj)?;
+        if res.group == registry::AUTHORIZATION_GROUP {
+            return self.review(res, namespace, obj, &ctx.user);
+        }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
         let namespace = if res.namespaced {

@@ -80,6 +80,8 @@ pub fn top_level(api_version: &str, kind: &str) -> Option<&'static str> {
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => "ClusterRole",
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => "RoleBinding",
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => "ClusterRoleBinding",
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => "SelfSubjectAccessReview",
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => "SelfSubjectRulesReview",
         _ => return None,
     })
 }
@@ -134,6 +136,14 @@ pub fn message(name: &str) -> Option<&'static [Field]> {
         "ClusterRoleBinding" => ROLE_BINDING,
         "Subject" => SUBJECT,
         "RoleRef" => ROLE_REF,
+        "SelfSubjectAccessReview" => SELF_SUBJECT_ACCESS_REVIEW,
+        "SelfSubjectAccessReviewSpec" => SELF_SUBJECT_ACCESS_REVIEW_SPEC,
+        "ResourceAttributes" => RESOURCE_ATTRIBUTES,
+        "NonResourceAttributes" => NON_RESOURCE_ATTRIBUTES,
+        "SubjectAccessReviewStatus" => SUBJECT_ACCESS_REVIEW_STATUS,
+        "SelfSubjectRulesReview" => SELF_SUBJECT_RULES_REVIEW,
+        "SelfSubjectRulesReviewSpec" => SELF_SUBJECT_RULES_REVIEW_SPEC,
+        "SubjectRulesReviewStatus" => SUBJECT_RULES_REVIEW_STATUS,
         _ => return None,
     })
 }
@@ -491,6 +501,49 @@ const SUBJECT: &[Field] = &[
 
 const ROLE_REF: &[Field] = &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)];
 
+// --- authorization.k8s.io/v1 (what `kubectl auth can-i` sends) ---
+
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    f(2, "spec", Msg("SelfSubjectAccessReviewSpec")),
+    f(3, "status", Msg("SubjectAccessReviewStatus")),
+];
+
+const SELF_SUBJECT_ACCESS_REVIEW_SPEC: &[Field] = &[
+    f(1, "resourceAttributes", Msg("ResourceAttributes")),
+    f(2, "nonResourceAttributes", Msg("NonResourceAttributes")),
+];
+
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    f(1, "namespace", Str),
+    f(2, "verb", Str),
+    f(3, "group", Str),
+    f(4, "version", Str),
+    f(5, "resource", Str),
+    f(6, "subresource", Str),
+    f(7, "name", Str),
+];
+
+const NON_RESOURCE_ATTRIBUTES: &[Field] = &[f(1, "path", Str), f(2, "verb", Str)];
+
+const SUBJECT_ACCESS_REVIEW_STATUS: &[Field] = &[
+    f(1, "allowed", Bool),
+    f(2, "reason", Str),
+    f(3, "evaluationError", Str),
+    f(4, "denied", Bool),
+];
+
+const SELF_SUBJECT_RULES_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    f(2, "spec", Msg("SelfSubjectRulesReviewSpec")),
+    f(3, "status", Msg("SubjectRulesReviewStatus")),
+];
+
+const SELF_SUBJECT_RULES_REVIEW_SPEC: &[Field] = &[f(1, "namespace", Str)];
+
+const SUBJECT_RULES_REVIEW_STATUS: &[Field] =
+    &[f(3, "incomplete", Bool), f(4, "evaluationError", Str)];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +599,14 @@ mod tests {
             "ClusterRoleBinding",
             "Subject",
             "RoleRef",
+            "SelfSubjectAccessReview",
+            "SelfSubjectAccessReviewSpec",
+            "ResourceAttributes",
+            "NonResourceAttributes",
+            "SubjectAccessReviewStatus",
+            "SelfSubjectRulesReview",
+            "SelfSubjectRulesReviewSpec",
+            "SubjectRulesReviewStatus",
         ];
         for name in names {
             let fields = message(name).unwrap_or_else(|| panic!("{name} has a table"));
