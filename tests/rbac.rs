@@ -557,3 +557,59 @@ fn access_reviews_answer_as_the_authorizer() {
         json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})
     );
 }
+
+/// A component that creates a ConfigMap in `default` once its namespace list arrives.
+struct Writer(&'static str);
+
+impl gantry::component::Component for Writer {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    fn user(&self) -> UserInfo {
+        UserInfo::service_account("kube-system", self.0)
+    }
+
+    fn watches(&self) -> Vec<gantry::component::WatchSpec> {
+        vec![gantry::component::WatchSpec::all(
+            by_plural("", "namespaces").unwrap(),
+        )]
+    }
+
+    fn step(
+        &mut self,
+        _: gantry::time::Time,
+        input: gantry::component::Input,
+        _: &mut dyn rand::RngCore,
+        out: &mut Vec<gantry::component::Effect>,
+    ) {
+        if let gantry::component::Input::Listed { .. } = input {
+            out.push(gantry::component::Effect::Api {
+                id: 1,
+                op: create_op(
+                    "configmaps",
+                    "default",
+                    json!({"metadata": {"name": self.0}}),
+                ),
+            });
+        }
+    }
+}
+
+/// The test host puts each component's identity in its requests: a controller's
+/// ServiceAccount may do what its bootstrap role allows and nothing else.
+#[test]
+fn components_act_as_their_identity() {
+    let mut d = gantry::testkit::Driver::new(7);
+    // The root-ca-cert-publisher may create ConfigMaps; the pod GC may not.
+    d.add(Box::new(Writer("root-ca-cert-publisher")));
+    d.add(Box::new(Writer("pod-garbage-collector")));
+    let outcome = |who: &str| {
+        d.log
+            .iter()
+            .find(|(c, what, _)| c == who && what.starts_with("create configmaps"))
+            .map(|(_, _, code)| *code)
+    };
+    assert_eq!(outcome("root-ca-cert-publisher"), Some(200));
+    assert_eq!(outcome("pod-garbage-collector"), Some(403));
+}
