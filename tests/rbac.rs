@@ -613,3 +613,70 @@ fn components_act_as_their_identity() {
     assert_eq!(outcome("root-ca-cert-publisher"), Some(200));
     assert_eq!(outcome("pod-garbage-collector"), Some(403));
 }
+
+/// k8s: clusterroleaggregation_controller_test.go — a ClusterRole labelled
+/// `aggregate-to-view` extends view, and through it edit and admin; removing it shrinks them.
+#[test]
+fn the_aggregation_controller_extends_view() {
+    use gantry::component::ApiOp;
+    let mut d = gantry::testkit::Driver::new(3);
+    d.add(Box::new(
+        gantry::controllers::clusterroleaggregation::ClusterRoleAggregation::new(),
+    ));
+    let rule =
+        json!({"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get", "list"]});
+    d.client(ApiOp::Create {
+        resource: rbac("clusterroles"),
+        namespace: None,
+        body: json!({"metadata": {"name": "widget-viewer",
+                                  "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+                     "rules": [rule]}),
+    })
+    .unwrap();
+    let get = |d: &mut gantry::testkit::Driver, name: &str| {
+        d.client(ApiOp::Get {
+            resource: rbac("clusterroles"),
+            namespace: None,
+            name: name.into(),
+        })
+        .unwrap()
+    };
+    for role in ["view", "edit", "admin"] {
+        let r = get(&mut d, role);
+        assert!(r["rules"].as_array().unwrap().contains(&rule), "{role}");
+    }
+    // A viewer may now list widgets.
+    d.client(ApiOp::Create {
+        resource: rbac("clusterrolebindings"),
+        namespace: None,
+        body: json!({"metadata": {"name": "v-view"}, "roleRef": {"kind": "ClusterRole", "name": "view"},
+                     "subjects": [{"kind": "User", "name": "v"}]}),
+    })
+    .unwrap();
+    let widgets =
+        gantry::auth::rbac::Attributes::resource("list", "example.com", "widgets", "team", "");
+    let v = UserInfo::new("v", &[]);
+    assert!(d.api.authorize(&v, &widgets).allowed());
+    d.client(ApiOp::Delete {
+        resource: rbac("clusterroles"),
+        namespace: None,
+        name: "widget-viewer".into(),
+        grace_period_seconds: None,
+        precondition_uid: None,
+        precondition_resource_version: None,
+        propagation_policy: None,
+    })
+    .unwrap();
+    for role in ["view", "edit", "admin"] {
+        let r = get(&mut d, role);
+        assert!(!r["rules"].as_array().unwrap().contains(&rule), "{role}");
+    }
+    assert!(!d.api.authorize(&v, &widgets).allowed());
+    // The controller wrote as its ServiceAccount (which may escalate ClusterRoles).
+    assert!(d
+        .log
+        .iter()
+        .any(|(c, what, code)| c == "clusterrole-aggregation-controller"
+            && what.starts_with("update clusterroles view")
+            && *code == 200));
+}
