@@ -312,6 +312,11 @@ pub trait Component {
     /// A stable name for traces (`replicaset-controller`, `kubelet/node-1`).
     fn name(&self) -> &str;
 
+    /// Who the component's requests are from: the identity upstream gives it (a controller's
+    /// ServiceAccount in kube-system, `system:kube-scheduler`, `system:node:<name>`). Hosts
+    /// put it in every request, which is authorized like any client's.
+    fn user(&self) -> crate::auth::UserInfo;
+
     /// The resources the host lists and watches for this component.
     fn watches(&self) -> Vec<WatchSpec>;
 
@@ -323,6 +328,10 @@ pub trait Component {
 impl Component for Box<dyn Component> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+
+    fn user(&self) -> crate::auth::UserInfo {
+        (**self).user()
     }
 
     fn watches(&self) -> Vec<WatchSpec> {

@@ -517,6 +517,11 @@ impl Component for ClusterDns {
         "cluster-dns"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        // k8s: CoreDNS as kubeadm deploys it, bound to system:kube-dns here.
+        crate::auth::UserInfo::service_account("kube-system", "kube-dns")
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
             WatchSpec::all(res("", "services")),

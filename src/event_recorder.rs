@@ -396,6 +396,10 @@ impl<C: Component> Component for Recording<C> {
         self.inner.name()
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        self.inner.user()
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         self.inner.watches()
     }
@@ -449,6 +453,9 @@ mod tests {
     impl Component for Emitter {
         fn name(&self) -> &str {
             "kubelet/node-1"
+        }
+        fn user(&self) -> crate::auth::UserInfo {
+            crate::auth::UserInfo::node("node-1")
         }
         fn watches(&self) -> Vec<WatchSpec> {
             Vec::new()

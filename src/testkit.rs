@@ -142,6 +142,16 @@ impl Driver {
         ready(self.api.execute(op, &ctx))
     }
 
+    /// A component's request, as its user (`Component::user`).
+    fn execute_as(
+        &mut self,
+        op: ApiOp,
+        user: crate::auth::UserInfo,
+    ) -> Result<std::sync::Arc<Value>, ApiError> {
+        let ctx = self.ctx().as_user(std::sync::Arc::new(user));
+        ready(self.api.execute(op, &ctx))
+    }
+
     /// Hands queued inputs to their components, one at a time and in order, carrying out each
     /// step's effects before the next step (so a later effect always wins).
     fn run(&mut self) {
@@ -170,7 +180,8 @@ impl Driver {
                                 "injected: the apiserver is unavailable",
                             ))
                         } else {
-                            self.execute(op)
+                            let user = self.components[idx].user();
+                            self.execute_as(op, user)
                         };
                         let name = self.components[idx].name().to_string();
                         self.log.push((

@@ -107,6 +107,8 @@ impl Queue {
 
 struct Slot {
     component: Box<dyn Component>,
+    /// Who its requests are from (`Component::user`): they are authorized as it.
+    user: Arc<gantry::auth::UserInfo>,
     alive: bool,
     node: Option<String>,
     /// A node's kube-proxy (only for nodes that send `traffic`), not its kubelet.
@@ -468,6 +470,7 @@ impl Sim {
         let component = gantry::event_recorder::recording(component);
         let slot = self.slots.len();
         self.slots.push(Slot {
+            user: Arc::new(component.user()),
             component,
             alive: true,
             node,
@@ -614,6 +617,20 @@ impl Sim {
 
     fn execute(&mut self, op: ApiOp) -> Result<Arc<Value>, ApiError> {
         let ctx = self.ctx();
+        self.execute_in(op, ctx)
+    }
+
+    /// A component's request, as its user.
+    fn execute_as(
+        &mut self,
+        op: ApiOp,
+        user: Arc<gantry::auth::UserInfo>,
+    ) -> Result<Arc<Value>, ApiError> {
+        let ctx = self.ctx().as_user(user);
+        self.execute_in(op, ctx)
+    }
+
+    fn execute_in(&mut self, op: ApiOp, ctx: RequestContext) -> Result<Arc<Value>, ApiError> {
         let r = ready(self.api.execute(op, &ctx));
         self.pump();
         r
@@ -851,7 +868,8 @@ impl Sim {
                 "connection refused: the apiserver is restarting",
             ))
         } else {
-            self.execute_checked(op, &described, &name)
+            let user = self.slots[slot].user.clone();
+            self.execute_checked(op, &described, &name, user)
         };
         let code = result.as_ref().map_or_else(|e| e.code, |_| 200);
         self.trace.line(self.now, &name, "api", {
@@ -878,6 +896,7 @@ impl Sim {
         op: ApiOp,
         described: &str,
         component: &str,
+        user: Arc<gantry::auth::UserInfo>,
     ) -> Result<Arc<Value>, ApiError> {
         if let (
             "garbage-collector",
@@ -891,7 +910,7 @@ impl Sim {
         {
             // The object and its owners as they are now (the watch caches are the store's).
             let object = self.cached(resource, namespace.as_deref(), name).cloned();
-            let r = self.execute(op);
+            let r = self.execute_as(op, user);
             if let (Some(object), Ok(_)) = (object, &r) {
                 let owners: Vec<(Value, Option<Value>)> = object["metadata"]["ownerReferences"]
                     .as_array()
@@ -929,7 +948,7 @@ impl Sim {
             ..
         } = &op
         else {
-            return self.execute(op);
+            return self.execute_as(op, user);
         };
         let sent = body["metadata"]["resourceVersion"]
             .as_str()
@@ -938,7 +957,7 @@ impl Sim {
             .cached(resource, namespace.as_deref(), name)
             .and_then(|o| o["metadata"]["resourceVersion"].as_str())
             .map(String::from);
-        let r = self.execute(op);
+        let r = self.execute_as(op, user);
         self.invariants
             .update(described, sent.as_deref(), current.as_deref(), r.is_ok());
         r

@@ -40,6 +40,10 @@ impl Component for SharedProxy {
         &self.name
     }
 
+    fn user(&self) -> gantry::auth::UserInfo {
+        self.proxy.borrow().user()
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         self.proxy.borrow().watches()
     }

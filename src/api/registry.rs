@@ -289,6 +289,70 @@ pub static RESOURCES: &[ResourceInfo] = &[
             false,
         )
     },
+    // k8s: rbac.authorization.k8s.io/v1, in upstream's discovery order.
+    resource(
+        RBAC_GROUP,
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+    ),
+    resource(
+        RBAC_GROUP,
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+    ),
+    resource(
+        RBAC_GROUP,
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+    ),
+    resource(RBAC_GROUP, "Role", "roles", "role", true),
+    // k8s: authorization.k8s.io/v1 — create-only reviews, answered and not stored.
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            AUTHORIZATION_GROUP,
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            "localsubjectaccessreview",
+            true,
+        )
+    },
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            AUTHORIZATION_GROUP,
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            false,
+        )
+    },
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            AUTHORIZATION_GROUP,
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            "selfsubjectrulesreview",
+            false,
+        )
+    },
+    ResourceInfo {
+        verbs: &[Create],
+        ..resource(
+            AUTHORIZATION_GROUP,
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            "subjectaccessreview",
+            false,
+        )
+    },
 ];
 
 /// Whether objects of `res` are kept (and so listed, watched and cached): false for the
@@ -296,6 +360,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
 pub fn is_stored(res: &ResourceInfo) -> bool {
     res.supports(Get)
 }
+/// k8s: authorization.GroupName.
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
+
+/// k8s: rbac.GroupName.
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// Look a resource up by group and plural (the form URLs use).
 pub fn by_plural(group: &str, plural: &str) -> Option<&'static ResourceInfo> {
@@ -340,7 +409,9 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::{apps, authentication, coordination, core, discovery, scheduling};
+    use k8s_openapi::api::{
+        apps, authentication, authorization, coordination, core, discovery, rbac, scheduling,
+    };
     use k8s_openapi::{ClusterResourceScope, Resource};
 
     /// The registry entry must agree with k8s-openapi's own metadata for the type, so the table
@@ -378,7 +449,15 @@ mod tests {
         check::<scheduling::v1::PriorityClass>();
         check::<authentication::v1::SelfSubjectReview>();
         check::<authentication::v1::TokenReview>();
-        assert_eq!(RESOURCES.len(), 17, "every registry entry is checked above");
+        check::<rbac::v1::ClusterRoleBinding>();
+        check::<rbac::v1::ClusterRole>();
+        check::<rbac::v1::RoleBinding>();
+        check::<rbac::v1::Role>();
+        check::<authorization::v1::LocalSubjectAccessReview>();
+        check::<authorization::v1::SelfSubjectAccessReview>();
+        check::<authorization::v1::SelfSubjectRulesReview>();
+        check::<authorization::v1::SubjectAccessReview>();
+        assert_eq!(RESOURCES.len(), 25, "every registry entry is checked above");
     }
 
     #[test]
@@ -489,7 +568,9 @@ mod tests {
                 ("discovery.k8s.io", "v1"),
                 ("coordination.k8s.io", "v1"),
                 ("scheduling.k8s.io", "v1"),
-                ("authentication.k8s.io", "v1")
+                ("authentication.k8s.io", "v1"),
+                ("rbac.authorization.k8s.io", "v1"),
+                ("authorization.k8s.io", "v1")
             ]
         );
     }

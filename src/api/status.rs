@@ -193,6 +193,31 @@ impl ApiError {
         .about(res, name)
     }
 
+    /// k8s: errors.NewForbidden(GroupResource{group, resource}, name, message), as the
+    /// authorization filter answers: no resource gives `forbidden: <message>`.
+    pub fn forbidden_resource(group: &str, resource: &str, name: &str, message: String) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let text = if resource.is_empty() {
+            format!("forbidden: {message}")
+        } else if name.is_empty() {
+            format!("{qualified} is forbidden: {message}")
+        } else {
+            format!("{qualified} \"{name}\" is forbidden: {message}")
+        };
+        let mut e = Self::new(403, "Forbidden", text);
+        e.details = Some(Box::new(ErrorDetails {
+            name: name.to_string(),
+            group: group.to_string(),
+            kind: resource.to_string(),
+            causes: Vec::new(),
+        }));
+        e
+    }
+
     /// A URL that names no resource (k8s: no details, this exact message).
     pub fn no_such_path() -> Self {
         Self::new(

@@ -6,7 +6,9 @@
 //! runs it on MemStore (whose futures are always ready), the real server on the embedded store or
 //! etcd. It reads no clock and no RNG: each request brings its [`RequestContext`].
 
+mod authz;
 pub mod cacher;
+mod escalation;
 #[cfg(feature = "server")]
 pub mod http;
 pub mod node_graph;
@@ -14,6 +16,8 @@ mod object;
 pub mod patch;
 mod pb_schema;
 pub mod protobuf;
+mod rbac_bootstrap;
+mod review;
 pub mod service_alloc;
 pub mod serviceaccount_admission;
 mod strategy;
@@ -34,6 +38,7 @@ use crate::api::status::{ApiError, FieldError};
 use crate::api::{admission, names};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
+pub use authz::op_attributes;
 pub(crate) use object::rfc3339_seconds;
 pub use token_request::Issued;
 pub use watch::{ApiEvent, ApiWatch, EventType};
@@ -130,6 +135,27 @@ impl RequestContext {
             random: rng.next_u64(),
             dry_run: false,
             user: apiserver_user(),
+        }
+    }
+
+    /// Another context at the same time for the `n`th of a series of requests (the
+    /// bootstrap policy's objects), its UID and randomness mixed from this one's: no draws
+    /// from the RNG the context came from, so a simulation's stream stays as it was.
+    pub fn derived(&self, n: u64) -> RequestContext {
+        // splitmix64's finalizer.
+        fn mix(mut z: u64) -> u64 {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        let seed = self.random ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        RequestContext {
+            uid: match &self.uid {
+                Uid::Given(_) => Uid::Random(mix(seed), mix(seed ^ 1)),
+                Uid::Random(a, b) => Uid::Random(mix(a ^ seed), mix(b ^ seed)),
+            },
+            random: mix(seed ^ 2),
+            ..self.clone()
         }
     }
 
@@ -395,6 +421,8 @@ pub struct ApiServer<S> {
     /// ServiceAccount tokens (TokenRequest, TokenReview, ServiceAccount admission); `None`
     /// in the simulator, which has no signing key.
     tokens: Option<crate::auth::serviceaccount::TokenConfig>,
+    /// The RBAC objects, indexed for the authorizer (`authz`).
+    rbac: authz::RbacState,
 }
 
 fn namespaces() -> &'static ResourceInfo {
@@ -570,6 +598,8 @@ fn name_errors(res: &ResourceInfo, name: &str) -> Vec<String> {
     let mut errs = match res.plural {
         "namespaces" => names::dns1123_label(name),
         "services" => names::dns1035_label(name),
+        // k8s: ValidateRBACName is path.IsValidPathSegmentName (`system:node` is a name).
+        _ if res.group == registry::RBAC_GROUP => Vec::new(),
         _ => names::dns1123_subdomain(name),
     };
     if name == "." || name == ".." || name.contains('/') || name.contains('%') {
@@ -659,6 +689,7 @@ impl<S: Store> ApiServer<S> {
                 allocs: None,
             }),
             tokens: None,
+            rbac: Default::default(),
         }
     }
 
@@ -749,6 +780,7 @@ impl<S: Store> ApiServer<S> {
 
     /// Records what a write stored (`obj` carries its new resourceVersion) and returns it.
     fn wrote(&self, key: &str, revision: Revision, obj: Value) -> Arc<Value> {
+        self.rbac_committed(key, Some(&obj));
         let shared = Arc::new(obj);
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.insert(key.to_string(), (revision, shared.clone()));
@@ -756,6 +788,7 @@ impl<S: Store> ApiServer<S> {
     }
 
     fn forget(&self, key: &str) {
+        self.rbac_committed(key, None);
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.remove(key);
     }
@@ -772,6 +805,10 @@ impl<S: Store> ApiServer<S> {
         ctx: &RequestContext,
     ) -> Result<Arc<Value>, ApiError> {
         use crate::component::ApiOp;
+        // Every component request is authorized as its sender (k8s: the authorization filter).
+        if !ctx.user.in_group(crate::auth::user::SYSTEM_MASTERS) {
+            self.check(&ctx.user, &op_attributes(&op))?;
+        }
         match op {
             ApiOp::Create {
                 resource,
@@ -878,6 +915,7 @@ impl<S: Store> ApiServer<S> {
         &self,
         mut next: impl FnMut() -> RequestContext,
     ) -> Result<(), ApiError> {
+        self.load_rbac().await?;
         for ns in BOOT_NAMESPACES {
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             match self.create(namespaces(), None, body, &next()).await {
@@ -889,14 +927,19 @@ impl<S: Store> ApiServer<S> {
         // k8s: the scheduling post-start hook creates the system PriorityClasses.
         let classes =
             registry::by_plural("scheduling.k8s.io", "priorityclasses").expect("registered");
+        let mut last = None;
         for body in admission::system_priority_classes() {
-            match self.create(classes, None, body, &next()).await {
+            let ctx = next();
+            match self.create(classes, None, body, &ctx).await {
                 Ok(_) => {}
                 Err(e) if e.reason == "AlreadyExists" => {}
                 Err(e) => return Err(e),
             }
+            last = Some(ctx);
         }
-        Ok(())
+        // k8s: the RBAC post-start hook reconciles the bootstrap policy.
+        let ctx = last.expect("system PriorityClasses");
+        self.reconcile_bootstrap_policy(&ctx).await
     }
 
     /// Creates the `default/kubernetes` Service, Endpoints and EndpointSlice for an apiserver
@@ -1152,6 +1195,9 @@ impl<S: Store> ApiServer<S> {
         if res.group == "authentication.k8s.io" && res.plural == "tokenreviews" {
             return self.review_token(obj, ctx).await.map(Arc::new);
         }
+        if res.group == registry::AUTHORIZATION_GROUP {
+            return self.review(res, namespace, obj, &ctx.user);
+        }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
         let namespace = if res.namespaced {
@@ -1251,6 +1297,7 @@ impl<S: Store> ApiServer<S> {
         if let Some(n) = ns {
             self.admit_namespace(res, n, &name).await?;
         }
+        self.confirm_rbac_write(res, ns.unwrap_or(""), &name, &obj, &ctx.user)?;
         let key = key(res, ns, &name)?;
         let reserved = if is_services(res) {
             // A Service that exists already is a 409, not a clash of its addresses.
@@ -1343,6 +1390,7 @@ impl<S: Store> ApiServer<S> {
                 }
             }
             let mut new = self.merge_update(res, &old, body, part, ctx)?;
+            self.confirm_rbac_write(res, namespace.unwrap_or(""), name, &new, &ctx.user)?;
             if (res.group, res.plural) == ("scheduling.k8s.io", "priorityclasses")
                 && old["globalDefault"] != json!(true)
             {

@@ -77,6 +77,12 @@ pub fn top_level(api_version: &str, kind: &str) -> Option<&'static str> {
         ("apps/v1", "Deployment") => "Deployment",
         ("apps/v1", "ReplicaSet") => "ReplicaSet",
         ("authentication.k8s.io/v1", "TokenRequest") => "TokenRequest",
+        ("rbac.authorization.k8s.io/v1", "Role") => "Role",
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => "ClusterRole",
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => "RoleBinding",
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => "ClusterRoleBinding",
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => "SelfSubjectAccessReview",
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => "SelfSubjectRulesReview",
         _ => return None,
     })
 }
@@ -127,6 +133,22 @@ pub fn message(name: &str) -> Option<&'static [Field]> {
         "TokenRequestSpec" => TOKEN_REQUEST_SPEC,
         "BoundObjectReference" => BOUND_OBJECT_REFERENCE,
         "TokenRequestStatus" => TOKEN_REQUEST_STATUS,
+        "Role" => ROLE,
+        "ClusterRole" => CLUSTER_ROLE,
+        "PolicyRule" => POLICY_RULE,
+        "AggregationRule" => AGGREGATION_RULE,
+        "RoleBinding" => ROLE_BINDING,
+        "ClusterRoleBinding" => ROLE_BINDING,
+        "Subject" => SUBJECT,
+        "RoleRef" => ROLE_REF,
+        "SelfSubjectAccessReview" => SELF_SUBJECT_ACCESS_REVIEW,
+        "SelfSubjectAccessReviewSpec" => SELF_SUBJECT_ACCESS_REVIEW_SPEC,
+        "ResourceAttributes" => RESOURCE_ATTRIBUTES,
+        "NonResourceAttributes" => NON_RESOURCE_ATTRIBUTES,
+        "SubjectAccessReviewStatus" => SUBJECT_ACCESS_REVIEW_STATUS,
+        "SelfSubjectRulesReview" => SELF_SUBJECT_RULES_REVIEW,
+        "SelfSubjectRulesReviewSpec" => SELF_SUBJECT_RULES_REVIEW_SPEC,
+        "SubjectRulesReviewStatus" => SUBJECT_RULES_REVIEW_STATUS,
         _ => return None,
     })
 }
@@ -467,6 +489,87 @@ const BOUND_OBJECT_REFERENCE: &[Field] = &[
 ];
 
 const TOKEN_REQUEST_STATUS: &[Field] = &[f(1, "token", Str), f(2, "expirationTimestamp", Time)];
+// --- rbac.authorization.k8s.io/v1 ---
+
+const ROLE: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    rep(2, "rules", Msg("PolicyRule")),
+];
+
+const CLUSTER_ROLE: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    rep(2, "rules", Msg("PolicyRule")),
+    f(3, "aggregationRule", Msg("AggregationRule")),
+];
+
+const POLICY_RULE: &[Field] = &[
+    rep(1, "verbs", Str),
+    rep(2, "apiGroups", Str),
+    rep(3, "resources", Str),
+    rep(4, "resourceNames", Str),
+    rep(5, "nonResourceURLs", Str),
+];
+
+const AGGREGATION_RULE: &[Field] = &[rep(1, "clusterRoleSelectors", Msg("LabelSelector"))];
+
+/// RoleBinding and ClusterRoleBinding have the same fields.
+const ROLE_BINDING: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    rep(2, "subjects", Msg("Subject")),
+    f(3, "roleRef", Msg("RoleRef")),
+];
+
+const SUBJECT: &[Field] = &[
+    f(1, "kind", Str),
+    f(2, "apiGroup", Str),
+    f(3, "name", Str),
+    f(4, "namespace", Str),
+];
+
+const ROLE_REF: &[Field] = &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)];
+
+// --- authorization.k8s.io/v1 (what `kubectl auth can-i` sends) ---
+
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    f(2, "spec", Msg("SelfSubjectAccessReviewSpec")),
+    f(3, "status", Msg("SubjectAccessReviewStatus")),
+];
+
+const SELF_SUBJECT_ACCESS_REVIEW_SPEC: &[Field] = &[
+    f(1, "resourceAttributes", Msg("ResourceAttributes")),
+    f(2, "nonResourceAttributes", Msg("NonResourceAttributes")),
+];
+
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    f(1, "namespace", Str),
+    f(2, "verb", Str),
+    f(3, "group", Str),
+    f(4, "version", Str),
+    f(5, "resource", Str),
+    f(6, "subresource", Str),
+    f(7, "name", Str),
+];
+
+const NON_RESOURCE_ATTRIBUTES: &[Field] = &[f(1, "path", Str), f(2, "verb", Str)];
+
+const SUBJECT_ACCESS_REVIEW_STATUS: &[Field] = &[
+    f(1, "allowed", Bool),
+    f(2, "reason", Str),
+    f(3, "evaluationError", Str),
+    f(4, "denied", Bool),
+];
+
+const SELF_SUBJECT_RULES_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg("ObjectMeta")),
+    f(2, "spec", Msg("SelfSubjectRulesReviewSpec")),
+    f(3, "status", Msg("SubjectRulesReviewStatus")),
+];
+
+const SELF_SUBJECT_RULES_REVIEW_SPEC: &[Field] = &[f(1, "namespace", Str)];
+
+const SUBJECT_RULES_REVIEW_STATUS: &[Field] =
+    &[f(3, "incomplete", Bool), f(4, "evaluationError", Str)];
 
 #[cfg(test)]
 mod tests {
@@ -519,6 +622,22 @@ mod tests {
             "TokenRequestSpec",
             "BoundObjectReference",
             "TokenRequestStatus",
+            "Role",
+            "ClusterRole",
+            "PolicyRule",
+            "AggregationRule",
+            "RoleBinding",
+            "ClusterRoleBinding",
+            "Subject",
+            "RoleRef",
+            "SelfSubjectAccessReview",
+            "SelfSubjectAccessReviewSpec",
+            "ResourceAttributes",
+            "NonResourceAttributes",
+            "SubjectAccessReviewStatus",
+            "SelfSubjectRulesReview",
+            "SelfSubjectRulesReviewSpec",
+            "SubjectRulesReviewStatus",
         ];
         for name in names {
             let fields = message(name).unwrap_or_else(|| panic!("{name} has a table"));

@@ -195,6 +195,41 @@ pub(crate) fn default_and_validate(
                 validation::priority_class(errs, pc, old.as_ref());
             },
         ),
+        (crate::api::registry::RBAC_GROUP, plural) => rbac(res, plural, obj, old),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The four RBAC kinds (k8s: pkg/registry/rbac/*/strategy.go).
+fn rbac(
+    res: &ResourceInfo,
+    plural: &str,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<Vec<FieldError>, ApiError> {
+    use crate::auth::rbac::validation as v;
+    use k8s_openapi::api::rbac::v1 as rbac;
+    v::fill_required(plural, obj);
+    match plural {
+        "roles" => typed(res, obj, old, |r: &mut rbac::Role, _, errs| {
+            v::role(errs, r)
+        }),
+        "clusterroles" => typed(res, obj, old, |r: &mut rbac::ClusterRole, _, errs| {
+            v::cluster_role(errs, r)
+        }),
+        "rolebindings" => typed(res, obj, old, |b: &mut rbac::RoleBinding, old, errs| {
+            v::default_role_binding(b);
+            v::role_binding(errs, b, old.as_ref());
+        }),
+        "clusterrolebindings" => typed(
+            res,
+            obj,
+            old,
+            |b: &mut rbac::ClusterRoleBinding, old, errs| {
+                v::default_cluster_role_binding(b);
+                v::cluster_role_binding(errs, b, old.as_ref());
+            },
+        ),
         _ => Ok(Vec::new()),
     }
 }
@@ -219,6 +254,7 @@ fn selector_immutable<T: PartialEq>(errs: &mut Vec<FieldError>, new: Option<&T>,
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Result<Vec<String>, ApiError> {
     use k8s_openapi::api::discovery::v1 as discovery;
+    use k8s_openapi::api::rbac::v1 as rbac;
     use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
     fn check<T: DeserializeOwned + Serialize>(
         res: &ResourceInfo,
@@ -246,6 +282,12 @@ pub(crate) fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Result<Vec<Stri
         ("coordination.k8s.io", "leases") => check::<coordination::Lease>(res, obj),
         ("scheduling.k8s.io", "priorityclasses") => {
             check::<k8s_openapi::api::scheduling::v1::PriorityClass>(res, obj)
+        }
+        (crate::api::registry::RBAC_GROUP, "roles") => check::<rbac::Role>(res, obj),
+        (crate::api::registry::RBAC_GROUP, "clusterroles") => check::<rbac::ClusterRole>(res, obj),
+        (crate::api::registry::RBAC_GROUP, "rolebindings") => check::<rbac::RoleBinding>(res, obj),
+        (crate::api::registry::RBAC_GROUP, "clusterrolebindings") => {
+            check::<rbac::ClusterRoleBinding>(res, obj)
         }
         _ => Ok(Vec::new()),
     }

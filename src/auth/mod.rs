@@ -6,7 +6,10 @@
 //! judged by the same code under the identity upstream gives its sender. This module is
 //! sans-IO: it builds without the `server` feature.
 
+pub mod authorizer;
 pub mod node;
+pub mod rbac;
+pub mod request_info;
 pub mod serviceaccount;
 pub mod user;
 

@@ -426,6 +426,13 @@ impl Component for EndpointsController {
         "endpoints-controller"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::ENDPOINT,
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
             WatchSpec::all(res("services")),

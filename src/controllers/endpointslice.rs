@@ -584,6 +584,13 @@ impl Component for EndpointSliceController {
         "endpointslice-controller"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::ENDPOINTSLICE,
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
             WatchSpec::all(res("", "services")),

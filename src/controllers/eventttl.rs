@@ -102,6 +102,11 @@ impl Component for EventTtl {
         "event-ttl"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        // k8s: Events expire in etcd (a lease the apiserver attaches): the apiserver's own work.
+        crate::auth::UserInfo::apiserver()
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![WatchSpec::all(events())]
     }

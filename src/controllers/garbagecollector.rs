@@ -1098,6 +1098,13 @@ impl Component for GarbageCollector {
         "garbage-collector"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::GENERIC_GARBAGE_COLLECTOR,
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         self.resources.iter().map(|r| WatchSpec::all(r)).collect()
     }

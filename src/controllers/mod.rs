@@ -3,6 +3,7 @@
 //! `reconcile(key)` against a cache fed by watch events).
 
 pub mod cache;
+pub mod clusterroleaggregation;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -41,6 +42,7 @@ pub fn control_plane(
         Box::new(garbagecollector::GarbageCollector::new()),
         Box::new(endpoints::EndpointsController::new()),
         Box::new(endpointslice::EndpointSliceController::new()),
+        Box::new(clusterroleaggregation::ClusterRoleAggregation::new()),
     ]
 }
 

@@ -348,6 +348,13 @@ impl Component for NamespaceController {
         "namespace-controller"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::NAMESPACE,
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![WatchSpec::all(namespaces())]
     }

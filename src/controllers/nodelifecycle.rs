@@ -522,6 +522,13 @@ impl Component for NodeLifecycleController {
         "node-lifecycle-controller"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::NODE,
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
             WatchSpec::all(res("", "nodes")),

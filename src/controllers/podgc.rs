@@ -283,6 +283,13 @@ impl Component for PodGc {
         "pod-garbage-collector"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::POD_GARBAGE_COLLECTOR,
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![WatchSpec::all(res("nodes")), WatchSpec::all(res("pods"))]
     }

@@ -1125,6 +1125,12 @@ impl Component for ReplicaSetController {
         self.flavor.name
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        // The flavor's name is its controller's ServiceAccount (replicaset-controller,
+        // replication-controller).
+        crate::auth::UserInfo::service_account("kube-system", self.flavor.name)
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
             WatchSpec::all(self.flavor.resource()),

@@ -116,6 +116,13 @@ fn live(ns: &Value) -> bool {
 }
 
 impl Component for RootCaPublisher {
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::ROOT_CA_CERT_PUBLISHER,
+        )
+    }
+
     fn name(&self) -> &str {
         "root-ca-cert-publisher"
     }

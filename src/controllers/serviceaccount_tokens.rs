@@ -210,6 +210,15 @@ impl TokensController {
 }
 
 impl Component for TokensController {
+    /// k8s: the tokens controller runs with the controller-manager's own credentials
+    /// (kube-controller-manager's rootClientBuilder), not a ServiceAccount of its own.
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::new(
+            "system:kube-controller-manager",
+            &[crate::auth::user::ALL_AUTHENTICATED],
+        )
+    }
+
     fn name(&self) -> &str {
         "serviceaccount-token-controller"
     }

@@ -79,6 +79,13 @@ fn str_at<'a>(obj: &'a Value, field: &str) -> &'a str {
 }
 
 impl Component for ServiceAccountsController {
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::SERVICE_ACCOUNT,
+        )
+    }
+
     fn name(&self) -> &str {
         "serviceaccount-controller"
     }

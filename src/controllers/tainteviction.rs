@@ -204,6 +204,13 @@ impl Component for TaintEvictionController {
         "taint-eviction-controller"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::TAINT_EVICTION,
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![WatchSpec::all(res("nodes")), WatchSpec::all(res("pods"))]
     }

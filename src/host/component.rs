@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -49,6 +50,8 @@ impl RuntimeHost for NoRuntime {
 
 pub struct ComponentActor {
     name: String,
+    /// Who its requests are from (`Component::user`).
+    user: Arc<crate::auth::UserInfo>,
     component: Box<dyn Component>,
     api: Rc<dyn ApiClient>,
     runtime: Rc<dyn RuntimeHost>,
@@ -71,6 +74,7 @@ impl ComponentActor {
         let component = crate::event_recorder::recording(component);
         ComponentActor {
             name: component.name().to_string(),
+            user: Arc::new(component.user()),
             specs: component.watches(),
             component,
             api,
@@ -221,7 +225,7 @@ impl ComponentActor {
             }
             let (id, op) = self.queued.remove(i).expect("index checked");
             self.busy.insert(key.clone());
-            let done = self.api.execute(op);
+            let done = self.api.execute_as(op, self.user.clone());
             ctx.spawn(done.into_actor(self).map(move |result, act, ctx| {
                 act.busy.remove(&key);
                 act.feed(Input::ApiResult { id, result }, ctx);

@@ -101,6 +101,10 @@ impl Component for Hosted {
         "cluster-dns"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        self.0.borrow().user()
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         self.0.borrow().watches()
     }

@@ -49,6 +49,17 @@ pub trait ApiClient {
 
     /// Carries out one request of a core.
     fn execute(&self, op: ApiOp) -> LocalBoxFuture<'static, Result<Arc<Value>, ApiError>>;
+
+    /// The same as the component `user` (its `Component::user`). A client with credentials
+    /// of its own (the remote one) acts as those; the in-process one as `user`.
+    fn execute_as(
+        &self,
+        op: ApiOp,
+        user: Arc<crate::auth::UserInfo>,
+    ) -> LocalBoxFuture<'static, Result<Arc<Value>, ApiError>> {
+        let _ = user;
+        self.execute(op)
+    }
 }
 
 /// The wall clock as the cores' time (nanoseconds since the Unix epoch).

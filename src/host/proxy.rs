@@ -573,6 +573,10 @@ impl Component for Hosted {
         &self.name
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::new("system:kube-proxy", &[crate::auth::user::ALL_AUTHENTICATED])
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         self.shared.core.borrow().watches()
     }

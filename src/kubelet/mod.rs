@@ -1285,6 +1285,10 @@ impl Component for Kubelet {
         &self.name
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::node(&self.config.name)
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
             // k8s: the kubelet's service informer, for the Service env vars (listed first, so

@@ -268,6 +268,11 @@ impl Component for Proxy {
         &self.name
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        // k8s: kube-proxy's user as kubeadm gives it, bound to system:node-proxier.
+        crate::auth::UserInfo::new("system:kube-proxy", &[crate::auth::user::ALL_AUTHENTICATED])
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         let mut w = vec![
             WatchSpec::all(res("", "services")),

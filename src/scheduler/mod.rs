@@ -701,6 +701,13 @@ impl Component for Scheduler {
         SCHEDULER_NAME
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::new(
+            "system:kube-scheduler",
+            &[crate::auth::user::ALL_AUTHENTICATED],
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![WatchSpec::all(nodes()), WatchSpec::all(pods())]
     }

@@ -276,7 +276,9 @@ mod tests {
                 "discovery.k8s.io",
                 "coordination.k8s.io",
                 "scheduling.k8s.io",
-                "authentication.k8s.io"
+                "authentication.k8s.io",
+                "rbac.authorization.k8s.io",
+                "authorization.k8s.io"
             ]
         );
         let pods = &core["items"][0]["versions"][0]["resources"][1];

@@ -73,6 +73,15 @@ impl ApiClient for InProcessApi {
         let state = self.0.clone();
         async move { state.api.execute(op, &state.ctx()).await }.boxed_local()
     }
+
+    fn execute_as(
+        &self,
+        op: ApiOp,
+        user: Arc<crate::auth::UserInfo>,
+    ) -> LocalBoxFuture<'static, Result<Arc<Value>, ApiError>> {
+        let state = self.0.clone();
+        async move { state.api.execute(op, &state.ctx().as_user(user)).await }.boxed_local()
+    }
 }
 
 /// Starts `component` as an actor on the current arbiter, against this server's API.

@@ -3,10 +3,12 @@
 //! actix-web. The wire contract is ../shared/reference/kubectl-compat.md.
 
 pub mod authn;
+mod authz;
 mod discovery;
 mod duplicates;
 mod exec;
 mod hub;
+mod impersonation;
 pub mod inprocess;
 pub mod kubeconfig;
 mod logs;
@@ -234,8 +236,16 @@ fn os_seed() -> [u8; 32] {
     seed
 }
 
-/// Every route of the API.
+/// Every route of the API, each behind the authorization filter.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(actix_web::middleware::from_fn(authz::authorize))
+            .configure(unauthorized_routes),
+    );
+}
+
+fn unauthorized_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/version", web::get().to(get_version))
         .route("/version/", web::get().to(get_version))
         .route("/healthz", web::get().to(ok))

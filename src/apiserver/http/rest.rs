@@ -342,8 +342,9 @@ async fn handle(
             )))
         }
     };
+    let user = super::authz::request_user(req);
     let ctx = || {
-        let mut c = state.ctx();
+        let mut c = state.ctx().as_user(user.clone());
         c.dry_run = dry_run;
         c
     };

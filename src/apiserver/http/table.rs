@@ -136,6 +136,20 @@ fn columns(res: &ResourceInfo) -> Vec<Column> {
             AGE,
             col("PreemptionPolicy", "The preemption policy of this priority class."),
         ],
+        // k8s: printRole, printClusterRole
+        (crate::api::registry::RBAC_GROUP, "roles" | "clusterroles") => vec![
+            NAME,
+            Column { kind: "date", ..col("Created At", "CreationTimestamp is a timestamp representing the server time when this object was created.") },
+        ],
+        // k8s: printRoleBinding, printClusterRoleBinding
+        (crate::api::registry::RBAC_GROUP, "rolebindings" | "clusterrolebindings") => vec![
+            NAME,
+            col("Role", "Role"),
+            AGE,
+            wide("Users", "Users in the roleBinding"),
+            wide("Groups", "Groups in the roleBinding"),
+            wide("ServiceAccounts", "ServiceAccounts in the roleBinding"),
+        ],
         ("", "configmaps") => vec![NAME, int("Data", "Number of data entries."), AGE],
         ("", "secrets") => vec![NAME, col("Type", "The type of the secret."), int("Data", "Number of data entries."), AGE],
         _ => vec![NAME, AGE],
@@ -513,6 +527,21 @@ fn cells(res: &ResourceInfo, o: &Value, now: i64) -> Vec<Value> {
             created,
             json!(s(&o["preemptionPolicy"])),
         ],
+        (crate::api::registry::RBAC_GROUP, "roles" | "clusterroles") => {
+            vec![name, json!(s(&o["metadata"]["creationTimestamp"]))]
+        }
+        (crate::api::registry::RBAC_GROUP, "rolebindings" | "clusterrolebindings") => {
+            let (users, groups, sas) = subjects_strings(o);
+            let role = format!("{}/{}", s(&o["roleRef"]["kind"]), s(&o["roleRef"]["name"]));
+            vec![
+                name,
+                json!(role),
+                created,
+                json!(users),
+                json!(groups),
+                json!(sas),
+            ]
+        }
         ("", "configmaps") => {
             let count = |f: &str| o[f].as_object().map_or(0, |m| m.len());
             vec![name, json!(count("data") + count("binaryData")), created]
@@ -525,6 +554,22 @@ fn cells(res: &ResourceInfo, o: &Value, now: i64) -> Vec<Value> {
         ],
         _ => vec![name, created],
     }
+}
+
+/// A binding's users, groups and ServiceAccounts (`ns/name`), each joined by `, `.
+/// k8s: rbac.SubjectsStrings
+fn subjects_strings(o: &Value) -> (String, String, String) {
+    let (mut users, mut groups, mut sas) = (Vec::new(), Vec::new(), Vec::new());
+    for sub in o["subjects"].as_array().into_iter().flatten() {
+        let name = s(&sub["name"]);
+        match sub["kind"].as_str() {
+            Some("User") => users.push(name),
+            Some("Group") => groups.push(name),
+            Some("ServiceAccount") => sas.push(format!("{}/{name}", s(&sub["namespace"]))),
+            _ => {}
+        }
+    }
+    (users.join(", "), groups.join(", "), sas.join(", "))
 }
 
 /// k8s: printPod's READY, STATUS and RESTARTS.
@@ -732,6 +777,28 @@ mod tests {
                        "ports": [{"name": "http", "port": 8080}],
                        "endpoints": [{"addresses": ["10.1.0.1"]}, {"addresses": ["10.1.0.2"]}]}),
                 json!(["e-x", "IPv4", "8080", "10.1.0.1,10.1.0.2", "<unknown>"]),
+            ),
+            // k8s: printRoleBinding (wide: users, groups, serviceaccounts as ns/name)
+            (
+                "rbac.authorization.k8s.io",
+                "rolebindings",
+                json!({"metadata": {"name": "dev-view"}, "roleRef": {"kind": "ClusterRole", "name": "view"},
+                       "subjects": [{"kind": "User", "name": "dev"}, {"kind": "User", "name": "ops"},
+                                    {"kind": "Group", "name": "g"}, {"kind": "ServiceAccount", "name": "sa", "namespace": "ns"}]}),
+                json!([
+                    "dev-view",
+                    "ClusterRole/view",
+                    "<unknown>",
+                    "dev, ops",
+                    "g",
+                    "ns/sa"
+                ]),
+            ),
+            (
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                json!({"metadata": {"name": "view", "creationTimestamp": "2026-01-02T03:04:05Z"}}),
+                json!(["view", "2026-01-02T03:04:05Z"]),
             ),
             (
                 "discovery.k8s.io",

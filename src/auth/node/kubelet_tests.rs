@@ -171,6 +171,10 @@ impl Checked {
 }
 
 impl Component for Checked {
+    fn user(&self) -> crate::auth::UserInfo {
+        self.inner.user()
+    }
+
     fn name(&self) -> &str {
         self.inner.name()
     }

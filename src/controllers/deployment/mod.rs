@@ -530,6 +530,13 @@ impl Component for DeploymentController {
         "deployment-controller"
     }
 
+    fn user(&self) -> crate::auth::UserInfo {
+        crate::auth::UserInfo::service_account(
+            "kube-system",
+            crate::auth::rbac::controller_policy::DEPLOYMENT,
+        )
+    }
+
     fn watches(&self) -> Vec<WatchSpec> {
         vec![
             WatchSpec::all(deployments()),
