@@ -269,10 +269,10 @@ fn control_plane_faults_break_watches_lose_messages_and_crash_containers() {
         report.verdicts,
         report.violations
     );
-    // Every informer (40: 3 kubelets × 3 (pods, their node, services), scheduler 2, ReplicaSet and replication controllers
+    // Every informer (41: 3 kubelets × 3 (pods, their node, services), scheduler 2, ReplicaSet and replication controllers
     // 2 each, Deployment controller 3, node lifecycle 3, taint eviction 2, PodGC 2, namespace
     // controller 1, event expiry 1, garbage collector 6, Endpoints controller 3, EndpointSlice
-    // controller 4) resumes once the apiserver is back
+    // controller 4, ClusterRole aggregation 1) resumes once the apiserver is back
     // (80 s), within the reflector's delay; later, watch events lost on the lossy links break
     // and resume watches too.
     let resumed = lines_of(&report, "watch");
@@ -280,7 +280,7 @@ fn control_plane_faults_break_watches_lose_messages_and_crash_containers() {
         .iter()
         .filter(|(t, _, _)| (80.0..82.0).contains(t))
         .count();
-    assert_eq!(after_restart, 40, "{resumed:?}");
+    assert_eq!(after_restart, 41, "{resumed:?}");
     assert!(
         resumed
             .iter()
