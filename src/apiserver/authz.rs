@@ -5,7 +5,8 @@ use std::sync::{RwLock, RwLockReadGuard};
 
 use serde_json::Value;
 
-use super::{ApiServer, ListOptions, Part};
+use super::node_authz::NodeMode;
+use super::{ApiServer, ListOptions};
 use crate::api::registry::{self, RBAC_GROUP};
 use crate::api::status::ApiError;
 use crate::auth::authorizer::{union, Authorizer, PrivilegedGroups};
@@ -67,15 +68,17 @@ impl<S: Store> ApiServer<S> {
         Ok(())
     }
 
-    /// k8s: the apiserver's authorizer — the union of the privileged group and RBAC.
+    /// k8s: the apiserver's authorizer — the union of the privileged group, the Node
+    /// authorizer and RBAC.
     pub fn authorize(&self, user: &UserInfo, a: &Attributes) -> Decision {
         // The privileged group first, without the index's lock.
         if let d @ Decision::Allow(_) = PrivilegedGroups.authorize(user, a) {
             return d;
         }
+        // k8s: --authorization-mode=Node,RBAC.
+        let graph = self.node_authorizer();
         let index = self.rbac();
-        let rbac = Rbac(&index);
-        union(&[&rbac], user, a)
+        union(&[&NodeMode(&graph), &Rbac(&index)], user, a)
     }
 
     /// `Ok` if `user` may, else the 403 upstream answers.
@@ -115,11 +118,7 @@ pub fn op_attributes(op: &ApiOp) -> Attributes<'_> {
             ns(namespace),
             name,
         )
-        .with_subresource(match part {
-            Part::Main => "",
-            Part::Status => "status",
-            Part::Finalize => "finalize",
-        }),
+        .with_subresource(part.subresource()),
         ApiOp::Delete {
             resource,
             namespace,

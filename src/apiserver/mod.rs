@@ -11,6 +11,7 @@ pub mod cacher;
 mod escalation;
 #[cfg(feature = "server")]
 pub mod http;
+mod node_authz;
 pub mod node_graph;
 mod object;
 pub mod patch;
@@ -36,6 +37,7 @@ use crate::api::registry::{self, ResourceInfo};
 use crate::api::selector::Selector;
 use crate::api::status::{ApiError, FieldError};
 use crate::api::{admission, names};
+use crate::auth::node::admission as node_admission;
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
 pub use authz::op_attributes;
@@ -182,6 +184,17 @@ pub enum Part {
     Status,
     /// `namespaces/finalize`: only `spec.finalizers` changes.
     Finalize,
+}
+
+impl Part {
+    /// The subresource an update of this part is sent to.
+    pub fn subresource(self) -> &'static str {
+        match self {
+            Part::Main => "",
+            Part::Status => "status",
+            Part::Finalize => "finalize",
+        }
+    }
 }
 
 /// Options of a delete (the fields of `DeleteOptions` gantry honours).
@@ -423,6 +436,8 @@ pub struct ApiServer<S> {
     tokens: Option<crate::auth::serviceaccount::TokenConfig>,
     /// The RBAC objects, indexed for the authorizer (`authz`).
     rbac: authz::RbacState,
+    /// The Node authorizer's graph (`node_authz`).
+    node_authz: node_authz::NodeState,
 }
 
 fn namespaces() -> &'static ResourceInfo {
@@ -690,6 +705,7 @@ impl<S: Store> ApiServer<S> {
             }),
             tokens: None,
             rbac: Default::default(),
+            node_authz: Default::default(),
         }
     }
 
@@ -781,6 +797,7 @@ impl<S: Store> ApiServer<S> {
     /// Records what a write stored (`obj` carries its new resourceVersion) and returns it.
     fn wrote(&self, key: &str, revision: Revision, obj: Value) -> Arc<Value> {
         self.rbac_committed(key, Some(&obj));
+        self.node_graph_committed(key, Some(&obj));
         let shared = Arc::new(obj);
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.insert(key.to_string(), (revision, shared.clone()));
@@ -789,6 +806,7 @@ impl<S: Store> ApiServer<S> {
 
     fn forget(&self, key: &str) {
         self.rbac_committed(key, None);
+        self.node_graph_committed(key, None);
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.remove(key);
     }
@@ -916,6 +934,7 @@ impl<S: Store> ApiServer<S> {
         mut next: impl FnMut() -> RequestContext,
     ) -> Result<(), ApiError> {
         self.load_rbac().await?;
+        self.load_node_authorizer().await?;
         for ns in BOOT_NAMESPACES {
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             match self.create(namespaces(), None, body, &next()).await {
@@ -1298,6 +1317,17 @@ impl<S: Store> ApiServer<S> {
             self.admit_namespace(res, n, &name).await?;
         }
         self.confirm_rbac_write(res, ns.unwrap_or(""), &name, &obj, &ctx.user)?;
+        self.admit_node_write(
+            &ctx.user,
+            node_admission::Operation::Create,
+            res,
+            "",
+            ns.unwrap_or(""),
+            "",
+            None,
+            Some(&obj),
+        )
+        .await?;
         let key = key(res, ns, &name)?;
         let reserved = if is_services(res) {
             // A Service that exists already is a 409, not a clash of its addresses.
@@ -1391,6 +1421,18 @@ impl<S: Store> ApiServer<S> {
             }
             let mut new = self.merge_update(res, &old, body, part, ctx)?;
             self.confirm_rbac_write(res, namespace.unwrap_or(""), name, &new, &ctx.user)?;
+            // k8s: NodeRestriction sees the object as it will be stored.
+            self.admit_node_write(
+                &ctx.user,
+                node_admission::Operation::Update,
+                res,
+                part.subresource(),
+                namespace.unwrap_or(""),
+                name,
+                Some(&old),
+                Some(&new),
+            )
+            .await?;
             if (res.group, res.plural) == ("scheduling.k8s.io", "priorityclasses")
                 && old["globalDefault"] != json!(true)
             {
@@ -1611,6 +1653,17 @@ impl<S: Store> ApiServer<S> {
         let key = key(res, namespace, name)?;
         for _ in 0..RETRIES {
             let (obj, kv) = self.read(res, &key, name).await?;
+            self.admit_node_write(
+                &ctx.user,
+                node_admission::Operation::Delete,
+                res,
+                "",
+                namespace.unwrap_or(""),
+                name,
+                Some(&obj),
+                None,
+            )
+            .await?;
             let mut obj = Arc::unwrap_or_clone(obj);
             let uid = object::meta_str(&obj, "uid").unwrap_or("").to_string();
             if let Some(want) = opts.precondition_uid.as_deref().filter(|u| *u != uid) {

@@ -58,6 +58,19 @@ impl<S: Store> ApiServer<S> {
                 "serviceaccounts/token: this apiserver has no service-account signing key",
             ));
         };
+        // k8s: NodeRestriction — a node asks only for tokens bound to its own pods.
+        let sas = crate::api::registry::by_plural("", "serviceaccounts").expect("registered");
+        self.admit_node_write(
+            &ctx.user,
+            crate::auth::node::admission::Operation::Create,
+            sas,
+            "token",
+            namespace,
+            name,
+            None,
+            Some(&req),
+        )
+        .await?;
         if !req.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request must be a JSON or YAML object",

@@ -505,6 +505,19 @@ async fn handle(
         ("POST", Some(name), Some("eviction")) => {
             let eviction = decode_body(&content_type(req), body)?;
             let opts = delete_options(&eviction["deleteOptions"], query)?;
+            // k8s: NodeRestriction — a node evicts only its own pods.
+            let user = super::authz::request_user(req);
+            api.admit_node_write(
+                &user,
+                crate::auth::node::admission::Operation::Create,
+                res,
+                "eviction",
+                ns.unwrap_or(""),
+                name,
+                None,
+                Some(&eviction),
+            )
+            .await?;
             api.delete(res, ns, name, &opts, &ctx()).await?;
             Ok(respond::json(201, &respond::success()))
         }

@@ -720,9 +720,8 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:volume-scheduler",
             vec![user("system:kube-scheduler")],
         ),
-        // Upstream binds no one here since the Node authorizer (v1.8); until gantry has one,
-        // the nodes group gets the role (docs/decisions.md).
-        binding("system:node", vec![group(crate::auth::user::NODES_GROUP)]),
+        // k8s: bound to no one since v1.8: nodes are authorized by the Node authorizer.
+        binding("system:node", vec![]),
         binding(
             "system:service-account-issuer-discovery",
             vec![group(crate::auth::user::ALL_SERVICE_ACCOUNTS_GROUP)],
