@@ -1,125 +1,21 @@
-//! The static rules every node gets for what the graph does not subdivide, and the small
-//! matcher that evaluates them. k8s: bootstrappolicy.NodeRules() (the `system:node` role,
-//! plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go) evaluated by rbac.RulesAllow.
-//!
-//! This is the one place to switch to the RBAC authorizer's rule matcher once both exist.
+//! The static rules every node gets for what the graph does not subdivide. k8s:
+//! bootstrappolicy.NodeRules() (the `system:node` role) evaluated by rbac.RulesAllow: the same
+//! rules as the bootstrap policy's `system:node` ClusterRole, matched by the RBAC matcher.
 
-/// One PolicyRule without resourceNames (NodeRules has none): `resources` holds `res` or
-/// `res/sub`.
-#[derive(Clone, Copy, Debug)]
-pub struct StaticRule {
-    pub verbs: &'static [&'static str],
-    pub api_groups: &'static [&'static str],
-    pub resources: &'static [&'static str],
-}
+use std::sync::OnceLock;
 
-const fn rule(
-    verbs: &'static [&'static str],
-    api_groups: &'static [&'static str],
-    resources: &'static [&'static str],
-) -> StaticRule {
-    StaticRule {
-        verbs,
-        api_groups,
-        resources,
-    }
-}
-
-const READ: &[&str] = &["get", "list", "watch"];
-const CORE: &[&str] = &[""];
-const STORAGE: &[&str] = &["storage.k8s.io"];
-
-/// k8s: NodeRules() in v1.33, in upstream's order (DRA and ClusterTrustBundle rules are behind
-/// feature gates that are off by default and are left out).
-pub static NODE_RULES: &[StaticRule] = &[
-    // Needed to check API access. These creates are non-mutating.
-    rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-    rule(
-        &["create"],
-        &["authorization.k8s.io"],
-        &["subjectaccessreviews", "localsubjectaccessreviews"],
-    ),
-    // Needed to build serviceLister, to populate env vars for services.
-    rule(READ, CORE, &["services"]),
-    // Nodes can register Node API objects and report status (NodeRestriction limits a node
-    // to its own).
-    rule(&["create", "get", "list", "watch"], CORE, &["nodes"]),
-    rule(&["update", "patch"], CORE, &["nodes/status"]),
-    rule(&["update", "patch"], CORE, &["nodes"]),
-    rule(&["create", "update", "patch"], CORE, &["events"]),
-    rule(READ, CORE, &["pods"]),
-    // Mirror pods, pod status and evictions (NodeRestriction limits them to bound pods).
-    rule(&["create", "delete"], CORE, &["pods"]),
-    rule(&["update", "patch"], CORE, &["pods/status"]),
-    rule(&["create"], CORE, &["pods/eviction"]),
-    // The Node authorizer limits these to objects of pods bound to the node.
-    rule(READ, CORE, &["secrets", "configmaps"]),
-    rule(
-        &["get"],
-        CORE,
-        &["persistentvolumeclaims", "persistentvolumes"],
-    ),
-    rule(&["get"], CORE, &["endpoints"]),
-    // The kubelet rotates its own client certificate.
-    rule(
-        &["create", "get", "list", "watch"],
-        &["certificates.k8s.io"],
-        &["certificatesigningrequests"],
-    ),
-    rule(
-        &["get", "create", "update", "patch", "delete"],
-        &["coordination.k8s.io"],
-        &["leases"],
-    ),
-    rule(&["get"], STORAGE, &["volumeattachments"]),
-    rule(&["create"], CORE, &["serviceaccounts/token"]),
-    rule(
-        &["get", "update", "patch"],
-        CORE,
-        &["persistentvolumeclaims/status"],
-    ),
-    rule(READ, STORAGE, &["csidrivers"]),
-    rule(
-        &["get", "create", "update", "patch", "delete"],
-        STORAGE,
-        &["csinodes"],
-    ),
-    rule(READ, &["node.k8s.io"], &["runtimeclasses"]),
-];
-
-/// k8s: rbac.RuleAllows for a resource request (VerbMatches, APIGroupMatches,
-/// ResourceMatches; `*` matches anything, `*/sub` any resource's subresource).
-pub fn rule_allows(
-    rule: &StaticRule,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    subresource: &str,
-) -> bool {
-    let verb_ok = rule.verbs.iter().any(|v| *v == "*" || *v == verb);
-    let group_ok = rule.api_groups.iter().any(|g| *g == "*" || *g == group);
-    let resource_ok = rule.resources.iter().any(|r| {
-        if *r == "*" {
-            return true;
-        }
-        if subresource.is_empty() {
-            return *r == resource;
-        }
-        match r.split_once('/') {
-            Some((res, sub)) => (res == resource || res == "*") && sub == subresource,
-            None => false,
-        }
-    });
-    verb_ok && group_ok && resource_ok
-}
+use crate::auth::rbac::policy::node_rules;
+use crate::auth::rbac::{Attributes, Rule};
 
 /// k8s: rbac.RulesAllow(attrs, NodeRules()...) for a resource request. Non-resource requests
 /// (an empty `resource`) match no node rule.
 pub fn node_rules_allow(verb: &str, group: &str, resource: &str, subresource: &str) -> bool {
-    !resource.is_empty()
-        && NODE_RULES
-            .iter()
-            .any(|r| rule_allows(r, verb, group, resource, subresource))
+    static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
+    if resource.is_empty() {
+        return false;
+    }
+    let a = Attributes::resource(verb, group, resource, "", "").with_subresource(subresource);
+    RULES.get_or_init(node_rules).iter().any(|r| r.allows(&a))
 }
 
 #[cfg(test)]
@@ -172,15 +68,5 @@ mod tests {
                 "{verb} {group}/{res}/{sub}"
             );
         }
-    }
-
-    #[test]
-    fn wildcards_match_as_in_rbac() {
-        let any = rule(&["*"], &["*"], &["*"]);
-        assert!(rule_allows(&any, "delete", "apps", "deployments", "scale"));
-        let subs = rule(&["get"], &[""], &["*/status"]);
-        assert!(rule_allows(&subs, "get", "", "pods", "status"));
-        assert!(!rule_allows(&subs, "get", "", "pods", ""));
-        assert!(!rule_allows(&subs, "get", "", "pods", "log"));
     }
 }
