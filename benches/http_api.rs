@@ -181,19 +181,32 @@ fn main() {
     println!("| measurement | clients | requests | per second | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|---:|---:|");
     // The API alone: no node agent (its pods would be real processes).
-    for (label, flags) in [
-        ("TLS + client cert", &["--no-node"][..]),
-        ("--insecure-http", &["--no-node", "--insecure-http"][..]),
+    // (label, flags, act as a user RBAC judges instead of the system:masters admin)
+    for (label, flags, rbac) in [
+        ("TLS + client cert + RBAC", &["--no-node"][..], true),
+        (
+            "TLS + client cert, system:masters",
+            &["--no-node"][..],
+            false,
+        ),
+        (
+            "--insecure-http",
+            &["--no-node", "--insecure-http"][..],
+            false,
+        ),
     ] {
-        measure(label, flags, run);
+        measure(label, flags, rbac, run);
     }
 }
 
-fn measure(label: &str, flags: &[&str], run: Duration) {
+fn measure(label: &str, flags: &[&str], rbac: bool, run: Duration) {
     let server = start_server(flags);
     let rt = runtime();
     let address = server.address.clone();
     rt.block_on(async {
+        if rbac {
+            support::server::act_as_rbac_user(&server).await;
+        }
         // The watches first, on a server at rest: the create phase leaves tens of thousands
         // of pods that no node will take, and the scheduler inside the server keeps retrying
         // them (that is measured too: the create and get rows run with it busy).

@@ -71,6 +71,63 @@ fn tls_client(kubeconfig: &str) -> Option<Arc<rustls::ClientConfig>> {
     Some(Arc::new(config))
 }
 
+/// From now on the bench's connections to `server` act as user `bench`, known by a client
+/// certificate of the cluster's client CA and bound to the ClusterRole `cluster-admin` by a
+/// ClusterRoleBinding, so that every request is judged by RBAC (the admin is in
+/// `system:masters`, which skips it, as upstream).
+pub async fn act_as_rbac_user(server: &Server) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let binding = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding",
+        "metadata":{"name":"bench-admin"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
+        "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"bench"}]}"#;
+    let path = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+    let (code, body) = Conn::open(&server.address)
+        .await
+        .call("POST", path, binding)
+        .await;
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let tls = server.dir.path().join("tls");
+    let read = |f: &str| std::fs::read_to_string(tls.join(f)).expect(f);
+    let client_ca = gantry::host::pki::CertKey {
+        cert_pem: read("client-ca.crt"),
+        key_pem: read("client-ca.key"),
+    };
+    let cert = gantry::host::pki::issue::leaf(
+        &client_ca,
+        "bench",
+        None,
+        &gantry::host::pki::Names::from_strings([]),
+        gantry::host::pki::issue::Usage::Client,
+        1,
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("a client certificate for the bench user");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(read("server-ca.crt").as_bytes()) {
+        roots.add(c.expect("CA")).expect("CA");
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate");
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            chain,
+            PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key"),
+        )
+        .expect("client certificate");
+    clients()
+        .lock()
+        .unwrap()
+        .insert(server.address.clone(), Arc::new(config));
+}
+
 /// A connection's byte stream, TLS or plain.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
