@@ -18,24 +18,7 @@ fn clients() -> &'static Mutex<HashMap<String, Arc<rustls::ClientConfig>>> {
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
-    for v in text.bytes().filter_map(value) {
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
+    gantry::auth::serviceaccount::jwt::b64std_decode(text.trim()).expect("base64 data")
 }
 
 /// The admin's TLS client from a kubeconfig's embedded data; `None` without a CA.

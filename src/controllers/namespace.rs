@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use rand::RngCore;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::cache::Cache;
 use crate::api::registry::{self, ResourceInfo, Verb};
@@ -375,4 +375,11 @@ impl Component for NamespaceController {
             self.pump(now, out);
         }
     }
+}
+
+/// A namespace objects may still be created in: not deleted, not Terminating (the
+/// controllers that keep one object in every namespace skip the others).
+pub fn is_live(ns: &Value) -> bool {
+    ns.pointer("/metadata/deletionTimestamp").is_none()
+        && ns.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
 }

@@ -110,11 +110,6 @@ impl RootCaPublisher {
     }
 }
 
-fn live(ns: &Value) -> bool {
-    ns.pointer("/metadata/deletionTimestamp").is_none()
-        && ns.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
-}
-
 impl Component for RootCaPublisher {
     fn user(&self) -> crate::auth::UserInfo {
         crate::auth::UserInfo::service_account(
@@ -145,7 +140,7 @@ impl Component for RootCaPublisher {
                 if resource == namespaces() {
                     self.live = items
                         .iter()
-                        .filter(|n| live(n))
+                        .filter(|n| super::namespace::is_live(n))
                         .map(|n| n["metadata"]["name"].as_str().unwrap_or("").to_string())
                         .collect();
                 } else {
@@ -169,7 +164,7 @@ impl Component for RootCaPublisher {
                 let obj = &event.object;
                 if resource == namespaces() {
                     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-                    if event.type_ == EventType::Deleted || !live(obj) {
+                    if event.type_ == EventType::Deleted || !super::namespace::is_live(obj) {
                         self.live.remove(&name);
                         self.maps.remove(&name);
                     } else {

@@ -69,11 +69,6 @@ impl ServiceAccountsController {
     }
 }
 
-fn live(ns: &Value) -> bool {
-    ns.pointer("/metadata/deletionTimestamp").is_none()
-        && ns.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
-}
-
 fn str_at<'a>(obj: &'a Value, field: &str) -> &'a str {
     obj["metadata"][field].as_str().unwrap_or("")
 }
@@ -108,7 +103,7 @@ impl Component for ServiceAccountsController {
                 if resource == namespaces() {
                     self.live = items
                         .iter()
-                        .filter(|n| live(n))
+                        .filter(|n| super::namespace::is_live(n))
                         .map(|n| str_at(n, "name").to_string())
                         .collect();
                 } else {
@@ -124,7 +119,7 @@ impl Component for ServiceAccountsController {
                 let obj = &*event.object;
                 if resource == namespaces() {
                     let name = str_at(obj, "name").to_string();
-                    if event.type_ == EventType::Deleted || !live(obj) {
+                    if event.type_ == EventType::Deleted || !super::namespace::is_live(obj) {
                         self.live.remove(&name);
                     } else {
                         self.live.insert(name.clone());

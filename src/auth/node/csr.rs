@@ -2,28 +2,10 @@
 //! (k8s: certapi.ParseCSR, then x509.ParseCertificateRequest's Subject.CommonName; the
 //! signature is not checked here, as upstream's admission does not check it either).
 
-/// Standard base64 (RFC 4648), padding optional, whitespace ignored.
+/// Standard base64 (RFC 4648), padding optional, whitespace ignored (a PEM body's lines).
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    crate::auth::serviceaccount::jwt::b64std_decode(&compact)
 }
 
 /// k8s: certapi.ParseCSR's PEM step: the first block must be a `CERTIFICATE REQUEST`.

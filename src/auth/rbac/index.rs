@@ -23,6 +23,12 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// Every subject with whether it is a user (else a group).
+    fn subjects(&self) -> impl Iterator<Item = (bool, &String)> {
+        let users = self.users.iter().map(|u| (true, u));
+        users.chain(self.groups.iter().map(|g| (false, g)))
+    }
+
     /// From a stored RoleBinding (`namespace` Some) or ClusterRoleBinding.
     pub fn from_json(obj: &Value, namespace: Option<&str>) -> Binding {
         let mut b = Binding {
@@ -212,12 +218,7 @@ impl RbacIndex {
     }
 
     fn index(&mut self, b: &Binding, namespace: Option<&str>, name: &str) {
-        let subjects = b
-            .users
-            .iter()
-            .map(|u| (true, u))
-            .chain(b.groups.iter().map(|g| (false, g)));
-        for (is_user, subject) in subjects {
+        for (is_user, subject) in b.subjects() {
             let map = if is_user {
                 &mut self.users
             } else {
@@ -240,12 +241,7 @@ impl RbacIndex {
     }
 
     fn unindex(&mut self, b: &Binding, namespace: Option<&str>, name: &str) {
-        let subjects = b
-            .users
-            .iter()
-            .map(|u| (true, u))
-            .chain(b.groups.iter().map(|g| (false, g)));
-        for (is_user, subject) in subjects {
+        for (is_user, subject) in b.subjects() {
             let map = if is_user {
                 &mut self.users
             } else {
